@@ -1,0 +1,140 @@
+"""GPT-2: token + position embeddings, a stack of transformer blocks, a final LayerNorm and
+an LM head that shares its weight with the token embedding (Radford et al., 2019)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import torch
+from torch import Tensor, nn
+
+from gpt2.attention import KVCache
+from gpt2.config import GPT2Config
+from gpt2.layer_norm import LayerNorm
+from gpt2.transformer_block import TransformerBlock
+
+
+class GPT2(nn.Module):
+    """The GPT-2 language model: token ids (B, T) -> next-token logits (B, T, vocab_size)."""
+
+    def __init__(self, cfg: GPT2Config) -> None:
+        super().__init__()
+        cfg.validate()
+        self.cfg = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)  # wte
+        self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)  # wpe (learned)
+        self.drop_emb = nn.Dropout(cfg.drop_rate)
+        self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.n_layers))
+        self.final_norm = LayerNorm(cfg.emb_dim, cfg.layer_norm_epsilon, cfg.bias)
+        self.lm_head = nn.Linear(cfg.emb_dim, cfg.vocab_size, bias=False)
+        self.lm_head.weight = self.tok_emb.weight  # weight tying (Press & Wolf, 2017)
+        self.reset_parameters()
+
+    @property
+    def config(self) -> GPT2Config:
+        return self.cfg
+
+    def reset_parameters(self) -> None:
+        """GPT-2's initialisation: N(0, 0.02) weights, zero biases, unit LayerNorm gains, and the
+        projections that write into the residual stream scaled by 1/sqrt(2 * n_layers) so its
+        variance does not grow with depth."""
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+            if isinstance(module, LayerNorm):
+                nn.init.ones_(module.weight)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        residual_std = 0.02 / math.sqrt(2 * self.cfg.n_layers)
+        for block in self.blocks:
+            nn.init.normal_(block.attn.proj.weight, mean=0.0, std=residual_std)
+            nn.init.normal_(block.mlp.proj.weight, mean=0.0, std=residual_std)
+
+    def num_parameters(self, exclude_embeddings: bool = False) -> int:
+        """Distinct parameters (the tied head counted once). GPT-2 small: 124,439,808."""
+        n = sum(p.numel() for p in self.parameters())  # parameters() yields shared ones once
+        if exclude_embeddings:
+            n -= self.tok_emb.weight.numel() + self.pos_emb.weight.numel()
+        return n
+
+    def forward(self, idx: Tensor, cache: KVCache | None = None,
+                attention_mask: Tensor | None = None,
+                position_ids: Tensor | None = None) -> Tensor:
+        """idx: (B, T) token ids -> logits (B, T, vocab_size).
+
+        cache: keys/values of earlier positions (generation); the new positions follow them.
+        attention_mask: (B, T_past + T), 1 for real tokens and 0 for padding.
+        position_ids: (B, T), needed with left padding; defaults to T_past, ..., T_past + T - 1.
+        """
+        past = cache.length if cache is not None else 0
+        self._check_input(idx, past)
+        B, T = idx.shape
+        if position_ids is None:
+            position_ids = torch.arange(past, past + T, device=idx.device).unsqueeze(0)  # (1, T)
+        x = self.drop_emb(self.tok_emb(idx) + self.pos_emb(position_ids))  # (B, T, d)
+        mask = self._attention_mask(T, past, attention_mask, idx.device)
+        for i, block in enumerate(self.blocks):
+            x = block(x, mask, cache.layers[i] if cache is not None else None)
+        return self.lm_head(self.final_norm(x))  # (B, T, vocab_size)
+
+    @staticmethod
+    def _attention_mask(T: int, past: int, attention_mask: Tensor | None,
+                        device: torch.device) -> Tensor | None:
+        """None when plain causal attention suffices, else bool (B or 1, 1, T, past + T)."""
+        if attention_mask is None and (past == 0 or T == 1):
+            return None
+        q_pos = torch.arange(past, past + T, device=device).unsqueeze(1)  # (T, 1)
+        k_pos = torch.arange(past + T, device=device).unsqueeze(0)  # (1, past + T)
+        mask = (k_pos <= q_pos)[None, None]  # (1, 1, T, past + T): causal
+        if attention_mask is not None:
+            mask = mask & attention_mask.bool()[:, None, None, :]
+            # A padding query would see no key at all (NaN softmax); let it see itself.
+            mask = mask | (k_pos == q_pos)[None, None]
+        return mask
+
+    def _check_input(self, idx: Tensor, past: int) -> None:
+        """Turn the usual mistakes into a clear ValueError instead of an index error deep inside."""
+        if not isinstance(idx, Tensor):
+            raise ValueError(f"idx must be a torch.Tensor of token ids, got {type(idx).__name__}")
+        if idx.dtype not in (torch.int64, torch.int32):
+            raise ValueError(f"idx must hold integer token ids (torch.long), got dtype {idx.dtype}")
+        if idx.dim() != 2:
+            raise ValueError(
+                f"idx must have shape (batch, seq_len), got {tuple(idx.shape)}; "
+                "use idx.unsqueeze(0) for a single sequence"
+            )
+        if idx.size(1) == 0:
+            raise ValueError("idx is empty (seq_len 0); give at least one token")
+        if past + idx.size(1) > self.cfg.context_length:
+            raise ValueError(
+                f"sequence length {past + idx.size(1)} exceeds the model's context_length "
+                f"{self.cfg.context_length}; crop the input to the last {self.cfg.context_length} tokens"
+            )
+        if torch.compiler.is_compiling():
+            return
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= self.cfg.vocab_size:
+            bad = lo if lo < 0 else hi
+            raise ValueError(
+                f"token id {bad} is outside the vocabulary [0, {self.cfg.vocab_size}); "
+                "was the text encoded with a different tokenizer?"
+            )
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
+                        dtype: torch.dtype | None = None) -> GPT2:
+        """Load our checkpoint directory or a local Hugging Face GPT-2 directory."""
+        from gpt2.checkpoint import load_model
+
+        return load_model(path, device=device, dtype=dtype)
+
+    def save_pretrained(self, path: str | Path) -> None:
+        """Write a directory that both `GPT2.from_pretrained` and transformers'
+        `GPT2LMHeadModel.from_pretrained` load. Atomic: see `gpt2.checkpoint`."""
+        from gpt2.checkpoint import save_checkpoint
+
+        save_checkpoint(path, self)
+
