@@ -1,0 +1,134 @@
+"""Loaders over prepared token shards.
+
+RandomWindowLoader: training batches of random windows, drawn from memmapped shards.
+    Batch k is a pure function of (seed, k), so a saved position restores the stream
+    exactly. Under DDP every rank draws the same global batch (batch_size * world_size
+    windows) and keeps its own rows, so 2 ranks x B sees exactly what 1 rank x 2B sees.
+SequentialLoader: one pass over a split in non-overlapping windows, for an exact
+    validation loss over every token.
+create_dataloader_v1: the original project's sliding-window DataLoader over raw text
+    (see text_dataset.py), re-exported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gpt2.data.shards import open_shard, read_meta, split_shards
+from gpt2.data.text_dataset import GPTDatasetV1, create_dataloader_v1
+
+__all__ = ["GPTDatasetV1", "RandomWindowLoader", "SequentialLoader", "create_dataloader_v1"]
+
+
+def _check_rank(rank: int, world_size: int, batch_size: int, context_length: int) -> None:
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
+    if batch_size < 1 or context_length < 1:
+        raise ValueError(f"batch_size ({batch_size}) and context_length ({context_length}) must be >= 1")
+
+
+def _to_device(windows: np.ndarray, device: str | torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T+1) windows -> x = windows[:, :-1], y = windows[:, 1:] as int64 on `device`."""
+    batch = torch.from_numpy(windows.astype(np.int64))  # (B, T+1)
+    x, y = batch[:, :-1], batch[:, 1:]  # (B, T) each; y is x shifted by one
+    if torch.device(device).type == "cuda":
+        return x.pin_memory().to(device, non_blocking=True), y.pin_memory().to(device, non_blocking=True)
+    return x.contiguous().to(device), y.contiguous().to(device)
+
+
+def _open_split(data_dir: str | Path, split: str) -> list[np.ndarray]:
+    shards = [open_shard(p) for p in split_shards(data_dir, split)]
+    return [s for s in shards if len(s)]
+
+
+class RandomWindowLoader:
+    """Endless stream of (x, y) int64 (batch_size, context_length) batches of random windows."""
+
+    def __init__(self, data_dir: str | Path, split: str = "train", batch_size: int = 8,
+                 context_length: int = 256, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 device: str | torch.device = "cpu") -> None:
+        _check_rank(rank, world_size, batch_size, context_length)
+        self.data_dir, self.split = Path(data_dir), split
+        self.batch_size, self.context_length = batch_size, context_length
+        self.seed, self.rank, self.world_size, self.device = seed, rank, world_size, device
+        self.shards = _open_split(data_dir, split)
+        # A window needs context_length + 1 tokens; shard i offers len_i - context_length starts.
+        self._starts = np.array([max(0, len(s) - context_length) for s in self.shards], dtype=np.int64)
+        self.n_tokens = int(sum(len(s) for s in self.shards))
+        if self._starts.sum() == 0:
+            raise ValueError(f"{data_dir}: the {split} split has {self.n_tokens:,} tokens, fewer than one "
+                             f"window of context_length + 1 = {context_length + 1:,}; use a smaller "
+                             "context_length or more text")
+        self._cum = np.cumsum(self._starts)  # global start g lies in the first shard with g < cum
+        self.step = 0
+
+    def window_starts(self, step: int) -> list[tuple[int, int]]:
+        """(shard, offset) of this rank's windows in batch `step`: a pure function of (seed, step)."""
+        rng = np.random.default_rng([self.seed, step])
+        g = rng.integers(0, int(self._cum[-1]), size=self.batch_size * self.world_size)  # global batch
+        g = g[self.rank * self.batch_size:(self.rank + 1) * self.batch_size]  # this rank's rows
+        shard = np.searchsorted(self._cum, g, side="right")
+        offset = g - (self._cum[shard] - self._starts[shard])
+        return list(zip(shard.tolist(), offset.tolist(), strict=True))
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        T = self.context_length
+        windows = np.stack([self.shards[s][o:o + T + 1] for s, o in self.window_starts(self.step)])
+        self.step += 1
+        return _to_device(windows, self.device)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        while True:
+            yield self.next_batch()
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to continue the exact same stream (plain ints and strings)."""
+        return {"seed": self.seed, "step": self.step, "split": self.split, "n_tokens": self.n_tokens,
+                "global_batch_size": self.batch_size * self.world_size, "context_length": self.context_length}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Continue from a saved position; refuses a state from different data or batch shape."""
+        mine = self.state_dict()
+        for key in ("split", "n_tokens", "global_batch_size", "context_length"):
+            if state.get(key) != mine[key]:
+                raise ValueError(f"cannot resume the data stream: saved {key}={state.get(key)!r}, "
+                                 f"now {mine[key]!r}")
+        self.seed, self.step = int(state["seed"]), int(state["step"])
+
+
+class SequentialLoader:
+    """One pass over a split: non-overlapping windows, every token predicted once (except the
+    first of each shard and a tail shorter than a window). Rank r takes windows r, r+W, ...;
+    the last batch may be smaller, so weight batch losses by their size for the exact mean."""
+
+    def __init__(self, data_dir: str | Path, split: str = "val", batch_size: int = 8,
+                 context_length: int = 256, rank: int = 0, world_size: int = 1,
+                 device: str | torch.device = "cpu", max_batches: int | None = None) -> None:
+        _check_rank(rank, world_size, batch_size, context_length)
+        self.batch_size, self.context_length, self.device = batch_size, context_length, device
+        self.shards = _open_split(data_dir, split)
+        T = context_length
+        windows = [(s, k * T) for s, shard in enumerate(self.shards) for k in range((len(shard) - 1) // T)]
+        if not windows:
+            n = sum(len(s) for s in self.shards)
+            val_ratio = read_meta(data_dir).get("split", {}).get("val_ratio")
+            hint = " (val_ratio is 0)" if split == "val" and val_ratio == 0 else ""
+            raise ValueError(f"{data_dir}: the {split} split has {n:,} tokens{hint}, fewer than one window "
+                             f"of context_length + 1 = {T + 1:,}; use a smaller context_length or more text")
+        self.windows = windows[rank::world_size]
+        n_batches = -(-len(self.windows) // batch_size)
+        self.n_batches = n_batches if max_batches is None else min(n_batches, max_batches)
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        T, B = self.context_length, self.batch_size
+        for b in range(self.n_batches):
+            rows = [self.shards[s][o:o + T + 1] for s, o in self.windows[b * B:(b + 1) * B]]
+            yield _to_device(np.stack(rows), self.device)

@@ -1,0 +1,135 @@
+"""The token shard format: a small binary header followed by the raw token ids.
+
+    offset  size  field
+         0     8  magic  b"GPT2TOKS"
+         8     4  format version (uint32, little-endian), currently 1
+        12     4  bytes per token: 2 (uint16) or 4 (uint32)
+        16     8  number of tokens (uint64)
+        24    40  zero padding (the header is 64 bytes, so tokens start aligned)
+        64     -  the tokens, little-endian
+
+A folder of shards also holds `meta.json` (tokenizer identity, sources, split, counts,
+the list of shards with their sha256) and the tokenizer itself in `tokenizer/`.
+meta.json is written last: a folder without it holds nothing a loader will read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MAGIC = b"GPT2TOKS"
+VERSION = 1
+HEADER_SIZE = 64
+_HEADER = struct.Struct("<8sIIQ")
+META_FILE = "meta.json"
+TOKENIZER_DIR = "tokenizer"
+SPLITS = ("train", "val")
+
+
+def dtype_for_vocab(vocab_size: int) -> np.dtype:
+    """uint16 when every id fits in 16 bits, else uint32 (half the disk and page cache)."""
+    if vocab_size <= 2**16:
+        return np.dtype("<u2")
+    if vocab_size <= 2**32:
+        return np.dtype("<u4")
+    raise ValueError(f"vocabulary size {vocab_size:,} is too large for the shard format (at most 2**32 ids)")
+
+
+class ShardWriter:
+    """Appends token arrays to one shard file; the header's count is filled in on close."""
+
+    def __init__(self, path: str | Path, dtype: np.dtype) -> None:
+        self.path = Path(path)
+        self.dtype = np.dtype(dtype).newbyteorder("<")
+        self.n_tokens = 0
+        self._sha = hashlib.sha256()
+        self._file = open(self.path, "wb")  # noqa: SIM115 (closed in close())
+        self._file.write(bytes(HEADER_SIZE))
+
+    def write(self, tokens: np.ndarray) -> None:
+        data = np.ascontiguousarray(tokens, dtype=self.dtype).tobytes()
+        self._file.write(data)
+        self._sha.update(data)
+        self.n_tokens += len(tokens)
+
+    def close(self) -> dict[str, Any]:
+        """Write the header, fsync; returns {"file", "tokens", "sha256"} (sha256 of the tokens)."""
+        self._file.seek(0)
+        self._file.write(_HEADER.pack(MAGIC, VERSION, self.dtype.itemsize, self.n_tokens))
+        self._file.flush()
+        os.fsync(self._file.fileno())
+        self._file.close()
+        return {"file": self.path.name, "tokens": self.n_tokens, "sha256": self._sha.hexdigest()}
+
+    def abort(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def read_header(path: str | Path) -> tuple[np.dtype, int]:
+    """(dtype, number of tokens) of a shard, after checking magic, version and file size."""
+    path = Path(path)
+    with open(path, "rb") as f:
+        raw = f.read(HEADER_SIZE)
+    if len(raw) < HEADER_SIZE:
+        raise ValueError(f"{path} is not a token shard (shorter than its {HEADER_SIZE}-byte header)")
+    magic, version, itemsize, n_tokens = _HEADER.unpack_from(raw)
+    if magic != MAGIC:
+        raise ValueError(f"{path} is not a token shard (bad magic {magic!r})")
+    if version != VERSION:
+        raise ValueError(f"{path}: shard format version {version} is not supported (expected {VERSION})")
+    if itemsize not in (2, 4):
+        raise ValueError(f"{path}: unsupported token size {itemsize} bytes")
+    expected = HEADER_SIZE + itemsize * n_tokens
+    if path.stat().st_size != expected:
+        raise ValueError(f"{path} is truncated or corrupt: {path.stat().st_size} bytes, expected {expected}")
+    return np.dtype(f"<u{itemsize}"), n_tokens
+
+
+def open_shard(path: str | Path) -> np.ndarray:
+    """The tokens of a shard as a read-only memmap (n_tokens,): nothing is read until used."""
+    dtype, n_tokens = read_header(path)
+    if n_tokens == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r", offset=HEADER_SIZE, shape=(n_tokens,))
+
+
+def write_shard(path: str | Path, tokens: np.ndarray, dtype: np.dtype) -> dict[str, Any]:
+    """Write a whole shard at once (tests, small corpora)."""
+    writer = ShardWriter(path, dtype)
+    writer.write(tokens)
+    return writer.close()
+
+
+def read_meta(data_dir: str | Path) -> dict[str, Any]:
+    """meta.json of a prepared folder: tokenizer identity, splits with their shards and counts."""
+    path = Path(data_dir) / META_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{data_dir} holds no prepared shards ({META_FILE} is missing); "
+                                "run `gpt2 prepare` first")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_meta(data_dir: str | Path, meta: dict[str, Any]) -> None:
+    """Write meta.json atomically (it marks the folder complete)."""
+    path = Path(data_dir) / META_FILE
+    tmp = path.with_name(f".{META_FILE}.tmp-{os.getpid()}")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def split_shards(data_dir: str | Path, split: str) -> list[Path]:
+    """Paths of the shards of `split` ("train" or "val"), in order."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}: expected one of {SPLITS}")
+    meta = read_meta(data_dir)
+    return [Path(data_dir) / shard["file"] for shard in meta["splits"][split]["shards"]]
