@@ -1,0 +1,113 @@
+"""Data-parallel training with PyTorch's own DistributedDataParallel, launched by torchrun.
+
+torchrun starts one process per device and tells each its place through environment
+variables (RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT). Every process holds a
+full model copy, computes gradients on its own slice of the global batch, and DDP
+averages the gradients across processes during backward. Only rank 0 writes files.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass
+class DistInfo:
+    """This process's place in the job: rank among world_size processes, and its device."""
+
+    rank: int = 0
+    local_rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 writes checkpoints, metrics and prints."""
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def launched_by_torchrun() -> bool:
+    return "RANK" in os.environ and "WORLD_SIZE" in os.environ
+
+
+def init_distributed(device: torch.device) -> DistInfo:
+    """Join the process group torchrun set up (NCCL on CUDA, gloo on CPU), or run alone.
+
+    `device` is the device the user asked for; under torchrun on CUDA each process takes
+    cuda:LOCAL_RANK.
+    """
+    if not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1:
+        return DistInfo(device=device)
+    rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if device.type == "cuda":
+        device = torch.device("cuda", local_rank)
+        torch.cuda.set_device(device)
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
+    return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+
+
+def wrap_model(model: nn.Module, info: DistInfo) -> nn.Module:
+    """DDP-wrap the model when running in several processes; the model itself otherwise."""
+    if not info.enabled:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [info.device.index] if info.device.type == "cuda" else None
+    return DistributedDataParallel(model, device_ids=ids)
+
+
+def sync_context(model: nn.Module, sync: bool) -> contextlib.AbstractContextManager:
+    """On accumulation micro-steps (sync=False), skip DDP's gradient all-reduce: gradients
+    pile up locally and are averaged once, on the last micro-step."""
+    if sync or not hasattr(model, "no_sync"):
+        return contextlib.nullcontext()
+    return model.no_sync()
+
+
+def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
+    """Sum floats across processes (in float64, so rounding barely depends on the world size)."""
+    if not info.enabled:
+        return values
+    t = torch.tensor(values, dtype=torch.float64, device=info.device)
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t.tolist()
+
+
+def all_reduce_mean(value: float, info: DistInfo) -> float:
+    return all_reduce_sum([value], info)[0] / info.world_size
+
+
+def broadcast_flag(flag: bool, info: DistInfo) -> bool:
+    """True on every rank if it is True on any rank (used to stop all processes together)."""
+    if not info.enabled:
+        return flag
+    return all_reduce_sum([1.0 if flag else 0.0], info)[0] > 0
+
+
+def barrier(info: DistInfo) -> None:
+    if info.enabled:
+        dist.barrier()
+
+
+@contextlib.contextmanager
+def process_group(info: DistInfo) -> Iterator[DistInfo]:
+    """Tear the process group down on the way out, even after an error."""
+    try:
+        yield info
+    finally:
+        if info.enabled and dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,107 @@
+"""What a run records: metrics.jsonl (one JSON object per line), a loss-curve PNG redrawn
+at each evaluation, and TensorBoard scalars when tensorboard is installed."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+
+class MetricsLog:
+    """Append-only record of a run. Only rank 0 creates one.
+
+    On resume, rows after the resumed step are dropped (those steps are about to be
+    trained again), so the file and the plot never show a step twice.
+    """
+
+    def __init__(self, out_dir: Path, resume_step: int | None = None, tensorboard: bool = True) -> None:
+        self.out_dir = out_dir
+        self.path = out_dir / "metrics.jsonl"
+        self.plot_path = out_dir / "loss.png"
+        self.rows: list[dict[str, Any]] = []
+        out_dir.mkdir(parents=True, exist_ok=True)
+        if resume_step is not None and self.path.exists():
+            self.rows = [r for r in _read_rows(self.path) if r.get("step", 0) <= resume_step]
+        self._rewrite()
+        self.writer = _tensorboard_writer(out_dir) if tensorboard else None
+
+    def _rewrite(self) -> None:
+        with open(self.path, "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(r) + "\n" for r in self.rows)
+
+    def log(self, row: dict[str, Any]) -> None:
+        """Record one row, e.g. {"step": 10, "tokens": 7680, "train_loss": 2.31, "lr": 1e-3}."""
+        self.rows.append(row)
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(row) + "\n")
+        if self.writer is not None:
+            for key, value in row.items():
+                if key != "step" and isinstance(value, (int, float)):
+                    self.writer.add_scalar(key, value, row["step"])
+
+    def plot(self) -> Path:
+        """Redraw loss.png: train and validation loss against steps (bottom axis) and
+        tokens seen (top axis)."""
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only; never needs a display
+        import matplotlib.pyplot as plt
+
+        train = [(r["step"], r["train_loss"]) for r in self.rows if "train_loss" in r]
+        val = [(r["step"], r["val_loss"]) for r in self.rows if "val_loss" in r]
+        fig, ax = plt.subplots(figsize=(7, 4))
+        if train:
+            ax.plot(*zip(*train, strict=True), label="train loss", alpha=0.7)
+        if val:
+            ax.plot(*zip(*val, strict=True), "o-", label="val loss")
+        ax.set_xlabel("step")
+        ax.set_ylabel("cross-entropy loss")
+        ax.legend()
+        ax.grid(alpha=0.3)
+        tokens_per_step = self._tokens_per_step()
+        if tokens_per_step:
+            top = ax.secondary_xaxis("top", functions=(lambda s: s * tokens_per_step,
+                                                       lambda t: t / tokens_per_step))
+            top.set_xlabel("tokens seen")
+        fig.tight_layout()
+        tmp = self.plot_path.with_name(".loss.png.tmp")
+        fig.savefig(tmp, dpi=100, format="png")
+        plt.close(fig)
+        tmp.replace(self.plot_path)
+        return self.plot_path
+
+    def _tokens_per_step(self) -> float:
+        rows = [r for r in self.rows if r.get("step") and r.get("tokens")]
+        return rows[-1]["tokens"] / rows[-1]["step"] if rows else 0.0
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+
+def perplexity(loss: float) -> float:
+    """exp(loss), the effective number of equally likely next tokens; inf when it overflows."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line cut short by a crash; everything after it is unreliable
+    return rows
+
+
+def _tensorboard_writer(out_dir: Path) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard not installed: the jsonl file and the PNG are enough
+        return None
+    return SummaryWriter(log_dir=str(out_dir / "tensorboard"))

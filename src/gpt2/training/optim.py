@@ -1,0 +1,77 @@
+"""The optimiser and learning-rate schedule of GPT-2-style training.
+
+AdamW (Loshchilov & Hutter, 2019) with weight decay only on the matrices that mix
+features (Linear and embedding weights); biases and LayerNorm gains are left alone,
+because shrinking them toward zero has no regularising meaning. The learning rate rises
+linearly for `warmup_steps`, then follows a half cosine down to `min_lr`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+
+import torch
+from torch import nn
+
+
+def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Split trainable parameters into a decayed group (tensors with >= 2 dims: weights of
+    Linear and Embedding) and an undecayed one (biases, LayerNorm gains).
+
+    `named_parameters` yields a tied tensor once, so the shared embedding / LM-head weight
+    appears in exactly one group. The order is the model's own, so optimizer state saved
+    by one run lines up with the parameters of the next.
+    """
+    decay, no_decay = [], []
+    for _, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.dim() >= 2 else no_decay).append(p)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def fused_supported(device: torch.device) -> bool:
+    """Whether this torch has a fused AdamW kernel for parameters on `device`."""
+    if "fused" not in inspect.signature(torch.optim.AdamW).parameters:
+        return False
+    return device.type in ("cuda", "cpu", "mps", "xpu")
+
+
+def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.1,
+                    betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
+                    impl: str = "auto") -> torch.optim.AdamW:
+    """AdamW over `param_groups`. impl: 'fused' (one kernel for all parameters),
+    'foreach' (batched ops, the portable fast path), 'loop' (one parameter at a time,
+    the readable reference) or 'auto' (fused where supported, else foreach)."""
+    device = next(model.parameters()).device
+    if impl == "auto":
+        impl = "fused" if fused_supported(device) else "foreach"
+    if impl not in ("fused", "foreach", "loop"):
+        raise ValueError(f"optim.impl must be auto, fused, foreach or loop, got {impl!r}")
+    kwargs = {"fused": True} if impl == "fused" else {"foreach": impl == "foreach"}
+    return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps, **kwargs)
+
+
+def lr_at(step: int, lr: float, warmup_steps: int, max_steps: int, min_lr: float) -> float:
+    """Learning rate for optimizer step `step` (0-based) of a `max_steps`-step run.
+
+    Linear warmup from lr/warmup_steps to lr over the first `warmup_steps` steps, then
+    cosine decay from lr to min_lr at the last step; constant min_lr beyond max_steps.
+    """
+    if step < warmup_steps:
+        return lr * (step + 1) / warmup_steps
+    if step >= max_steps:
+        return min_lr
+    decay_steps = max(1, max_steps - warmup_steps)
+    progress = (step - warmup_steps) / decay_steps  # 0 -> 1
+    return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Apply one learning rate to every parameter group."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr

@@ -1,0 +1,32 @@
+"""The short text samples printed at each evaluation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@torch.no_grad()
+def sample_text(model: nn.Module, tokenizer: Any, prompt: str, max_new_tokens: int, temperature: float,
+                top_k: int, seed: int, device: torch.device) -> str:
+    """Sample a continuation of `prompt` with its own seeded generator, so a sample neither
+    depends on nor disturbs the training RNG (resume stays bit-identical)."""
+    was_training = model.training
+    model.eval()
+    ids = tokenizer.encode(prompt) or [tokenizer.eot_id]
+    ctx = model.cfg.context_length
+    idx = torch.tensor([ids[-ctx:]], dtype=torch.long, device=device)  # (1, T)
+    try:
+        from gpt2.generation import generate
+    except ImportError:  # the sampling generator is not available: greedy reference decoding
+        from gpt2.generation import generate_text
+
+        out = generate_text(model, idx, max_new_tokens, context_size=ctx)
+    else:
+        gen = torch.Generator(device=device).manual_seed(seed)
+        out = generate(model, idx, max_new_tokens, temperature=temperature, top_k=top_k or None,
+                       generator=gen)
+    model.train(was_training)
+    return tokenizer.decode(out[0, idx.size(1):].tolist())

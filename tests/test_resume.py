@@ -1,0 +1,120 @@
+"""Resume: bit-identical continuation, SIGINT saves and exits, SIGKILL never corrupts `latest`."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from gpt2.checkpoint import load_model, load_training_state
+from gpt2.training.checkpointing import capture_rng, restore_rng
+from train_helpers import ROOT, VENV_BIN, make_char_data, run_gpt2, tiny_args, train_losses
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_char_data(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def reference(data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, float]:
+    """Losses of an uninterrupted 10-step run with dropout (so the RNG state matters)."""
+    out = tmp_path_factory.mktemp("ref")
+    result = run_gpt2(tiny_args(data, out, steps=10, **{"model.drop_rate": 0.1}))
+    assert result.returncode == 0, result.stderr
+    return train_losses(out)
+
+
+def test_rng_state_round_trip() -> None:
+    import numpy as np
+    import torch
+
+    state = capture_rng()
+    first = (torch.rand(3), np.random.rand(3), random.random())
+    restore_rng(state)
+    second = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(first[0], second[0]) and (first[1] == second[1]).all() and first[2] == second[2]
+
+
+def test_resume_is_bit_identical(data: Path, reference: dict[int, float], tmp_path: Path) -> None:
+    args = tiny_args(data, tmp_path, steps=10, **{"model.drop_rate": 0.1})
+    first = run_gpt2([*args, "--train.stop_after_steps=4"])
+    assert first.returncode == 0, first.stderr
+    assert load_training_state(tmp_path / "latest")["step"] == 4
+    second = run_gpt2([*args, "--resume=true"])
+    assert second.returncode == 0, second.stderr
+    assert train_losses(tmp_path) == reference  # exact float equality at every step
+
+
+def _start(args: list[str]) -> subprocess.Popen:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([str(VENV_BIN / "gpt2"), *args], cwd=ROOT, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def _wait_for(condition, timeout: float = 90.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out waiting for the training process"
+        time.sleep(0.05)
+
+
+def _logged_steps(out: Path) -> int:
+    path = out / "metrics.jsonl"
+    if not path.exists():
+        return 0
+    return sum(1 for line in path.read_text().splitlines() if '"train_loss"' in line)
+
+
+@pytest.mark.slow
+def test_sigint_saves_and_exits_cleanly(data: Path, tmp_path: Path) -> None:
+    """Ctrl-C in the middle of a long run: a checkpoint of the current step, exit code 130,
+    one line of explanation and no traceback; --resume then continues from that step."""
+    args = tiny_args(data, tmp_path, steps=5000, **{"eval.interval": 0, "eval.final_full": False})
+    proc = _start(args)
+    _wait_for(lambda: _logged_steps(tmp_path) >= 2 or proc.poll() is not None)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted at step" in stderr and "--resume" in stderr
+    assert "Traceback" not in stderr
+    step = load_training_state(tmp_path / "latest")["step"]
+    assert step >= 2
+    resumed = run_gpt2([*args, "--resume=true", "--train.stop_after_steps=2"])
+    assert resumed.returncode == 0, resumed.stderr
+    assert max(train_losses(tmp_path)) == step + 2
+    assert load_training_state(tmp_path / "latest")["step"] == step + 2
+
+
+@pytest.mark.slow
+def test_sigkill_never_corrupts_latest(data: Path, reference: dict[int, float], tmp_path: Path) -> None:
+    """Kill a real `gpt2 train` at random moments (checkpointing every step, so kills land in
+    the middle of writes too); the last checkpoint always loads and the run still ends with
+    the uninterrupted run's losses."""
+    args = tiny_args(data, tmp_path, steps=10, **{"model.drop_rate": 0.1, "checkpoint.interval": 1})
+    rng = random.Random(0)
+    resume: list[str] = []
+    for _ in range(3):
+        proc = _start([*args, *resume])
+        before = _logged_steps(tmp_path)
+        _wait_for(lambda b=before, p=proc: _logged_steps(tmp_path) > b or p.poll() is not None)
+        time.sleep(rng.uniform(0.0, 0.3))
+        proc.kill()  # SIGKILL: no handler runs, no cleanup
+        proc.communicate()
+        if (tmp_path / "latest").exists() or (tmp_path / ".latest.old").exists():
+            model = load_model(tmp_path / "latest")  # repairs an interrupted swap, verifies hashes
+            assert model.cfg.n_layers == 2
+            assert load_training_state(tmp_path / "latest")["step"] >= 1
+            resume = ["--resume=true"]
+    final = run_gpt2([*args, *resume])
+    assert final.returncode == 0, final.stderr
+    assert train_losses(tmp_path) == reference
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    steps = [r["step"] for r in rows if "train_loss" in r]
+    assert steps == sorted(set(steps))  # no step logged twice after the restarts
