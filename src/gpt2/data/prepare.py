@@ -1,0 +1,327 @@
+"""`gpt2 prepare`: text -> token shards, streaming, in parallel, atomically.
+
+    sources ──plan──> chunks ──worker processes (encode)──> ordered results ──> shards
+                                                                           └─> meta.json
+
+Memory stays bounded: the main process holds only chunk offsets and at most a few
+chunks in flight per worker. The output is deterministic (results are written in chunk
+order, whatever the number of workers). Everything is first written under a hidden
+temporary folder inside the output folder and moved into place at the end, meta.json
+last; an error leaves the output folder as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import shutil
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from gpt2.data.shards import (
+    META_FILE,
+    SPLITS,
+    TOKENIZER_DIR,
+    ShardWriter,
+    dtype_for_vocab,
+    read_meta,
+    write_meta,
+)
+from gpt2.data.sources import Chunk, Source, chunk_size_for, plan_chunks, read_chunk, resolve_sources
+from gpt2.tokenizers import CharTokenizer, Tokenizer, get_tokenizer, load_tokenizer
+
+FORMAT = "gpt2-from-scratch-shards"
+DEFAULT_SHARD_TOKENS = 100_000_000
+
+# Per-process state of the worker pool (set by _init_worker).
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(sources: list[Source], tokenizer_dir: str | None, errors: str, field: str) -> None:
+    _WORKER.update(sources=sources, errors=errors, field=field,
+                   tokenizer=load_tokenizer(tokenizer_dir) if tokenizer_dir else None)
+
+
+def _chunk_chars(chunk: Chunk) -> set[str]:
+    """Pass 1 of the char tokenizer: the characters of one chunk."""
+    texts = read_chunk(_WORKER["sources"][chunk.source], chunk, _WORKER["errors"], _WORKER["field"])
+    return set().union(*map(set, texts))
+
+
+def _encode_text(tokenizer: Tokenizer, text: str, source: Source, chunk: Chunk) -> np.ndarray:
+    try:
+        if isinstance(tokenizer, CharTokenizer):
+            return tokenizer.encode_array(text)
+        return np.asarray(tokenizer.encode(text, allow_special=False), dtype=np.int64)
+    except ValueError as err:
+        raise ValueError(f"{source.path} (chunk at byte {chunk.start:,}): {err}") from None
+
+
+def _chunk_tokens(chunk: Chunk) -> tuple[np.ndarray, int]:
+    """Pass 2: the tokens of one chunk, end-of-text after each document; (tokens, documents)."""
+    tok: Tokenizer = _WORKER["tokenizer"]
+    source = _WORKER["sources"][chunk.source]
+    texts = read_chunk(source, chunk, _WORKER["errors"], _WORKER["field"])
+    eot = np.array([tok.eot_id], dtype=np.int64)
+    parts: list[np.ndarray] = []
+    for text in texts:
+        parts.append(_encode_text(tok, text, source, chunk))
+        if source.kind == "jsonl":
+            parts.append(eot)
+    if chunk.ends_document:
+        parts.append(eot)
+    docs = len(texts) if source.kind == "jsonl" else int(chunk.ends_document)
+    dtype = dtype_for_vocab(tok.vocab_size)
+    return (np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)), docs
+
+
+def _ordered_map(fn: Callable, items: list, pool: Any, in_flight: int) -> Iterator:
+    """fn over items in order, at most `in_flight` pending at once (bounded memory)."""
+    if pool is None:
+        yield from map(fn, items)
+        return
+    pending: deque = deque()
+    for item in items:
+        pending.append(pool.apply_async(fn, (item,)))
+        if len(pending) >= in_flight:
+            yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
+class _SplitWriter:
+    """Writes one split's stream into shards of at most `shard_tokens` tokens."""
+
+    def __init__(self, directory: Path, split: str, dtype: np.dtype, shard_tokens: int) -> None:
+        self.directory, self.split, self.dtype, self.shard_tokens = directory, split, dtype, shard_tokens
+        self.shards: list[dict[str, Any]] = []
+        self.writer: ShardWriter | None = None
+        self.documents = 0
+
+    def write(self, tokens: np.ndarray) -> None:
+        while len(tokens):
+            if self.writer is None:
+                path = self.directory / f"{self.split}_{len(self.shards):06d}.bin"
+                self.writer = ShardWriter(path, self.dtype)
+            room = self.shard_tokens - self.writer.n_tokens
+            self.writer.write(tokens[:room])
+            tokens = tokens[room:]
+            if self.writer.n_tokens == self.shard_tokens:
+                self.shards.append(self.writer.close())
+                self.writer = None
+
+    def close(self) -> dict[str, Any]:
+        if self.writer is not None:
+            self.shards.append(self.writer.close())
+            self.writer = None
+        return {"shards": self.shards, "tokens": sum(s["tokens"] for s in self.shards),
+                "documents": self.documents}
+
+
+def _fingerprint(sources: list[Source], options: dict[str, Any], identity: dict[str, Any]) -> str:
+    """Changes when an input file, an option or the tokenizer changes (for idempotent re-runs)."""
+    files = [[str(s.path), s.size, s.path.stat().st_mtime_ns] for s in sources]
+    blob = json.dumps({"files": files, "options": options, "tokenizer": identity}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _val_chunks(n_chunks: int, val_ratio: float, seed: int) -> set[int]:
+    """Seeded choice of round(n * val_ratio) chunks for val (at least 1, at most n - 1)."""
+    if val_ratio <= 0 or n_chunks < 2:
+        return set()
+    n_val = min(n_chunks - 1, max(1, round(n_chunks * val_ratio)))
+    return set(np.random.default_rng(seed).permutation(n_chunks)[:n_val].tolist())
+
+
+def _check_options(val_ratio: float, errors: str, workers: int, shard_tokens: int) -> None:
+    if not 0 <= val_ratio < 1:
+        raise ValueError(f"--val_ratio {val_ratio} must be in [0, 1)")
+    if errors not in ("strict", "replace"):
+        raise ValueError(f"--errors {errors!r} must be 'strict' or 'replace'")
+    if workers < 1 or shard_tokens < 1:
+        raise ValueError(f"--workers ({workers}) and --shard_tokens ({shard_tokens}) must be >= 1")
+
+
+def _check_existing(out: Path, identity: dict[str, Any], overwrite: bool) -> dict[str, Any] | None:
+    """The folder's current meta.json; refuses shards of another tokenizer unless overwrite."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a folder")
+    if not (out / META_FILE).is_file():
+        return None
+    old = read_meta(out)
+    if old.get("tokenizer") != identity and not overwrite:
+        kind = old.get("tokenizer", {}).get("kind", "?")
+        raise ValueError(f"{out} already holds shards made with a different tokenizer ({kind}, vocab "
+                         f"{old.get('tokenizer', {}).get('vocab_size', '?')}); choose another --out "
+                         "or pass --overwrite true to replace them")
+    return old
+
+
+def _build_tokenizer(name: str, sources: list[Source], chunks: list[Chunk], pool: Any, in_flight: int,
+                     progress: bool) -> Tokenizer:
+    if name != "char":
+        return get_tokenizer(name)
+    chars: set[str] = set()
+    bar = tqdm(total=len(chunks), desc="characters", unit="chunk", disable=not progress)
+    for found in _ordered_map(_chunk_chars, chunks, pool, in_flight):
+        chars |= found
+        bar.update()
+    bar.close()
+    return CharTokenizer(chars)
+
+
+def _commit(tmp: Path, out: Path, old: dict[str, Any] | None, splits: dict[str, Any], meta: dict) -> None:
+    """Move the new shards and tokenizer into `out`; meta.json goes last (the commit mark)."""
+    (out / META_FILE).unlink(missing_ok=True)
+    for split in old.get("splits", {}).values() if old else ():
+        for shard in split.get("shards", []):
+            (out / shard["file"]).unlink(missing_ok=True)
+    shutil.rmtree(out / TOKENIZER_DIR, ignore_errors=True)
+    os.replace(tmp / TOKENIZER_DIR, out / TOKENIZER_DIR)
+    for split in splits.values():
+        for shard in split["shards"]:
+            os.replace(tmp / shard["file"], out / shard["file"])
+    write_meta(out, meta)
+
+
+def default_workers() -> int:
+    """The number of cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _make_pool(workers: int, initargs: tuple) -> Any:
+    if workers == 1:
+        _init_worker(*initargs)
+        return None
+    method = "fork" if sys.platform.startswith("linux") else "spawn"
+    return mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=initargs)
+
+
+def _tokenize_into(tmp: Path, sources: list[Source], chunks: list[Chunk], val: set[int], tok: Tokenizer,
+                   pool: Any, in_flight: int, shard_tokens: int, progress: bool) -> dict[str, Any]:
+    dtype = dtype_for_vocab(tok.vocab_size)
+    writers = {split: _SplitWriter(tmp, split, dtype, shard_tokens) for split in SPLITS}
+    bar = tqdm(total=sum(s.size for s in sources), desc="tokenizing", unit="B", unit_scale=True,
+               disable=not progress)
+    try:
+        for index, (tokens, docs) in enumerate(_ordered_map(_chunk_tokens, chunks, pool, in_flight)):
+            writer = writers["val" if index in val else "train"]
+            writer.write(tokens)
+            writer.documents += docs
+            bar.update(chunks[index].end - chunks[index].start)
+    finally:
+        bar.close()
+        for w in writers.values():
+            if w.writer is not None and sys.exc_info()[0] is not None:
+                w.writer.abort()
+    return {split: w.close() for split, w in writers.items()}
+
+
+def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2", field: str = "text",
+            glob: str = "**/*.txt", val_ratio: float = 0.1, seed: int = 0, workers: int | None = None,
+            errors: str = "strict", shard_tokens: int = DEFAULT_SHARD_TOKENS,
+            context_length: int | None = None, overwrite: bool = False, progress: bool = True) -> dict:
+    """Tokenize `inputs` into shards + meta.json + tokenizer/ in `out`; returns the meta dict.
+
+    Re-running with unchanged inputs and options does nothing. See the module docstring
+    and docs/data.md for the format and the guarantees."""
+    workers = workers or default_workers()
+    _check_options(val_ratio, errors, workers, shard_tokens)
+    sources = resolve_sources(list(inputs), glob)
+    out = Path(out)
+    chunks = plan_chunks(sources, chunk_size_for(sum(s.size for s in sources)))
+    val = _val_chunks(len(chunks), val_ratio, seed)
+    in_flight = 2 * workers + 2
+    created = not out.exists()
+    tmp = out / f".prepare-tmp-{os.getpid()}"
+    pool = None
+    try:
+        if tokenizer == "char":  # its vocabulary is the corpus's characters: a first parallel pass
+            pool = _make_pool(workers, (sources, None, errors, field))
+        tok = _build_tokenizer(tokenizer, sources, chunks, pool, in_flight, progress)
+        dtype_for_vocab(tok.vocab_size)  # refuse a vocabulary too large for the shard format
+        options = {"field": field, "glob": glob, "val_ratio": val_ratio, "seed": seed, "errors": errors,
+                   "shard_tokens": shard_tokens}
+        fingerprint = _fingerprint(sources, options, tok.identity())
+        old = _check_existing(out, tok.identity(), overwrite)
+        if old is not None and old.get("fingerprint") == fingerprint:
+            print(f"{out}: already up to date ({old['splits']['train']['tokens']:,} train tokens)",
+                  file=sys.stderr)
+            return old
+        tmp.mkdir(parents=True)
+        tok.save(tmp / TOKENIZER_DIR)
+        if pool is not None:
+            pool.close()
+        pool = _make_pool(workers, (sources, str(tmp / TOKENIZER_DIR), errors, field))  # loads it as saved
+        splits = _tokenize_into(tmp, sources, chunks, val, tok, pool, in_flight, shard_tokens, progress)
+        _check_lengths(splits, context_length)
+        meta = {"format": FORMAT, "version": 1, "tokenizer": tok.identity(), "vocab_size": tok.vocab_size,
+                "eot_id": tok.eot_id, "dtype": str(dtype_for_vocab(tok.vocab_size).name),
+                "sources": [{"path": str(s.path), "kind": s.kind, "bytes": s.size} for s in sources],
+                "split": {"by": "chunk", "val_ratio": val_ratio, "seed": seed, "chunks": len(chunks),
+                          "val_chunks": len(val)},
+                "options": options, "splits": splits, "fingerprint": fingerprint}
+        _commit(tmp, out, old, splits, meta)
+        return meta
+    except BaseException:
+        if pool is not None:
+            pool.terminate()
+            pool = None
+        shutil.rmtree(tmp, ignore_errors=True)
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+        raise
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _check_lengths(splits: dict[str, Any], context_length: int | None) -> None:
+    if splits["train"]["tokens"] == 0:
+        raise ValueError("the corpus produced no training tokens")
+    if context_length is not None and splits["train"]["tokens"] <= context_length:
+        raise ValueError(f"the train split has {splits['train']['tokens']:,} tokens, fewer than one window "
+                         f"of --context_length + 1 = {context_length + 1:,}; use more text or a smaller "
+                         "--context_length")
+
+
+def prepare_command(input: str | list[str], out: str, tokenizer: str = "gpt2", field: str = "text",
+                    glob: str = "**/*.txt", val_ratio: float = 0.1, seed: int = 0, workers: int | None = None,
+                    errors: str = "strict", shard_tokens: int = DEFAULT_SHARD_TOKENS,
+                    context_length: int | None = None, overwrite: bool = False,
+                    progress: bool = True) -> None:
+    """Tokenize text into shards for training (streaming, on all cores, re-runs are free).
+
+    Args:
+        input: Text file(s), folder(s), glob(s), .jsonl file(s), or the built-in corpus `shakespeare`;
+            several as a list: --input '[a.txt, b/]'.
+        out: Output folder: shards, meta.json and the tokenizer in tokenizer/.
+        tokenizer: gpt2 (GPT-2 BPE), char (characters of this corpus), a SentencePiece .model file,
+            or a folder holding a saved tokenizer (a checkpoint, another prepared folder's tokenizer/).
+        field: The text field of .jsonl records.
+        glob: Which files of a folder to read (recursive with **).
+        val_ratio: Fraction of the corpus (in chunks of whole lines/records, seeded) held out for validation.
+        seed: Seed of the train/val split.
+        workers: Worker processes (default: all cores).
+        errors: strict (bytes that are not UTF-8 are an error naming file and offset) or replace (U+FFFD).
+        shard_tokens: Tokens per shard file at most.
+        context_length: If given, fail unless the train split holds at least one window of this length.
+        overwrite: Replace shards in --out made with a different tokenizer.
+        progress: Show progress bars.
+    """
+    inputs = [input] if isinstance(input, str) else list(input)
+    meta = prepare(inputs, out, tokenizer=tokenizer, field=field, glob=glob, val_ratio=val_ratio, seed=seed,
+                   workers=workers, errors=errors, shard_tokens=shard_tokens, context_length=context_length,
+                   overwrite=overwrite, progress=progress)
+    counts = ", ".join(f"{split} {meta['splits'][split]['tokens']:,} tokens" for split in SPLITS)
+    print(f"{out}: {meta['tokenizer']['kind']} (vocab {meta['vocab_size']:,}, {meta['dtype']}): {counts}")

@@ -1,0 +1,161 @@
+"""Where the text comes from, and how it is cut into chunks for parallel tokenisation.
+
+Inputs: text files, folders (searched recursively with a glob), glob patterns, `.jsonl`
+files (one JSON record per line, text in a named field), and the built-in corpus
+`shakespeare`. A text file is one document; a .jsonl record is one document.
+
+A *chunk* is a byte range of one file, cut at a paragraph break (or a line break) so it
+holds whole lines; a .jsonl chunk holds whole records. Chunks are the unit of work for
+the worker processes and the unit of the train/val split, and only their offsets are
+kept in memory: a corpus far larger than RAM is read one chunk at a time.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from gpt2.data.corpus import BUILTIN_CORPORA, shakespeare_files
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+MIN_CHUNK, MAX_CHUNK = 4 << 10, 4 << 20  # bytes
+_SCAN = 1 << 16  # bytes read at a time when looking for a cut point
+
+
+@dataclass(frozen=True)
+class Source:
+    path: Path
+    kind: str  # "text" | "jsonl"
+    size: int
+
+
+@dataclass(frozen=True)
+class Chunk:
+    source: int  # index into the list of sources
+    start: int  # byte offsets [start, end)
+    end: int
+    ends_document: bool  # a text file's last chunk: append end-of-text after it
+
+
+def _kind(path: Path) -> str:
+    return "jsonl" if path.suffix.lower() in JSONL_SUFFIXES else "text"
+
+
+def _expand(item: str, glob: str) -> list[Path]:
+    if item in BUILTIN_CORPORA:
+        return shakespeare_files()
+    path = Path(item)
+    if path.is_dir():
+        files = sorted(p for p in path.glob(glob) if p.is_file())
+        if not files:
+            raise ValueError(f"folder {path} has no files matching --glob {glob!r}")
+        return files
+    if path.is_file():
+        return [path]
+    if any(ch in item for ch in "*?["):
+        files = sorted(Path(p) for p in globlib.glob(item, recursive=True) if Path(p).is_file())
+        if not files:
+            raise ValueError(f"the glob {item!r} matches no files")
+        return files
+    raise FileNotFoundError(f"input {item} does not exist (expected a file, a folder, a glob, "
+                            f"or the built-in corpus {', '.join(BUILTIN_CORPORA)})")
+
+
+def resolve_sources(inputs: list[str], glob: str = "**/*.txt") -> list[Source]:
+    """Expand inputs into a de-duplicated, ordered list of files; refuses an empty corpus."""
+    if not inputs:
+        raise ValueError("no inputs: give text files, folders, .jsonl files or 'shakespeare'")
+    seen, sources = set(), []
+    for item in inputs:
+        for path in _expand(str(item), glob):
+            key = path.resolve()
+            if key not in seen:
+                seen.add(key)
+                sources.append(Source(key, _kind(path), path.stat().st_size))
+    if sum(s.size for s in sources) == 0:
+        names = ", ".join(str(s.path) for s in sources[:3])
+        raise ValueError(f"the corpus is empty: {names}{' ...' if len(sources) > 3 else ''} hold 0 bytes")
+    return sources
+
+
+def chunk_size_for(total_bytes: int) -> int:
+    """About 256 chunks per corpus (enough for a meaningful split and even load), 4 KiB-4 MiB."""
+    return max(MIN_CHUNK, min(MAX_CHUNK, total_bytes // 256))
+
+
+def _next_cut(f, pos: int, size: int, target: int, records: bool) -> int:
+    """First good cut at or after `pos`: a blank line within `target` bytes, else a line break;
+    records (.jsonl) always at a line break; free text with no line break at a UTF-8 boundary."""
+    f.seek(pos)
+    window = f.read(min(target, size - pos))
+    if not records:
+        for sep in (b"\n\n", b"\n"):
+            i = window.find(sep)
+            if i >= 0:
+                return pos + i + len(sep)
+        for i, byte in enumerate(window):
+            if byte & 0xC0 != 0x80:  # not a UTF-8 continuation byte: a character starts here
+                return pos + i
+        return min(size, pos + len(window))
+    while window:  # a record may be longer than the window: keep reading until its newline
+        i = window.find(b"\n")
+        if i >= 0:
+            return pos + i + 1
+        pos += len(window)
+        window = f.read(_SCAN)
+    return size
+
+
+def plan_chunks(sources: list[Source], target: int) -> list[Chunk]:
+    """Cut every source into chunks of about `target` bytes (reads only near the cut points)."""
+    chunks = []
+    for index, source in enumerate(sources):
+        start = 0
+        with open(source.path, "rb") as f:
+            while start < source.size:
+                end = source.size
+                if source.size - start > target * 3 // 2:
+                    end = _next_cut(f, start + target, source.size, target, source.kind == "jsonl")
+                chunks.append(Chunk(index, start, end, source.kind == "text" and end == source.size))
+                start = end
+    return chunks
+
+
+def decode_utf8(data: bytes, path: Path, offset: int, errors: str) -> str:
+    """UTF-8 text of a chunk; a bad byte is a ValueError naming the file and byte offset."""
+    try:
+        return data.decode("utf-8", errors=errors)
+    except UnicodeDecodeError as err:
+        raise ValueError(f"{path}: byte {offset + err.start:,} is not valid UTF-8 ({data[err.start]:#04x}); "
+                         "fix the file or pass --errors replace to substitute U+FFFD") from None
+
+
+def read_chunk(source: Source, chunk: Chunk, errors: str = "strict", field: str = "text") -> list[str]:
+    """The documents (or document pieces) in a chunk: one string for text, one per .jsonl record."""
+    with open(source.path, "rb") as f:
+        f.seek(chunk.start)
+        data = f.read(chunk.end - chunk.start)
+    if source.kind == "text":
+        return [decode_utf8(data, source.path, chunk.start, errors)]
+    texts, offset = [], chunk.start
+    for line in data.split(b"\n"):
+        if line.strip():
+            texts.append(_record_text(line, source.path, offset, errors, field))
+        offset += len(line) + 1
+    return texts
+
+
+def _record_text(line: bytes, path: Path, offset: int, errors: str, field: str) -> str:
+    try:
+        record = json.loads(decode_utf8(line, path, offset, errors))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: the line at byte {offset:,} is not valid JSON ({err.msg})") from None
+    if not isinstance(record, dict) or field not in record:
+        keys = sorted(record)[:8] if isinstance(record, dict) else type(record).__name__
+        raise ValueError(f"{path}: the record at byte {offset:,} has no {field!r} field (it has {keys}); "
+                         "choose the text field with --field")
+    if not isinstance(record[field], str):
+        raise ValueError(f"{path}: the record at byte {offset:,} has a non-string {field!r} field")
+    return record[field]
