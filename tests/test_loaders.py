@@ -47,8 +47,10 @@ def test_shard_round_trip_and_dtype(tmp_path):
     assert dtype_for_vocab(65537) == np.dtype("<u4")
     write_shard(tmp_path / "b.bin", np.array([70000]), dtype_for_vocab(70001))
     assert open_shard(tmp_path / "b.bin")[0] == 70000
-    with pytest.raises(ValueError, match="too large for the shard format"):
+    with pytest.raises(ValueError, match="too large for uint32 shards"):
         dtype_for_vocab(2**32 + 1)
+    with pytest.raises(ValueError, match="65,537 ids is too large for uint16 shards; use --dtype uint32"):
+        dtype_for_vocab(65537, "uint16")
 
 
 def test_corrupt_shards_are_refused(tmp_path):

@@ -37,6 +37,7 @@ from gpt2.data.shards import (
 )
 from gpt2.data.sources import Chunk, Source, chunk_size_for, plan_chunks, read_chunk, resolve_sources
 from gpt2.tokenizers import CharTokenizer, Tokenizer, get_tokenizer, load_tokenizer
+from gpt2.tokenizers.char import UnknownCharacterError
 
 FORMAT = "gpt2-from-scratch-shards"
 DEFAULT_SHARD_TOKENS = 100_000_000
@@ -45,8 +46,9 @@ DEFAULT_SHARD_TOKENS = 100_000_000
 _WORKER: dict[str, Any] = {}
 
 
-def _init_worker(sources: list[Source], tokenizer_dir: str | None, errors: str, field: str) -> None:
-    _WORKER.update(sources=sources, errors=errors, field=field,
+def _init_worker(sources: list[Source], tokenizer_dir: str | None, errors: str, field: str,
+                 dtype: str = "auto") -> None:
+    _WORKER.update(sources=sources, errors=errors, field=field, dtype=dtype,
                    tokenizer=load_tokenizer(tokenizer_dir) if tokenizer_dir else None)
 
 
@@ -61,8 +63,10 @@ def _encode_text(tokenizer: Tokenizer, text: str, source: Source, chunk: Chunk) 
         if isinstance(tokenizer, CharTokenizer):
             return tokenizer.encode_array(text)
         return np.asarray(tokenizer.encode(text, allow_special=False), dtype=np.int64)
-    except ValueError as err:
-        raise ValueError(f"{source.path} (chunk at byte {chunk.start:,}): {err}") from None
+    except UnknownCharacterError as err:
+        where = (f"byte {chunk.start + len(text[:err.position].encode('utf-8')):,}" if source.kind == "text"
+                 else f"a record after byte {chunk.start:,}")
+        raise ValueError(f"{source.path}, {where}: {err.reason}") from None
 
 
 def _chunk_tokens(chunk: Chunk) -> tuple[np.ndarray, int]:
@@ -79,7 +83,7 @@ def _chunk_tokens(chunk: Chunk) -> tuple[np.ndarray, int]:
     if chunk.ends_document:
         parts.append(eot)
     docs = len(texts) if source.kind == "jsonl" else int(chunk.ends_document)
-    dtype = dtype_for_vocab(tok.vocab_size)
+    dtype = dtype_for_vocab(tok.vocab_size, _WORKER["dtype"])
     return (np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)), docs
 
 
@@ -205,9 +209,8 @@ def _make_pool(workers: int, initargs: tuple) -> Any:
     return mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=initargs)
 
 
-def _tokenize_into(tmp: Path, sources: list[Source], chunks: list[Chunk], val: set[int], tok: Tokenizer,
+def _tokenize_into(tmp: Path, sources: list[Source], chunks: list[Chunk], val: set[int], dtype: np.dtype,
                    pool: Any, in_flight: int, shard_tokens: int, progress: bool) -> dict[str, Any]:
-    dtype = dtype_for_vocab(tok.vocab_size)
     writers = {split: _SplitWriter(tmp, split, dtype, shard_tokens) for split in SPLITS}
     bar = tqdm(total=sum(s.size for s in sources), desc="tokenizing", unit="B", unit_scale=True,
                disable=not progress)
@@ -228,7 +231,8 @@ def _tokenize_into(tmp: Path, sources: list[Source], chunks: list[Chunk], val: s
 def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2", field: str = "text",
             glob: str = "**/*.txt", val_ratio: float = 0.1, seed: int = 0, workers: int | None = None,
             errors: str = "strict", shard_tokens: int = DEFAULT_SHARD_TOKENS,
-            context_length: int | None = None, overwrite: bool = False, progress: bool = True) -> dict:
+            context_length: int | None = None, overwrite: bool = False, progress: bool = True,
+            dtype: str = "auto") -> dict:
     """Tokenize `inputs` into shards + meta.json + tokenizer/ in `out`; returns the meta dict.
 
     Re-running with unchanged inputs and options does nothing. See the module docstring
@@ -247,9 +251,9 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2", fie
         if tokenizer == "char":  # its vocabulary is the corpus's characters: a first parallel pass
             pool = _make_pool(workers, (sources, None, errors, field))
         tok = _build_tokenizer(tokenizer, sources, chunks, pool, in_flight, progress)
-        dtype_for_vocab(tok.vocab_size)  # refuse a vocabulary too large for the shard format
+        shard_dtype = dtype_for_vocab(tok.vocab_size, dtype)  # refuses a vocabulary that does not fit
         options = {"field": field, "glob": glob, "val_ratio": val_ratio, "seed": seed, "errors": errors,
-                   "shard_tokens": shard_tokens}
+                   "shard_tokens": shard_tokens, "dtype": shard_dtype.name}
         fingerprint = _fingerprint(sources, options, tok.identity())
         old = _check_existing(out, tok.identity(), overwrite)
         if old is not None and old.get("fingerprint") == fingerprint:
@@ -260,11 +264,13 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2", fie
         tok.save(tmp / TOKENIZER_DIR)
         if pool is not None:
             pool.close()
-        pool = _make_pool(workers, (sources, str(tmp / TOKENIZER_DIR), errors, field))  # loads it as saved
-        splits = _tokenize_into(tmp, sources, chunks, val, tok, pool, in_flight, shard_tokens, progress)
+        initargs = (sources, str(tmp / TOKENIZER_DIR), errors, field, shard_dtype.name)
+        pool = _make_pool(workers, initargs)  # each worker loads the tokenizer as saved
+        splits = _tokenize_into(tmp, sources, chunks, val, shard_dtype, pool, in_flight, shard_tokens,
+                                progress)
         _check_lengths(splits, context_length)
         meta = {"format": FORMAT, "version": 1, "tokenizer": tok.identity(), "vocab_size": tok.vocab_size,
-                "eot_id": tok.eot_id, "dtype": str(dtype_for_vocab(tok.vocab_size).name),
+                "eot_id": tok.eot_id, "dtype": shard_dtype.name,
                 "sources": [{"path": str(s.path), "kind": s.kind, "bytes": s.size} for s in sources],
                 "split": {"by": "chunk", "val_ratio": val_ratio, "seed": seed, "chunks": len(chunks),
                           "val_chunks": len(val)},
@@ -299,7 +305,7 @@ def prepare_command(input: str | list[str], out: str, tokenizer: str = "gpt2", f
                     glob: str = "**/*.txt", val_ratio: float = 0.1, seed: int = 0, workers: int | None = None,
                     errors: str = "strict", shard_tokens: int = DEFAULT_SHARD_TOKENS,
                     context_length: int | None = None, overwrite: bool = False,
-                    progress: bool = True) -> None:
+                    progress: bool = True, dtype: str = "auto") -> None:
     """Tokenize text into shards for training (streaming, on all cores, re-runs are free).
 
     Args:
@@ -316,12 +322,13 @@ def prepare_command(input: str | list[str], out: str, tokenizer: str = "gpt2", f
         errors: strict (bytes that are not UTF-8 are an error naming file and offset) or replace (U+FFFD).
         shard_tokens: Tokens per shard file at most.
         context_length: If given, fail unless the train split holds at least one window of this length.
+        dtype: Token type in the shards: auto (uint16 if the vocabulary fits, else uint32), uint16, uint32.
         overwrite: Replace shards in --out made with a different tokenizer.
         progress: Show progress bars.
     """
     inputs = [input] if isinstance(input, str) else list(input)
     meta = prepare(inputs, out, tokenizer=tokenizer, field=field, glob=glob, val_ratio=val_ratio, seed=seed,
                    workers=workers, errors=errors, shard_tokens=shard_tokens, context_length=context_length,
-                   overwrite=overwrite, progress=progress)
+                   overwrite=overwrite, progress=progress, dtype=dtype)
     counts = ", ".join(f"{split} {meta['splits'][split]['tokens']:,} tokens" for split in SPLITS)
     print(f"{out}: {meta['tokenizer']['kind']} (vocab {meta['vocab_size']:,}, {meta['dtype']}): {counts}")

@@ -33,13 +33,18 @@ TOKENIZER_DIR = "tokenizer"
 SPLITS = ("train", "val")
 
 
-def dtype_for_vocab(vocab_size: int) -> np.dtype:
-    """uint16 when every id fits in 16 bits, else uint32 (half the disk and page cache)."""
-    if vocab_size <= 2**16:
-        return np.dtype("<u2")
-    if vocab_size <= 2**32:
-        return np.dtype("<u4")
-    raise ValueError(f"vocabulary size {vocab_size:,} is too large for the shard format (at most 2**32 ids)")
+def dtype_for_vocab(vocab_size: int, requested: str = "auto") -> np.dtype:
+    """uint16 when every id fits in 16 bits, else uint32 (half the disk and page cache).
+    requested: "auto", or "uint16"/"uint32" to insist (refused if the vocabulary does not fit)."""
+    if requested == "auto":
+        requested = "uint16" if vocab_size <= 2**16 else "uint32"
+    if requested not in ("uint16", "uint32"):
+        raise ValueError(f"--dtype {requested!r} must be auto, uint16 or uint32")
+    dtype = np.dtype("<u2" if requested == "uint16" else "<u4")
+    if vocab_size > 2 ** (8 * dtype.itemsize):
+        hint = "use --dtype uint32 or auto" if requested == "uint16" else "at most 2**32 ids fit"
+        raise ValueError(f"a vocabulary of {vocab_size:,} ids is too large for {requested} shards; {hint}")
+    return dtype
 
 
 class ShardWriter:

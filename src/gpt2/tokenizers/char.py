@@ -21,6 +21,14 @@ ENDOFTEXT = "<|endoftext|>"
 VOCAB_FILE = "char_vocab.json"
 
 
+class UnknownCharacterError(ValueError):
+    """A character outside the vocabulary; `position` is its index in the encoded text."""
+
+    def __init__(self, reason: str, position: int) -> None:
+        super().__init__(f"{reason} (at position {position})")
+        self.reason, self.position = reason, position
+
+
 class CharTokenizer(Tokenizer):
     """ids 0..n-1 are the corpus characters in code-point order; id n is <|endoftext|>."""
 
@@ -74,9 +82,9 @@ class CharTokenizer(Tokenizer):
 
     def _unknown(self, text: str, pos: int) -> None:
         ch = text[pos]
-        raise ValueError(f"character {ch!r} (U+{ord(ch):04X}) at position {pos} is not in the char "
-                         f"tokenizer's vocabulary of {len(self.chars)} characters; build the vocabulary "
-                         "from a corpus that contains it")
+        raise UnknownCharacterError(f"character {ch!r} (U+{ord(ch):04X}) is not in the char tokenizer's "
+                                    f"vocabulary of {len(self.chars)} characters; build the vocabulary from "
+                                    "a corpus that contains it", pos)
 
     def decode(self, ids: list[int]) -> str:
         out = []
