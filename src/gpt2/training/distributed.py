@@ -41,8 +41,9 @@ def launched_by_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
-def init_distributed(device: torch.device) -> DistInfo:
-    """Join the process group torchrun set up (NCCL on CUDA, gloo on CPU), or run alone.
+def dist_info_from_env(device: torch.device) -> DistInfo:
+    """This process's place as torchrun describes it, without joining anything yet (so
+    settings can be checked against the world size before any network wait).
 
     `device` is the device the user asked for; under torchrun on CUDA each process takes
     cuda:LOCAL_RANK.
@@ -53,11 +54,19 @@ def init_distributed(device: torch.device) -> DistInfo:
     local_rank = int(os.environ.get("LOCAL_RANK", rank))
     if device.type == "cuda":
         device = torch.device("cuda", local_rank)
-        torch.cuda.set_device(device)
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    if not dist.is_initialized():
-        dist.init_process_group(backend=backend, rank=rank, world_size=world_size)
     return DistInfo(rank=rank, local_rank=local_rank, world_size=world_size, device=device)
+
+
+def init_distributed(info: DistInfo) -> DistInfo:
+    """Join the process group torchrun set up: NCCL on CUDA, gloo on CPU (no-op alone)."""
+    if not info.enabled:
+        return info
+    if info.device.type == "cuda":
+        torch.cuda.set_device(info.device)
+    backend = "nccl" if info.device.type == "cuda" else "gloo"
+    if not dist.is_initialized():
+        dist.init_process_group(backend=backend, rank=info.rank, world_size=info.world_size)
+    return info
 
 
 def wrap_model(model: nn.Module, info: DistInfo) -> nn.Module:

@@ -19,7 +19,7 @@ from gpt2.device import pick_device
 from gpt2.gpt_model import GPT2
 from gpt2.training.checkpointing import LATEST, load_resume_state
 from gpt2.training.config import RunConfig
-from gpt2.training.distributed import DistInfo, init_distributed
+from gpt2.training.distributed import DistInfo, dist_info_from_env, init_distributed
 from gpt2.training.engine import Trainer
 
 
@@ -28,7 +28,7 @@ def build_trainer(cfg: RunConfig, resume: bool = False) -> Trainer:
     device = pick_device(cfg.system.device)
     if cfg.system.threads > 0:
         torch.set_num_threads(cfg.system.threads)
-    info = init_distributed(device)
+    info = dist_info_from_env(device)
     data_dir, tokenizer = open_data(cfg.data.dir)
     ckpt = Path(cfg.train.out_dir) / LATEST
     if resume:
@@ -37,6 +37,7 @@ def build_trainer(cfg: RunConfig, resume: bool = False) -> Trainer:
             raise ValueError(f"--resume: no checkpoint at {ckpt}; run without --resume to start the run")
     source = str(ckpt) if resume else cfg.model.init
     check_settings(cfg, info, model_config(cfg, source, tokenizer), tokenizer, source)
+    init_distributed(info)  # only now wait for the other processes
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every process
     model = build_model(cfg, source, tokenizer, info.device)
     torch.manual_seed(cfg.train.seed + info.rank)  # dropout differs between processes

@@ -29,4 +29,6 @@ def sample_text(model: nn.Module, tokenizer: Any, prompt: str, max_new_tokens: i
         out = generate(model, idx, max_new_tokens, temperature=temperature, top_k=top_k or None,
                        generator=gen)
     model.train(was_training)
-    return tokenizer.decode(out[0, idx.size(1):].tolist())
+    # A model whose vocabulary is larger than the tokenizer's (padded, or a pretrained one being
+    # adapted) can sample ids the tokenizer has no text for; they are left out of the sample.
+    return tokenizer.decode([i for i in out[0, idx.size(1):].tolist() if i < tokenizer.vocab_size])

@@ -1,0 +1,168 @@
+"""`gpt2 train` / `gpt2 eval` end to end on a tiny char corpus, and the errors caught before training."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from gpt2.checkpoint import load_model, load_training_state
+from gpt2.cli import main
+from train_helpers import TEXT, make_char_data, run_gpt2, tiny_args, train_losses
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_char_data(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def run(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One finished 12-step run in a real `gpt2 train` process: (run folder, stdout)."""
+    out = tmp_path_factory.mktemp("run")
+    result = run_gpt2(tiny_args(data, out, steps=12, **{"eval.interval": 4}))
+    assert result.returncode == 0, result.stderr
+    return out, result.stdout
+
+
+def _fails(argv: list[str], capsys: pytest.CaptureFixture) -> str:
+    """Run `gpt2 ...` in this process; expect exit code 1 and return the one error line."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gpt2: error:") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_run_writes_checkpoints_metrics_plot_and_summary(run: tuple[Path, str]) -> None:
+    out, stdout = run
+    for name in ("latest", "best"):
+        model = load_model(out / name)
+        assert model.cfg.n_layers == 2 and model.cfg.vocab_size == 34  # 33 chars + <|endoftext|>
+    assert load_training_state(out / "latest")["step"] == 12
+    for name in ("gpt2_tokenizer.json", "train_config.json"):
+        assert (out / "latest" / name).exists()
+    assert (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    val = [r for r in rows if "val_loss" in r]
+    assert [r["step"] for r in val] == [4, 8, 12]
+    assert all(r["val_perplexity"] == pytest.approx(torch.tensor(r["val_loss"]).exp().item(), rel=1e-6)
+               for r in val)
+    assert all(isinstance(r["sample"], str) and r["sample"] for r in val)
+    losses = train_losses(out)
+    assert sorted(losses) == list(range(1, 13)) and losses[12] < losses[1]
+    assert any("full_val_loss" in r for r in rows)
+    for label in ("best val loss", "val loss (whole split)", "tokens seen", "wall time", "checkpoint"):
+        assert label in stdout
+
+
+def test_eval_matches_the_final_validation_loss(run: tuple[Path, str], data: Path, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture) -> None:
+    out, _ = run
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    final = rows[-1]["full_val_loss"]
+    main(["eval", "--checkpoint", str(out / "latest"), "--data", str(data), "--device", "cpu",
+          "--json_output", "true"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["loss"] == pytest.approx(final, abs=1e-5)
+    text = tmp_path / "held_out.txt"
+    text.write_text(TEXT[:500])
+    main(["eval", "--checkpoint", str(out / "latest"), "--data", str(text), "--device", "cpu",
+          "--json_output", "true"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["tokens"] == 499
+    assert result["perplexity"] == pytest.approx(torch.tensor(result["loss"]).exp())
+
+
+def test_help_documents_every_option(capsys: pytest.CaptureFixture) -> None:
+    from dataclasses import fields
+
+    from gpt2.training.config import RunConfig
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    for section in fields(RunConfig):
+        for f in fields(section.default_factory()):
+            assert f"--{section.name}.{f.name}" in text
+    assert "--resume" in text and "--config" in text
+
+
+def test_config_file_and_overrides(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    config = tmp_path / "run.yaml"
+    config.write_text("optim:\n  lr: 0.5\ntrain:\n  max_steps: 2\n  batch_size: 2\n")
+    args = [a for a in tiny_args(data, tmp_path / "out") if "max_steps" not in a and "batch" not in a]
+    main([args[0], "--config", str(config), *args[1:], "--optim.lr=0.002"])
+    saved = json.loads((tmp_path / "out" / "latest" / "train_config.json").read_text())
+    assert saved["optim"]["lr"] == 0.002  # the command line wins over the file
+    assert saved["train"]["max_steps"] == 2 and saved["train"]["batch_size"] == 2
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({"train.context_length": 64}, "longer than the model's context_length"),
+    ({"train.batch_size": 6, "train.grad_accum_steps": 4}, "not divisible"),
+    ({"system.dtype": "fp16"}, "fp16 needs a CUDA GPU"),
+    ({"model.vocab_size": 10}, "tokenizer has 34 ids"),
+    ({"model.init": "/nonexistent/ckpt"}, "no such directory"),
+])
+def test_inconsistent_settings_fail_before_training(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                    extra: dict, message: str) -> None:
+    err = _fails(tiny_args(data, tmp_path, **extra), capsys)
+    assert message in err
+    assert not (tmp_path / "latest").exists()
+
+
+def test_missing_or_mismatched_shards(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert "gpt2 prepare" in _fails(tiny_args(tmp_path / "nowhere", tmp_path / "o1"), capsys)
+    broken = shutil.copytree(data, tmp_path / "broken")
+    (broken / "val_000.bin").unlink()
+    assert "val_000.bin" in _fails(tiny_args(broken, tmp_path / "o2"), capsys)
+    other = make_char_data(tmp_path / "other", text="completely different letters: xyz " * 50)
+    shutil.rmtree(broken / "tokenizer")
+    shutil.copytree(other / "tokenizer", broken / "tokenizer")
+    shutil.copy(data / "val_000.bin", broken / "val_000.bin")
+    assert "different tokenizer" in _fails(tiny_args(broken, tmp_path / "o3"), capsys)
+
+
+def test_resume_without_checkpoint_and_tokenizer_mismatch(run: tuple[Path, str], tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    other = make_char_data(tmp_path / "other", text=TEXT.upper())
+    err = _fails([*tiny_args(other, tmp_path / "fresh"), "--resume=true"], capsys)
+    assert "no checkpoint" in err
+    err = _fails(tiny_args(other, tmp_path / "ft", **{"model.init": run[0] / "latest"}), capsys)
+    assert "tokenizer differs" in err
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data: Path, tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    main(tiny_args(data, tmp_path, steps=20, **{"train.stop_after_steps": 3}))
+    capsys.readouterr()
+    manifest = (tmp_path / "latest" / "gpt2_checkpoint.json").read_text()
+    err = _fails([*tiny_args(data, tmp_path, steps=20, **{"optim.lr": 1e30, "optim.grad_clip": 0}),
+                  "--resume=true"], capsys)
+    assert "loss became" in err and "at step" in err and "lower --optim.lr" in err and "float32" in err
+    assert (tmp_path / "latest" / "gpt2_checkpoint.json").read_text() == manifest  # untouched
+    assert load_training_state(tmp_path / "latest")["step"] == 3
+
+
+def test_init_from_our_checkpoint_and_from_hugging_face(run: tuple[Path, str], data: Path,
+                                                        tmp_path: Path) -> None:
+    transformers = pytest.importorskip("transformers")
+    main(tiny_args(data, tmp_path / "ours", steps=2, **{"model.init": run[0] / "latest"}))
+    start = load_model(run[0] / "latest")
+    tuned = load_model(tmp_path / "ours" / "latest")
+    assert tuned.cfg == start.cfg and not torch.equal(tuned.tok_emb.weight, start.tok_emb.weight)
+
+    hf_dir = tmp_path / "hf"
+    torch.manual_seed(0)
+    cfg = transformers.GPT2Config(vocab_size=48, n_positions=32, n_embd=32, n_layer=2, n_head=2)
+    transformers.GPT2LMHeadModel(cfg).save_pretrained(hf_dir)
+    main(tiny_args(data, tmp_path / "hf_run", steps=2, **{"model.init": hf_dir, "model.drop_rate": 0.0}))
+    tuned = load_model(tmp_path / "hf_run" / "latest")
+    assert tuned.cfg.vocab_size == 48 and tuned.cfg.drop_rate == 0.0
+    back = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf_run" / "latest")
+    torch.testing.assert_close(back.transformer.wte.weight, tuned.tok_emb.weight)
