@@ -243,6 +243,7 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2", fie
     out = Path(out)
     chunks = plan_chunks(sources, chunk_size_for(sum(s.size for s in sources)))
     val = _val_chunks(len(chunks), val_ratio, seed)
+    workers = min(workers, len(chunks))  # no idle processes for a small corpus
     in_flight = 2 * workers + 2
     created = not out.exists()
     tmp = out / f".prepare-tmp-{os.getpid()}"
