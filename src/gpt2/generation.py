@@ -204,9 +204,9 @@ class _StopStrings:
     def __init__(self, stop_strings: Sequence[str] | None, tokenizer: Any) -> None:
         if isinstance(stop_strings, str):
             stop_strings = [stop_strings]
-        self.strings = [s for s in (stop_strings or []) if s]
-        if len(self.strings) != len(stop_strings or []):
-            raise ValueError("stop_strings must be non-empty strings")
+        self.strings = list(stop_strings or [])
+        if not all(isinstance(s, str) and s for s in self.strings):
+            raise ValueError(f"stop_strings must be non-empty strings, got {self.strings!r}")
         if self.strings and tokenizer is None:
             raise ValueError("stop_strings need the tokenizer= that turns ids into text")
         self.tokenizer = tokenizer
