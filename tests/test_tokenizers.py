@@ -143,3 +143,15 @@ def test_factory_errors(tmp_path):
     (tmp_path / "bad.model").write_bytes(b"not a model")
     with pytest.raises(ValueError, match="is not a SentencePiece model"):
         SentencePieceTokenizer.from_file(tmp_path / "bad.model")
+
+
+def test_fast_and_checked_rank_loading_agree():
+    from gpt2.tokenizers.gpt2_bpe import _to_bytes_reference, _token_decoder, mergeable_ranks
+
+    files = find_gpt2_files()
+    fast = mergeable_ranks(files["encoder.json"], files["vocab.bpe"])  # pinned files: no cross-check
+    checked = mergeable_ranks(files["encoder.json"], files["vocab.bpe"] + b"\n")  # other hash: full check
+    assert fast == checked and len(fast) == 50256
+    decode = _token_decoder()
+    for token in list(json.loads(files["encoder.json"]))[:3000:7]:
+        assert decode(token) == _to_bytes_reference(token)

@@ -36,7 +36,7 @@ from gpt2.data.shards import (
     write_meta,
 )
 from gpt2.data.sources import Chunk, Source, chunk_size_for, plan_chunks, read_chunk, resolve_sources
-from gpt2.tokenizers import CharTokenizer, Tokenizer, get_tokenizer, load_tokenizer
+from gpt2.tokenizers import CharTokenizer, Tokenizer, get_tokenizer, load_identity, load_tokenizer
 from gpt2.tokenizers.char import UnknownCharacterError
 
 FORMAT = "gpt2-from-scratch-shards"
@@ -48,8 +48,10 @@ _WORKER: dict[str, Any] = {}
 
 def _init_worker(sources: list[Source], tokenizer_dir: str | None, errors: str, field: str,
                  dtype: str = "auto") -> None:
-    _WORKER.update(sources=sources, errors=errors, field=field, dtype=dtype,
-                   tokenizer=load_tokenizer(tokenizer_dir) if tokenizer_dir else None)
+    inherited = _WORKER.get("tokenizer")  # forked workers inherit the parent's tokenizer
+    if tokenizer_dir and (inherited is None or inherited.identity() != load_identity(tokenizer_dir)):
+        inherited = load_tokenizer(tokenizer_dir)  # spawned workers load the saved copy
+    _WORKER.update(sources=sources, errors=errors, field=field, dtype=dtype, tokenizer=inherited)
 
 
 def _chunk_chars(chunk: Chunk) -> set[str]:
@@ -266,6 +268,7 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2", fie
         if pool is not None:
             pool.close()
         initargs = (sources, str(tmp / TOKENIZER_DIR), errors, field, shard_dtype.name)
+        _WORKER["tokenizer"] = tok
         pool = _make_pool(workers, initargs)  # each worker loads the tokenizer as saved
         splits = _tokenize_into(tmp, sources, chunks, val, shard_dtype, pool, in_flight, shard_tokens,
                                 progress)
@@ -290,6 +293,7 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2", fie
         if pool is not None:
             pool.close()
             pool.join()
+        _WORKER.clear()
         shutil.rmtree(tmp, ignore_errors=True)
 
 

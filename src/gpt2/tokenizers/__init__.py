@@ -17,7 +17,7 @@ from gpt2.tokenizers.gpt2_bpe import GPT2BPETokenizer
 from gpt2.tokenizers.sentencepiece import MODEL_FILE, SentencePieceTokenizer
 
 __all__ = ["CharTokenizer", "GPT2BPETokenizer", "SentencePieceTokenizer", "Tokenizer",
-           "get_tokenizer", "has_tokenizer", "load_tokenizer"]
+           "get_tokenizer", "has_tokenizer", "load_identity", "load_tokenizer"]
 
 _KINDS = {"gpt2-bpe": GPT2BPETokenizer, "sentencepiece": SentencePieceTokenizer, "char": CharTokenizer}
 
@@ -25,6 +25,12 @@ _KINDS = {"gpt2-bpe": GPT2BPETokenizer, "sentencepiece": SentencePieceTokenizer,
 def has_tokenizer(directory: str | Path) -> bool:
     """True when `directory` holds a tokenizer saved by `Tokenizer.save`."""
     return (Path(directory) / TOKENIZER_FILE).is_file()
+
+
+def load_identity(directory: str | Path) -> dict:
+    """The identity recorded in a saved tokenizer's gpt2_tokenizer.json (without loading it)."""
+    meta = json.loads((Path(directory) / TOKENIZER_FILE).read_text(encoding="utf-8"))
+    return {key: meta.get(key) for key in ("kind", "vocab_size", "eot_id", "sha256")}
 
 
 def load_tokenizer(directory: str | Path) -> Tokenizer:

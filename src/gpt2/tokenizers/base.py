@@ -24,12 +24,10 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temporary name, so a crash never leaves half a file."""
+    """Write `data` to `path` via a temporary name, so a crash never leaves half a file.
+    (No fsync here: callers that need durability, like save_checkpoint, fsync the folder.)"""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
+    tmp.write_bytes(data)
     os.replace(tmp, path)
 
 
@@ -57,7 +55,9 @@ class Tokenizer(ABC):
     def identity(self) -> dict[str, Any]:
         """Kind + sha256 of every defining file. Equal identities <=> same token ids,
         so a trainer can refuse shards and checkpoints made with different tokenizers."""
-        files = {name: sha256_bytes(data) for name, data in sorted(self._files().items())}
+        if getattr(self, "_sha256", None) is None:  # the files never change: hash them once
+            self._sha256 = {name: sha256_bytes(data) for name, data in sorted(self._files().items())}
+        files = dict(self._sha256)
         return {"kind": self.name, "vocab_size": self.vocab_size, "eot_id": self.eot_id, "sha256": files}
 
     def save(self, directory: str | Path) -> Path:

@@ -99,21 +99,33 @@ def _byte_alphabet() -> dict[str, int]:
     return table
 
 
+def _to_bytes_reference(token: str) -> bytes:
+    """Readable reference for `_token_decoder`: look each stand-in character up."""
+    alphabet = _byte_alphabet()
+    return bytes(alphabet[ch] for ch in token)
+
+
+def _token_decoder():
+    """Fast path: a str.translate table maps every stand-in to the character of its byte,
+    after which latin-1 encoding yields the token's bytes (all in C)."""
+    table = str.maketrans({ch: chr(b) for ch, b in _byte_alphabet().items()})
+    return lambda token: token.translate(table).encode("latin-1")
+
+
 def mergeable_ranks(encoder_json: bytes, vocab_bpe: bytes) -> dict[bytes, int]:
     """tiktoken's {token bytes: rank} from OpenAI's files. Ranks are the ids of encoder.json;
     we rebuild them from the merge order and check they agree, since tiktoken needs
-    rank order == merge priority."""
-    alphabet = _byte_alphabet()
-
-    def to_bytes(token: str) -> bytes:
-        return bytes(alphabet[ch] for ch in token)
-
+    rank order == merge priority. (Skipped for OpenAI's own files, identified by sha256:
+    they are known to agree, and loading is then twice as fast.)"""
+    to_bytes = _token_decoder()
     encoder = {to_bytes(tok): idx for tok, idx in json.loads(encoder_json).items() if tok != ENDOFTEXT}
+    hashes = {"encoder.json": sha256_bytes(encoder_json), "vocab.bpe": sha256_bytes(vocab_bpe)}
+    if hashes == SHA256:
+        return encoder  # OpenAI's files, proven consistent once and for all
     ranks = {bytes([b]): rank for rank, b in enumerate(_byte_order())}
     for line in vocab_bpe.decode("utf-8").split("\n")[1:]:  # first line is "#version: 0.2"
         if line:
-            first, second = line.split()
-            ranks[to_bytes(first) + to_bytes(second)] = len(ranks)
+            ranks[to_bytes(line.replace(" ", ""))] = len(ranks)  # the merged token: both halves joined
     if ranks != encoder:
         raise ValueError("GPT-2 BPE files disagree: vocab.bpe merge order != encoder.json ids")
     return ranks
