@@ -1,0 +1,203 @@
+"""`gpt2 generate` end to end: checkpoints with a tokenizer, streamed UTF-8 output, bad input."""
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from gpt2 import GPT2, GPT2Config
+from gpt2.checkpoint import save_checkpoint
+from gpt2.cli import main
+from gpt2.generate_cli import GenerationSession
+from gpt2.generation import generate
+from gpt2.sampling import SamplingOptions
+from gpt2.streaming import REPLACEMENT
+from gpt2.tokenizers import CharTokenizer, get_tokenizer
+
+CORPUS = "नमस्ते दुनिया 😀🙏🏽🎉 काठमाडौं"
+
+
+def tiny_model(vocab_size: int, seed: int = 0) -> GPT2:
+    torch.manual_seed(seed)
+    cfg = GPT2Config(vocab_size=vocab_size, context_length=64, emb_dim=32, n_heads=2, n_layers=2,
+                     drop_rate=0.0)
+    return GPT2(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def ckpts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ckpts")
+    char, bpe = CharTokenizer.from_text(CORPUS), get_tokenizer("gpt2")
+    save_checkpoint(root / "char", tiny_model(char.vocab_size), tokenizer=char)
+    save_checkpoint(root / "bpe", tiny_model(bpe.vocab_size), tokenizer=bpe)
+    save_checkpoint(root / "bare-char", tiny_model(char.vocab_size))  # no tokenizer saved
+    save_checkpoint(root / "bare-gpt2", tiny_model(bpe.vocab_size))  # no tokenizer, GPT-2 vocab size
+    hf = root / "hf"  # what a Hugging Face GPT-2 directory holds: weights, config, vocab.json, merges.txt
+    hf.mkdir()
+    for name in ("config.json", "model.safetensors", "vocab.json", "merges.txt"):
+        shutil.copy(root / "bpe" / name, hf / name)
+    return {"root": root, "char": char, "bpe": bpe}
+
+
+def run_cli(*args, stdin: str = "", env: dict | None = None) -> subprocess.CompletedProcess:
+    """The real command in a fresh process; stdout is read as bytes and decoded strictly."""
+    full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
+    proc = subprocess.run([sys.executable, "-m", "gpt2", "generate", *map(str, args)], input=stdin.encode(),
+                          capture_output=True, env=full_env, timeout=120)
+    proc.stdout = proc.stdout.decode("utf-8")  # strict: a broken UTF-8 sequence fails the test here
+    proc.stderr = proc.stderr.decode("utf-8")
+    return proc
+
+
+def expected_text(ckpt_dir, tokenizer, prompt: str, new: int, seed: int | None = None, **sampling) -> str:
+    """What the command should print: the continuation generate() gives in-process, up to end-of-text."""
+    model = GPT2.from_pretrained(ckpt_dir)
+    ids = tokenizer.encode(prompt) or [tokenizer.eot_id]
+    gen = torch.Generator().manual_seed(seed) if seed is not None else None
+    out = generate(model, torch.tensor([ids]), new, eos_id=tokenizer.eot_id, generator=gen, **sampling)
+    new_ids = out[0, len(ids):].tolist()
+    if tokenizer.eot_id in new_ids:
+        new_ids = new_ids[: new_ids.index(tokenizer.eot_id)]
+    return tokenizer.decode(new_ids).rstrip(REPLACEMENT)
+
+
+@pytest.mark.slow
+def test_cli_streams_devanagari_and_emoji_from_a_char_checkpoint(ckpts):
+    prompt, ckpt = "नमस्ते 😀", ckpts["root"] / "char"
+    # A seed whose sample does not hit end-of-text early (1 in 22 per step for this vocabulary).
+    seed, cont = next((s, c) for s in range(50)
+                      if len(c := expected_text(ckpt, ckpts["char"], prompt, 40, seed=s, temperature=1.0,
+                                                 top_k=200)) >= 20)
+    # A latin-1 stdout would fail on the first Devanagari letter: the command must switch to UTF-8.
+    proc = run_cli("--checkpoint", ckpt, "--prompt", prompt, "--max_new_tokens", 40,
+                   "--temperature", 1.0, "--seed", seed, env={"PYTHONIOENCODING": "latin-1"})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == prompt + cont + "\n"
+    assert all(len(ch.encode("utf-8")) > 1 for ch in cont.replace(" ", ""))  # Devanagari and emoji only
+    assert REPLACEMENT not in proc.stdout
+
+
+@pytest.mark.slow
+def test_cli_streams_gpt2_bpe_text_with_no_broken_characters(ckpts):
+    prompt = "नमस्ते 😀 दुनिया"
+    proc = run_cli("--checkpoint", ckpts["root"] / "bpe", "--prompt", prompt, "--max_new_tokens", 30,
+                   "--temperature", 0)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == prompt + expected_text(ckpts["root"] / "bpe", ckpts["bpe"], prompt, 30,
+                                                 temperature=0) + "\n"
+    assert not proc.stdout.endswith(REPLACEMENT + "\n")
+
+
+class Recorder:
+    """A text stream that keeps each write separately, to see what was printed when."""
+
+    def __init__(self) -> None:
+        self.writes: list[str] = []
+
+    def write(self, text: str) -> None:
+        self.writes.append(text)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_each_piece_is_written_as_soon_as_it_is_complete(ckpts):
+    session = GenerationSession.load(str(ckpts["root"] / "bpe"), None, "cpu", "float32", seed=5)
+    out = Recorder()
+    session.run("दुनिया 🙏🏽", 1, out, echo=True, options=SamplingOptions(temperature=1.0), max_new_tokens=25,
+                stop=None)
+    pieces = out.writes[1:-1]  # between the echoed prompt and the final newline
+    assert len(pieces) > 5
+    assert all(p and REPLACEMENT not in p[-1] for p in pieces)
+
+
+def test_empty_prompt_starts_from_end_of_text(ckpts, capsys):
+    main(["generate", "--checkpoint", str(ckpts["root"] / "char"), "--prompt", "", "--temperature", "0",
+          "--max_new_tokens", "12"])
+    cont = expected_text(ckpts["root"] / "char", ckpts["char"], "", 12, temperature=0)
+    assert capsys.readouterr().out == cont + "\n"
+
+
+def test_num_samples_and_seed_are_reproducible(ckpts, capsys):
+    args = ["generate", "--checkpoint", str(ckpts["root"] / "char"), "--prompt", "न", "--num_samples", "3",
+            "--max_new_tokens", "15", "--seed", "7", "--temperature", "1.5"]
+    main(args)
+    first = capsys.readouterr().out
+    main(args)
+    assert capsys.readouterr().out == first
+    samples = first.split("\n" + "-" * 40 + "\n")
+    assert len(samples) == 3 and len(set(samples)) == 3
+
+
+def test_prompt_file_and_stdin(ckpts, tmp_path, capsys, monkeypatch):
+    import io
+
+    file = tmp_path / "prompt.txt"
+    file.write_text("काठमाडौं", encoding="utf-8")
+    base = ["generate", "--checkpoint", str(ckpts["root"] / "char"), "--temperature", "0",
+            "--max_new_tokens", "10"]
+    main([*base, "--prompt_file", str(file)])
+    from_file = capsys.readouterr().out
+    monkeypatch.setattr(sys, "stdin", io.StringIO("काठमाडौं"))
+    main(base)
+    assert capsys.readouterr().out == from_file
+    assert from_file.startswith("काठमाडौं")
+
+
+def test_hugging_face_directory_and_gpt2_fallback(ckpts, capsys):
+    args = ["--prompt", "Hello world", "--temperature", "0", "--max_new_tokens", "8"]
+    main(["generate", "--checkpoint", str(ckpts["root"] / "bpe"), *args])
+    ours = capsys.readouterr().out
+    main(["generate", "--checkpoint", str(ckpts["root"] / "hf"), *args])
+    assert capsys.readouterr().out == ours  # vocab.json + merges.txt: the same tokenizer
+    main(["generate", "--checkpoint", str(ckpts["root"] / "bare-gpt2"), *args])
+    captured = capsys.readouterr()
+    assert "GPT-2's BPE is used" in captured.err
+    assert captured.out.startswith("Hello world")
+
+
+@pytest.mark.slow
+def test_interactive_mode_answers_each_line_and_survives_a_bad_one(ckpts):
+    proc = run_cli("--checkpoint", ckpts["root"] / "char", "--interactive", "true", "--temperature", 0,
+                   "--max_new_tokens", 10, stdin="नमस्ते\nx\n😀\n")
+    assert proc.returncode == 0, proc.stderr
+    expected = [expected_text(ckpts["root"] / "char", ckpts["char"], p, 10, temperature=0)
+                for p in ("नमस्ते", "😀")]
+    assert proc.stdout == "".join(e + "\n" for e in expected)
+    assert "not in the char tokenizer's vocabulary" in proc.stderr
+
+
+BAD = {
+    "unknown checkpoint": (["--checkpoint", "{root}/missing"], "no such directory"),
+    "no tokenizer": (["--checkpoint", "{root}/bare-char"], "holds no tokenizer"),
+    "prompt too long": (["--checkpoint", "{root}/char", "--prompt", "न" * 65], "context is 64"),
+    "negative temperature": (["--checkpoint", "{root}/char", "--temperature", "-0.1"], "temperature"),
+    "top_p zero": (["--checkpoint", "{root}/char", "--top_p", "0"], "top_p"),
+    "top_p above one": (["--checkpoint", "{root}/char", "--top_p", "1.5"], "top_p"),
+    "top_k zero": (["--checkpoint", "{root}/char", "--top_k", "0"], "top_k"),
+    "prompt and file": (["--checkpoint", "{root}/char", "--prompt", "a", "--prompt_file", "f"], "not both"),
+    "missing prompt file": (["--checkpoint", "{root}/char", "--prompt_file", "{root}/no"], "no such file"),
+    "no samples": (["--checkpoint", "{root}/char", "--num_samples", "0"], "num_samples"),
+    "unknown dtype": (["--checkpoint", "{root}/char", "--dtype", "int3"], "unknown dtype"),
+}
+
+
+@pytest.mark.parametrize("case", BAD)
+def test_bad_input_is_one_clear_line_and_exit_1(case, ckpts, capsys):
+    args, message = BAD[case]
+    with pytest.raises(SystemExit) as stop:
+        main(["generate", *(a.format(root=ckpts["root"]) for a in args)])
+    assert stop.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("gpt2: error: ") and message in err
+    assert "Traceback" not in err and err.count("\n") == 1
+
+
+@pytest.mark.slow
+def test_bad_input_in_a_real_process_has_no_traceback(ckpts):
+    proc = run_cli("--checkpoint", ckpts["root"] / "char", "--top_p", "1.5")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("gpt2: error: top_p") and "Traceback" not in proc.stderr
