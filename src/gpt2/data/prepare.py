@@ -41,6 +41,7 @@ from gpt2.tokenizers.char import UnknownCharacterError
 
 FORMAT = "gpt2-from-scratch-shards"
 DEFAULT_SHARD_TOKENS = 100_000_000
+TASK_BYTES = 1 << 20
 
 # Per-process state of the worker pool (set by _init_worker).
 _WORKER: dict[str, Any] = {}
@@ -54,17 +55,21 @@ def _init_worker(sources: list[Source], tokenizer_dir: str | None, errors: str, 
     _WORKER.update(sources=sources, errors=errors, field=field, dtype=dtype, tokenizer=inherited)
 
 
-def _chunk_chars(chunk: Chunk) -> set[str]:
-    """Pass 1 of the char tokenizer: the characters of one chunk."""
-    texts = read_chunk(_WORKER["sources"][chunk.source], chunk, _WORKER["errors"], _WORKER["field"])
-    return set().union(*map(set, texts))
+def _chunk_chars(chunks: list[Chunk]) -> set[str]:
+    """Pass 1 of the char tokenizer: the characters of some chunks."""
+    found: set[str] = set()
+    for chunk in chunks:
+        for text in read_chunk(_WORKER["sources"][chunk.source], chunk, _WORKER["errors"], _WORKER["field"]):
+            found.update(text)
+    return found
 
 
-def _encode_text(tokenizer: Tokenizer, text: str, source: Source, chunk: Chunk) -> np.ndarray:
+def _encode_text(tokenizer: Tokenizer, text: str, source: Source, chunk: Chunk,
+                 dtype: np.dtype) -> np.ndarray:
     try:
         if isinstance(tokenizer, CharTokenizer):
             return tokenizer.encode_array(text)
-        return np.asarray(tokenizer.encode(text, allow_special=False), dtype=np.int64)
+        return np.asarray(tokenizer.encode(text, allow_special=False), dtype=dtype)
     except UnknownCharacterError as err:
         where = (f"byte {chunk.start + len(text[:err.position].encode('utf-8')):,}" if source.kind == "text"
                  else f"a record after byte {chunk.start:,}")
@@ -76,17 +81,37 @@ def _chunk_tokens(chunk: Chunk) -> tuple[np.ndarray, int]:
     tok: Tokenizer = _WORKER["tokenizer"]
     source = _WORKER["sources"][chunk.source]
     texts = read_chunk(source, chunk, _WORKER["errors"], _WORKER["field"])
-    eot = np.array([tok.eot_id], dtype=np.int64)
+    dtype = dtype_for_vocab(tok.vocab_size, _WORKER["dtype"])
+    eot = np.array([tok.eot_id], dtype=dtype)
     parts: list[np.ndarray] = []
     for text in texts:
-        parts.append(_encode_text(tok, text, source, chunk))
+        parts.append(_encode_text(tok, text, source, chunk, dtype))
         if source.kind == "jsonl":
             parts.append(eot)
     if chunk.ends_document:
         parts.append(eot)
     docs = len(texts) if source.kind == "jsonl" else int(chunk.ends_document)
-    dtype = dtype_for_vocab(tok.vocab_size, _WORKER["dtype"])
-    return (np.concatenate(parts).astype(dtype) if parts else np.zeros(0, dtype)), docs
+    return (np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)), docs
+
+
+def _chunks_tokens(chunks: list[Chunk]) -> list[tuple[np.ndarray, int]]:
+    """One worker task: several consecutive chunks (fewer round trips for small chunks)."""
+    return [_chunk_tokens(chunk) for chunk in chunks]
+
+
+def _tasks(chunks: list[Chunk], workers: int) -> list[list[Chunk]]:
+    """Consecutive chunks grouped into tasks of about min(1 MiB, corpus / (4 * workers)) bytes."""
+    total = sum(c.end - c.start for c in chunks)
+    target = max(1, min(TASK_BYTES, total // (4 * workers)))
+    tasks: list[list[Chunk]] = [[]]
+    size = 0
+    for chunk in chunks:
+        if size >= target:
+            tasks.append([])
+            size = 0
+        tasks[-1].append(chunk)
+        size += chunk.end - chunk.start
+    return tasks
 
 
 def _ordered_map(fn: Callable, items: list, pool: Any, in_flight: int) -> Iterator:
@@ -171,15 +196,16 @@ def _check_existing(out: Path, identity: dict[str, Any], overwrite: bool) -> dic
     return old
 
 
-def _build_tokenizer(name: str, sources: list[Source], chunks: list[Chunk], pool: Any, in_flight: int,
+def _build_tokenizer(name: str, sources: list[Source], chunks: list[Chunk], pool: Any, workers: int,
                      progress: bool) -> Tokenizer:
     if name != "char":
         return get_tokenizer(name)
     chars: set[str] = set()
     bar = tqdm(total=len(chunks), desc="characters", unit="chunk", disable=not progress)
-    for found in _ordered_map(_chunk_chars, chunks, pool, in_flight):
+    tasks = _tasks(chunks, workers)
+    for task, found in zip(tasks, _ordered_map(_chunk_chars, tasks, pool, 2 * workers + 2), strict=True):
         chars |= found
-        bar.update()
+        bar.update(len(task))
     bar.close()
     return CharTokenizer(chars)
 
@@ -212,12 +238,14 @@ def _make_pool(workers: int, initargs: tuple) -> Any:
 
 
 def _tokenize_into(tmp: Path, sources: list[Source], chunks: list[Chunk], val: set[int], dtype: np.dtype,
-                   pool: Any, in_flight: int, shard_tokens: int, progress: bool) -> dict[str, Any]:
+                   pool: Any, workers: int, shard_tokens: int, progress: bool) -> dict[str, Any]:
     writers = {split: _SplitWriter(tmp, split, dtype, shard_tokens) for split in SPLITS}
     bar = tqdm(total=sum(s.size for s in sources), desc="tokenizing", unit="B", unit_scale=True,
                disable=not progress)
+    tasks = _tasks(chunks, workers)
+    results = (r for task in _ordered_map(_chunks_tokens, tasks, pool, 2 * workers + 2) for r in task)
     try:
-        for index, (tokens, docs) in enumerate(_ordered_map(_chunk_tokens, chunks, pool, in_flight)):
+        for index, (tokens, docs) in enumerate(results):
             writer = writers["val" if index in val else "train"]
             writer.write(tokens)
             writer.documents += docs
@@ -246,14 +274,13 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2", fie
     chunks = plan_chunks(sources, chunk_size_for(sum(s.size for s in sources)))
     val = _val_chunks(len(chunks), val_ratio, seed)
     workers = min(workers, len(chunks))  # no idle processes for a small corpus
-    in_flight = 2 * workers + 2
     created = not out.exists()
     tmp = out / f".prepare-tmp-{os.getpid()}"
     pool = None
     try:
         if tokenizer == "char":  # its vocabulary is the corpus's characters: a first parallel pass
             pool = _make_pool(workers, (sources, None, errors, field))
-        tok = _build_tokenizer(tokenizer, sources, chunks, pool, in_flight, progress)
+        tok = _build_tokenizer(tokenizer, sources, chunks, pool, workers, progress)
         shard_dtype = dtype_for_vocab(tok.vocab_size, dtype)  # refuses a vocabulary that does not fit
         options = {"field": field, "glob": glob, "val_ratio": val_ratio, "seed": seed, "errors": errors,
                    "shard_tokens": shard_tokens, "dtype": shard_dtype.name}
@@ -270,7 +297,7 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2", fie
         initargs = (sources, str(tmp / TOKENIZER_DIR), errors, field, shard_dtype.name)
         _WORKER["tokenizer"] = tok
         pool = _make_pool(workers, initargs)  # each worker loads the tokenizer as saved
-        splits = _tokenize_into(tmp, sources, chunks, val, shard_dtype, pool, in_flight, shard_tokens,
+        splits = _tokenize_into(tmp, sources, chunks, val, shard_dtype, pool, workers, shard_tokens,
                                 progress)
         _check_lengths(splits, context_length)
         meta = {"format": FORMAT, "version": 1, "tokenizer": tok.identity(), "vocab_size": tok.vocab_size,
