@@ -210,6 +210,17 @@ def _build_tokenizer(name: str, sources: list[Source], chunks: list[Chunk], pool
     return CharTokenizer(chars)
 
 
+def _remove_stale_tmp(out: Path) -> None:
+    """Remove temporary folders left by a prepare that was killed (its process is gone)."""
+    for tmp in out.glob(".prepare-tmp-*") if out.is_dir() else ():
+        try:
+            os.kill(int(tmp.name.rsplit("-", 1)[1]), 0)
+        except ProcessLookupError:
+            shutil.rmtree(tmp, ignore_errors=True)
+        except (ValueError, PermissionError):
+            pass
+
+
 def _commit(tmp: Path, out: Path, old: dict[str, Any] | None, splits: dict[str, Any], meta: dict) -> None:
     """Move the new shards and tokenizer into `out`; meta.json goes last (the commit mark)."""
     (out / META_FILE).unlink(missing_ok=True)
@@ -290,6 +301,7 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2", fie
             print(f"{out}: already up to date ({old['splits']['train']['tokens']:,} train tokens)",
                   file=sys.stderr)
             return old
+        _remove_stale_tmp(out)
         tmp.mkdir(parents=True)
         tok.save(tmp / TOKENIZER_DIR)
         if pool is not None:
