@@ -161,3 +161,12 @@ def test_create_dataloader_v1_default_gpt2_and_tiktoken():
     enc = GPT2BPETokenizer().encoding  # a tiktoken Encoding, as the original project passed
     x2, _ = next(iter(create_dataloader_v1(text, enc, batch_size=2, max_length=4, stride=4, shuffle=False)))
     torch.testing.assert_close(x2, x)
+
+
+def test_sequential_skips_shards_shorter_than_a_window(data_dir):
+    shards = [open_shard(data_dir / f"train_{i:06d}.bin") for i in range(3)]  # 500, 37, 1200 tokens
+    expected = [shard[k * 64:k * 64 + 65] for shard in shards for k in range((len(shard) - 1) // 64)]
+    loader = SequentialLoader(data_dir, "train", batch_size=4, context_length=64)
+    assert loader.n_windows == len(expected) == 7 + 0 + 18
+    got = [row for x, y in loader for row in torch.cat([x, y[:, -1:]], dim=1).numpy()]
+    np.testing.assert_array_equal(np.stack(got), np.stack(expected))

@@ -113,16 +113,26 @@ class SequentialLoader:
         self.batch_size, self.context_length, self.device = batch_size, context_length, device
         self.shards = _open_split(data_dir, split)
         T = context_length
-        windows = [(s, k * T) for s, shard in enumerate(self.shards) for k in range((len(shard) - 1) // T)]
-        if not windows:
+        per_shard = np.array([(len(shard) - 1) // T for shard in self.shards], dtype=np.int64)
+        self._cum = np.cumsum(per_shard)  # window g lies in the first shard with g < cum
+        n_windows = int(self._cum[-1]) if len(per_shard) else 0
+        if n_windows == 0:
             n = sum(len(s) for s in self.shards)
             val_ratio = read_meta(data_dir).get("split", {}).get("val_ratio")
             hint = " (val_ratio is 0)" if split == "val" and val_ratio == 0 else ""
             raise ValueError(f"{data_dir}: the {split} split has {n:,} tokens{hint}, fewer than one window "
                              f"of context_length + 1 = {T + 1:,}; use a smaller context_length or more text")
-        self.windows = windows[rank::world_size]
-        n_batches = -(-len(self.windows) // batch_size)
+        self.rank, self.world_size = rank, world_size
+        self.n_windows = len(range(rank, n_windows, world_size))  # this rank's windows: r, r+W, ...
+        n_batches = -(-self.n_windows // batch_size)
         self.n_batches = n_batches if max_batches is None else min(n_batches, max_batches)
+
+    def window(self, i: int) -> tuple[int, int]:
+        """(shard, offset) of this rank's i-th window (computed, never listed: O(1) memory)."""
+        g = self.rank + i * self.world_size
+        shard = int(np.searchsorted(self._cum, g, side="right"))
+        first = int(self._cum[shard - 1]) if shard else 0
+        return shard, (g - first) * self.context_length
 
     def __len__(self) -> int:
         return self.n_batches
@@ -130,5 +140,6 @@ class SequentialLoader:
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         T, B = self.context_length, self.batch_size
         for b in range(self.n_batches):
-            rows = [self.shards[s][o:o + T + 1] for s, o in self.windows[b * B:(b + 1) * B]]
+            windows = (self.window(i) for i in range(b * B, min((b + 1) * B, self.n_windows)))
+            rows = [self.shards[s][o:o + T + 1] for s, o in windows]
             yield _to_device(np.stack(rows), self.device)
