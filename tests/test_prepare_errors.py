@@ -122,6 +122,15 @@ def test_sentencepiece_vocab_larger_than_corpus_allows(tmp_path, good, capsys):
     assert not (tmp_path / "tok").exists()
 
 
+def test_tokenizer_train_on_bytes_that_are_not_utf8(tmp_path, capsys):
+    bad = tmp_path / "bad.txt"
+    bad.write_bytes(b"hello world\nthis is fine\n\xff bad\n")
+    line = cli_error(capsys, "tokenizer", "train", "--input", str(bad), "--out", str(tmp_path / "tok"),
+                     "--vocab_size", "300")
+    assert f"{bad}: byte 25 is not valid UTF-8 (0xff)" in line
+    assert not (tmp_path / "tok").exists()
+
+
 def test_other_tokenizers_folder_is_refused(tmp_path, good, capsys):
     out = tmp_path / "out"
     prepare([str(good)], out, tokenizer="char", workers=1, progress=False)
