@@ -91,7 +91,7 @@ def _next_cut(f, pos: int, size: int, target: int, records: bool) -> int:
     line break; records (.jsonl) only after a line break, however far; text with no line
     break within `target` bytes at a UTF-8 character boundary."""
     f.seek(pos)
-    block = f.read(_SCAN)
+    block = f.read(min(_SCAN, target))
     if not records and b"\n\n" in block:
         return pos + block.index(b"\n\n") + 2
     start, scanned = pos, 0
