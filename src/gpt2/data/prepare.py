@@ -3,11 +3,12 @@
     sources ──plan──> chunks ──worker processes (encode)──> ordered results ──> shards
                                                                            └─> meta.json
 
-Memory stays bounded: the main process holds only chunk offsets and at most a few
-chunks in flight per worker. The output is deterministic (results are written in chunk
-order, whatever the number of workers). Everything is first written under a hidden
-temporary folder inside the output folder and moved into place at the end, meta.json
-last; an error leaves the output folder as it was.
+Memory stays bounded: the main process holds only chunk offsets, and at most
+2 x workers + 2 tasks (of about 1 MiB of text each) are in flight. The output is
+deterministic: results are written in chunk order, whatever the number of workers.
+Everything is first written under a hidden temporary folder inside the output folder
+and moved into place at the end, meta.json last; an error leaves the output folder as
+it was.
 """
 
 from __future__ import annotations
@@ -304,11 +305,11 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2", fie
         _remove_stale_tmp(out)
         tmp.mkdir(parents=True)
         tok.save(tmp / TOKENIZER_DIR)
-        if pool is not None:
+        if pool is not None:  # the character pass is done
             pool.close()
-        initargs = (sources, str(tmp / TOKENIZER_DIR), errors, field, shard_dtype.name)
-        _WORKER["tokenizer"] = tok
-        pool = _make_pool(workers, initargs)  # each worker loads the tokenizer as saved
+            pool.join()
+        _WORKER["tokenizer"] = tok  # forked workers inherit it; spawned ones load the saved copy
+        pool = _make_pool(workers, (sources, str(tmp / TOKENIZER_DIR), errors, field, shard_dtype.name))
         splits = _tokenize_into(tmp, sources, chunks, val, shard_dtype, pool, workers, shard_tokens,
                                 progress)
         _check_lengths(splits, context_length)
@@ -318,7 +319,7 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2", fie
                 "split": {"by": "chunk", "val_ratio": val_ratio, "seed": seed, "chunks": len(chunks),
                           "val_chunks": len(val)},
                 "options": options, "splits": splits, "fingerprint": fingerprint}
-        _commit(tmp, out, old, splits, meta)
+        _commit(tmp, out, old, splits, meta)  # meta.json last: the folder is complete from here
         return meta
     except BaseException:
         if pool is not None:
