@@ -4,7 +4,7 @@
                                                                            └─> meta.json
 
 Memory stays bounded: the main process holds only chunk offsets, and at most
-2 x workers + 2 tasks (of about 1 MiB of text each) are in flight. The output is
+2 x workers + 2 tasks (a few MiB of text each at most) are in flight. The output is
 deterministic: results are written in chunk order, whatever the number of workers.
 Everything is first written under a hidden temporary folder inside the output folder
 and moved into place at the end, meta.json last; an error leaves the output folder as
