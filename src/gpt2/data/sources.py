@@ -44,9 +44,9 @@ def _kind(path: Path) -> str:
 
 
 def _expand(item: str, glob: str) -> list[Path]:
-    if item in BUILTIN_CORPORA:
-        return shakespeare_files()
     path = Path(item)
+    if item in BUILTIN_CORPORA and not path.exists():  # a real file or folder of that name wins
+        return shakespeare_files()
     if path.is_dir():
         files = sorted(p for p in path.glob(glob) if p.is_file())
         if not files:

@@ -14,6 +14,7 @@ import importlib.util
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import tiktoken
@@ -105,7 +106,7 @@ def _to_bytes_reference(token: str) -> bytes:
     return bytes(alphabet[ch] for ch in token)
 
 
-def _token_decoder():
+def _token_decoder() -> Callable[[str], bytes]:
     """Fast path: a str.translate table maps every stand-in to the character of its byte,
     after which latin-1 encoding yields the token's bytes (all in C)."""
     table = str.maketrans({ch: chr(b) for ch, b in _byte_alphabet().items()})
