@@ -9,6 +9,7 @@ loaded into a tiktoken `Encoding`, so encoding runs at tiktoken's (Rust) speed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -140,12 +141,23 @@ class GPT2BPETokenizer(Tokenizer):
     def __init__(self, files: dict[str, bytes] | None = None) -> None:
         """files: {"encoder.json": ..., "vocab.bpe": ...}; OpenAI's by default (found offline)."""
         self._data = files if files is not None else find_gpt2_files()
-        ranks = mergeable_ranks(self._data["encoder.json"], self._data["vocab.bpe"])
-        self.special_tokens = {ENDOFTEXT: len(ranks)}
-        self.eot_id = len(ranks)
-        self.vocab_size = len(ranks) + 1
-        self.encoding = tiktoken.Encoding(name="gpt2", pat_str=PAT_STR, mergeable_ranks=ranks,
-                                          special_tokens=self.special_tokens)
+        n_merges = sum(1 for line in self._data["vocab.bpe"].split(b"\n")[1:] if line.strip())
+        self.eot_id = 256 + n_merges  # 256 byte tokens, one per merge, then <|endoftext|>
+        self.vocab_size = self.eot_id + 1
+        self.special_tokens = {ENDOFTEXT: self.eot_id}
+        pinned = {name: sha256_bytes(data) for name, data in self._data.items()} == SHA256
+        # Files other than OpenAI's are checked now; OpenAI's are known good and load lazily.
+        self._ranks = None if pinned else mergeable_ranks(self._data["encoder.json"], self._data["vocab.bpe"])
+
+    @functools.cached_property
+    def encoding(self) -> tiktoken.Encoding:
+        """The tiktoken Encoding, built on first use (~50 ms): a process that only saves or
+        identifies the tokenizer never pays for it."""
+        ranks = self._ranks or mergeable_ranks(self._data["encoder.json"], self._data["vocab.bpe"])
+        if len(ranks) != self.eot_id:
+            raise ValueError(f"GPT-2 BPE files disagree: {len(ranks)} tokens, {self.eot_id - 256} merges")
+        return tiktoken.Encoding(name="gpt2", pat_str=PAT_STR, mergeable_ranks=ranks,
+                                 special_tokens=self.special_tokens)
 
     @classmethod
     def from_directory(cls, directory: str | Path) -> GPT2BPETokenizer:
