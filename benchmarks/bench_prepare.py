@@ -36,11 +36,15 @@ from gpt2.tokenizers import GPT2BPETokenizer
 RUN_PREPARE = """
 import json, resource, sys, time
 from gpt2.data.prepare import prepare
-t = time.perf_counter()
+def cpu(who):
+    usage = resource.getrusage(who)
+    return usage.ru_utime + usage.ru_stime
+t, cpu0 = time.perf_counter(), cpu(resource.RUSAGE_SELF)
 meta = prepare([sys.argv[1]], sys.argv[2], workers=int(sys.argv[3]), progress=False)
 seconds = time.perf_counter() - t
+cpu_seconds = cpu(resource.RUSAGE_SELF) - cpu0 + cpu(resource.RUSAGE_CHILDREN)
 tokens = sum(meta["splits"][s]["tokens"] for s in ("train", "val"))
-print(json.dumps({"seconds": seconds, "tokens": tokens,
+print(json.dumps({"seconds": seconds, "tokens": tokens, "cpu_seconds": cpu_seconds,
                   "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "rss_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))
 """
@@ -120,11 +124,32 @@ def ratio_table(repeat: int, workers: int, tmp: Path) -> list[tuple[str, float, 
         for name, fn in runs.items():
             best[name] = min(best.get(name, float("inf")), fn())
     stats = run_prepare("shakespeare", tmp / "pn", workers)
+    cpu0 = time.process_time()
+    enc.encode_ordinary(text)
+    encode_cpu = time.process_time() - cpu0
     extra[f"prepare(), {workers} workers"] = (f"peak RSS main {stats['rss_main_mb']:.0f} MB, "
-                                              f"worker {stats['rss_worker_mb']:.0f} MB")
+                                              f"worker {stats['rss_worker_mb']:.0f} MB; CPU "
+                                              f"{stats['cpu_seconds']:.2f} s vs {encode_cpu:.2f} s for the "
+                                              "bare encode")
     base, job = best["tiktoken encode, 1 process"], best["tiktoken job, 1 process"]
     return [(name, mb / s, f"{base / s:5.2f}x {job / s:5.2f}x  {extra.get(name, '')}")
             for name, s in best.items()]
+
+
+def encode_file(path: Path) -> float:
+    """Single-process tiktoken encode of a file, streamed in 4 MiB line-aligned blocks
+    (the baseline for the large inputs: same text, one core, no writing)."""
+    enc = GPT2BPETokenizer().encoding
+    t = time.perf_counter()
+    with open(path, "rb") as f:
+        rest = b""
+        while block := f.read(4 << 20):
+            block = rest + block
+            cut = block.rfind(b"\n") + 1 or len(block)
+            enc.encode_ordinary(block[:cut].decode("utf-8"))
+            rest = block[cut:]
+        enc.encode_ordinary(rest.decode("utf-8"))
+    return time.perf_counter() - t
 
 
 def memory_table(sizes_mb: list[int], workers: int, tmp: Path) -> list[tuple[int, dict]]:
@@ -137,13 +162,15 @@ def memory_table(sizes_mb: list[int], workers: int, tmp: Path) -> list[tuple[int
             while written < size * 1_000_000:
                 f.write(corpus)
                 written += len(corpus)
+        base = encode_file(path)
         stats = run_prepare(str(path), tmp / f"out_{size}", workers)
         stats["mb"] = written / 1e6
         rows.append((size, stats))
         path.unlink()
         shutil.rmtree(tmp / f"out_{size}", ignore_errors=True)
-        print(f"  {written / 1e6:8.0f} MB  {stats['mb'] / stats['seconds']:6.2f} MB/s  "
-              f"peak RSS main {stats['rss_main_mb']:5.0f} MB  worker {stats['rss_worker_mb']:5.0f} MB",
+        print(f"  {written / 1e6:8.0f} MB  tiktoken 1 process {stats['mb'] / base:6.2f} MB/s  "
+              f"prepare {stats['mb'] / stats['seconds']:6.2f} MB/s ({base / stats['seconds']:.2f}x)  "
+              f"peak RSS main {stats['rss_main_mb']:4.0f} MB, worker {stats['rss_worker_mb']:4.0f} MB",
               flush=True)
     return rows
 
@@ -165,7 +192,8 @@ def main() -> None:
         for name, mbs, note in rows:
             print(f"{name:34} {mbs:7.2f}  {note}")
         if args.sizes:
-            print("\nmemory as the corpus grows (one file of the corpus repeated):")
+            print(f"\nas the corpus grows (one file of the corpus repeated; prepare with "
+                  f"{args.workers} workers):")
             memory_table([int(s) for s in args.sizes.split(",")], args.workers, Path(tmp))
 
 

@@ -327,6 +327,7 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2", fie
         tmp.mkdir(parents=True)
         tok.save(tmp / TOKENIZER_DIR)
         _stop(pool, wait=True)  # the character pass is done
+        tok.encode("")  # build any lazy state once, here, so that forked workers share it
         _WORKER["tokenizer"] = tok  # forked workers inherit it; spawned ones load the saved copy
         pool = _make_pool(workers, (sources, str(tmp / TOKENIZER_DIR), errors, field, shard_dtype.name))
         splits = _tokenize_into(tmp, sources, chunks, val, shard_dtype, pool, workers, shard_tokens,

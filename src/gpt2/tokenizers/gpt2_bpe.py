@@ -115,21 +115,20 @@ def _token_decoder() -> Callable[[str], bytes]:
 
 
 def mergeable_ranks(encoder_json: bytes, vocab_bpe: bytes) -> dict[bytes, int]:
-    """tiktoken's {token bytes: rank} from OpenAI's files. Ranks are the ids of encoder.json;
-    we rebuild them from the merge order and check they agree, since tiktoken needs
-    rank order == merge priority. (Skipped for OpenAI's own files, identified by sha256:
-    they are known to agree, and loading is then twice as fast.)"""
+    """tiktoken's {token bytes: rank} from OpenAI's files: the 256 bytes, then one token per
+    merge of vocab.bpe, in merge order. tiktoken needs rank == merge priority == token id,
+    so for files other than OpenAI's own (identified by sha256, known to agree) the ranks
+    are checked against the ids of encoder.json."""
     to_bytes = _token_decoder()
-    encoder = {to_bytes(tok): idx for tok, idx in json.loads(encoder_json).items() if tok != ENDOFTEXT}
-    hashes = {"encoder.json": sha256_bytes(encoder_json), "vocab.bpe": sha256_bytes(vocab_bpe)}
-    if hashes == SHA256:
-        return encoder  # OpenAI's files, proven consistent once and for all
     ranks = {bytes([b]): rank for rank, b in enumerate(_byte_order())}
     for line in vocab_bpe.decode("utf-8").split("\n")[1:]:  # first line is "#version: 0.2"
         if line:
             ranks[to_bytes(line.replace(" ", ""))] = len(ranks)  # the merged token: both halves joined
-    if ranks != encoder:
-        raise ValueError("GPT-2 BPE files disagree: vocab.bpe merge order != encoder.json ids")
+    hashes = {"encoder.json": sha256_bytes(encoder_json), "vocab.bpe": sha256_bytes(vocab_bpe)}
+    if hashes != SHA256:
+        encoder = {to_bytes(tok): idx for tok, idx in json.loads(encoder_json).items() if tok != ENDOFTEXT}
+        if ranks != encoder:
+            raise ValueError("GPT-2 BPE files disagree: vocab.bpe merge order != encoder.json ids")
     return ranks
 
 
