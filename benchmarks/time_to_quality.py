@@ -1,0 +1,103 @@
+"""Time to quality: seconds for `gpt2 train` to reach a validation loss on char-level
+tiny Shakespeare, start-up included.
+
+The corpus is /work/shared/data/tinyshakespeare.txt (or --text): characters, the first
+90% for training and the last 10% for validation, as nanoGPT's shakespeare_char does.
+The data folder is written first (timed separately); then one `gpt2 train --config ...`
+process runs the recipe and the wall time of that whole process (Python start-up,
+imports, model build, training, evaluations, the final loss over the whole validation
+split) is the figure. It succeeds when that final whole-split loss is <= --target.
+
+    .venv/bin/python benchmarks/time_to_quality.py
+    .venv/bin/python benchmarks/time_to_quality.py --config configs/tinyshakespeare_char.yaml  # nanoGPT's
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from gpt2.data.shards import TOKENIZER_DIR, dtype_for_vocab, write_meta, write_shard
+from gpt2.tokenizers import get_tokenizer
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_TEXT = Path("/work/shared/data/tinyshakespeare.txt")
+
+
+def prepare_char_split(text_path: Path, out: Path, train_fraction: float = 0.9) -> Path:
+    """Character shards with nanoGPT's split: first 90% of the ids train, the rest val."""
+    out.mkdir(parents=True, exist_ok=True)
+    text = text_path.read_text(encoding="utf-8")
+    tok = get_tokenizer("char", text=text)
+    ids = np.array(tok.encode(text), dtype=np.int64)
+    n = int(len(ids) * train_fraction)
+    dtype = dtype_for_vocab(tok.vocab_size)
+    splits = {}
+    for split, part in (("train", ids[:n]), ("val", ids[n:])):
+        info = write_shard(out / f"{split}_000.bin", part, dtype)
+        splits[split] = {"shards": [info], "tokens": info["tokens"]}
+    tok.save(out / TOKENIZER_DIR)
+    write_meta(out, {"format": "gpt2-from-scratch-shards", "version": 1, "tokenizer": tok.identity(),
+                     "splits": splits, "split": {"val_ratio": 1 - train_fraction, "how": "last 10%"}})
+    return out
+
+
+def run_recipe(config: str, data: Path, out: Path, overrides: list[str]) -> tuple[float, float, int]:
+    """Run one `gpt2 train` process: (wall seconds, whole-split val loss, steps)."""
+    cmd = [str(Path(sys.executable).parent / "gpt2"), "train", "--config", config, f"--data.dir={data}",
+           f"--train.out_dir={out}", "--system.progress=false", *overrides]
+    t0 = time.perf_counter()
+    result = subprocess.run(cmd, cwd=ROOT, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                            capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if result.returncode != 0:
+        sys.exit(f"gpt2 train failed:\n{result.stderr[-3000:]}")
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    final = next(r["full_val_loss"] for r in reversed(rows) if "full_val_loss" in r)
+    return wall, final, max(r["step"] for r in rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", default=str(ROOT / "configs" / "tinyshakespeare_char_fast.yaml"))
+    parser.add_argument("--baseline", action="store_true",
+                        help="also run nanoGPT's recipe (configs/tinyshakespeare_char.yaml) for the ratio")
+    parser.add_argument("--text", default=str(DEFAULT_TEXT))
+    parser.add_argument("--target", type=float, default=1.88)
+    parser.add_argument("overrides", nargs="*", help="extra `gpt2 train` options, e.g. --optim.lr=2e-3")
+    args = parser.parse_args()
+    text = Path(args.text)
+    if not text.exists():
+        sys.exit(f"{text} not found; pass --text path/to/tinyshakespeare.txt")
+    recipes = [("fast", args.config)]
+    if args.baseline:
+        recipes.append(("nanoGPT", str(ROOT / "configs" / "tinyshakespeare_char.yaml")))
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        data = prepare_char_split(text, Path(tmp) / "data")
+        print(f"data prepared in {time.perf_counter() - t0:.1f} s (not counted)")
+        for name, config in recipes:
+            extra = args.overrides if name == "fast" else []
+            wall, final, steps = run_recipe(config, data, Path(tmp) / name, extra)
+            results[name] = wall
+            reached = "reached" if final <= args.target else "NOT reached"
+            print(f"{name:8} {Path(config).name} {' '.join(extra)}: {steps} steps, whole-split val loss "
+                  f"{final:.4f} ({reached} <= {args.target}), {wall:.1f} s wall including start-up")
+            if name == "fast" and final <= args.target:
+                print(f"seconds to reach val loss <= {args.target}: {wall:.1f}")
+    if "nanoGPT" in results:
+        ratio = results["fast"] / results["nanoGPT"]
+        print(f"time ratio fast / nanoGPT recipe (same machine, same run): {ratio:.2f}")
+
+
+if __name__ == "__main__":
+    main()
