@@ -126,7 +126,9 @@ class GenerationSession:
             raise ValueError(f"--checkpoint {path}: no such directory")
         dev, dt = pick_device(device), resolve_dtype(dtype)
         tok = resolve_tokenizer(path, tokenizer, read_config(path).vocab_size)
-        model = load_model(path, device=dev, dtype=dt)
+        from gpt2.fast_linear import prepare_for_decoding
+
+        model = prepare_for_decoding(load_model(path, device=dev, dtype=dt))
         generator = torch.Generator(device=dev)
         if seed is not None:
             generator.manual_seed(seed)

@@ -18,8 +18,11 @@ import torch
 from torch import Tensor
 
 from gpt2.attention import KVCache
+from gpt2.fast_linear import prepare_for_decoding
 from gpt2.gpt_model import GPT2
 from gpt2.sampling import SamplingOptions, sample_next
+
+__all__ = ["GenerationStep", "generate", "generate_stream", "generate_text", "prepare_for_decoding"]
 
 
 @torch.no_grad()

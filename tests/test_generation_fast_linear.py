@@ -1,0 +1,71 @@
+"""prepare_for_decoding: faster weight layouts that change nothing but speed."""
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from gpt2 import GPT2
+from gpt2.fast_linear import PackedLinear, _mkldnn_bf16, prepare_for_decoding
+from gpt2.generation import generate, generate_text
+
+
+def make_model(**overrides) -> GPT2:
+    torch.manual_seed(0)
+    return GPT2(tiny_config(**overrides)).eval()
+
+
+def test_float32_relayout_keeps_values_names_and_tying():
+    model = make_model()
+    idx = torch.randint(0, 97, (2, 20))
+    with torch.no_grad():
+        before = model(idx)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    prepare_for_decoding(model)
+    assert model.blocks[0].mlp.fc.weight.t().is_contiguous()  # (in, out) in memory
+    assert model.lm_head.weight is model.tok_emb.weight
+    after = model.state_dict()
+    assert list(after) == list(state)
+    assert all(torch.equal(after[k], state[k]) for k in state)
+    with torch.no_grad():
+        torch.testing.assert_close(model(idx), before, atol=1e-5, rtol=0)
+    ctx = model.cfg.context_length
+    prompt, new = idx[:, :5], ctx - 5
+    assert torch.equal(generate(model, prompt, new, temperature=0), generate_text(model, prompt, new, ctx))
+
+
+needs_bf16 = pytest.mark.skipif(not _mkldnn_bf16(), reason="no oneDNN bf16 on this CPU/torch")
+
+
+@needs_bf16
+def test_packed_bf16_linear_gives_the_reference_logits():
+    model = make_model().to(torch.bfloat16)
+    idx = torch.randint(0, 97, (3, 17))
+    with torch.no_grad():
+        reference = model(idx).float()
+    prepare_for_decoding(model)
+    assert isinstance(model.lm_head, PackedLinear) and isinstance(model.blocks[1].attn.qkv, PackedLinear)
+    assert model.lm_head.weight is model.tok_emb.weight
+    with torch.no_grad():
+        fast = model(idx).float()
+    assert model.lm_head._packed is not None  # the fast path really ran
+    torch.testing.assert_close(fast, reference, atol=2e-2, rtol=2e-2)  # bf16 rounding only
+    plain = make_model().to(torch.bfloat16)
+    prompt = idx[:1, :4]
+    assert torch.equal(generate(model, prompt, 20, temperature=0), generate(plain, prompt, 20, temperature=0))
+
+
+@needs_bf16
+def test_packed_copy_follows_weight_updates_and_training_uses_the_reference():
+    model = prepare_for_decoding(make_model().to(torch.bfloat16))
+    idx = torch.randint(0, 97, (1, 9))
+    with torch.no_grad():
+        model(idx)
+        model.blocks[0].mlp.fc.weight.mul_(-2.0)  # an in-place update, like an optimizer step
+        fast = model(idx).float()
+        model.train()
+        reference = model(idx).float()  # training mode: plain F.linear
+    torch.testing.assert_close(fast, reference, atol=2e-2, rtol=2e-2)
+    loss = model(idx).float().logsumexp(-1).mean()
+    loss.backward()
+    assert model.blocks[0].mlp.fc.weight.grad is not None
+    assert set(model.state_dict()) == set(make_model().state_dict())
