@@ -78,6 +78,15 @@ def test_gpt2_bpe_saved_dir_loads_with_transformers(tmp_path, bpe):
     assert hf.encode(text) == bpe.encode(text)
 
 
+def test_directory_saved_by_transformers_loads(tmp_path, bpe):
+    transformers = pytest.importorskip("transformers")
+    bpe.save(tmp_path / "ours")
+    transformers.GPT2Tokenizer.from_pretrained(tmp_path / "ours").save_pretrained(tmp_path / "hf")
+    hf = get_tokenizer(tmp_path / "hf")  # vocab.json + merges.txt, or (recent versions) tokenizer.json
+    text = "Hello world <|endoftext|> naïve 世界"
+    assert hf.encode(text) == bpe.encode(text) and hf.eot_id == 50256
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.text(min_size=1))
 def test_char_round_trips(s):

@@ -42,6 +42,8 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
             return GPT2BPETokenizer.from_directory(directory)  # a Hugging Face GPT-2 directory
         if (directory / MODEL_FILE).is_file():
             return SentencePieceTokenizer.from_directory(directory)
+        if (directory / "tokenizer.json").is_file():  # recent transformers save only this
+            return GPT2BPETokenizer.from_hf_tokenizer_json(directory / "tokenizer.json")
         raise FileNotFoundError(f"{directory} holds no tokenizer ({TOKENIZER_FILE} is missing)")
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     kind = meta.get("kind")

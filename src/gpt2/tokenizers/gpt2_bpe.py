@@ -164,6 +164,23 @@ class GPT2BPETokenizer(Tokenizer):
         directory = Path(directory)
         return cls({orig: (directory / hf).read_bytes() for orig, hf in HF_NAMES.items()})
 
+    @classmethod
+    def from_hf_tokenizer_json(cls, path: str | Path) -> GPT2BPETokenizer:
+        """Load a Hugging Face `tokenizer.json` of a GPT-2 style byte-level BPE (what recent
+        transformers versions save instead of vocab.json + merges.txt)."""
+        path = Path(path)
+        spec = json.loads(path.read_text(encoding="utf-8"))
+        model, pre = spec.get("model") or {}, spec.get("pre_tokenizer") or {}
+        if model.get("type") != "BPE" or pre.get("type") != "ByteLevel":
+            raise ValueError(f"{path} is not a GPT-2 style byte-level BPE tokenizer")
+        merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
+        files = {"encoder.json": json.dumps(model["vocab"], ensure_ascii=False).encode("utf-8"),
+                 "vocab.bpe": ("#version: 0.2\n" + "\n".join(merges) + "\n").encode("utf-8")}
+        try:
+            return cls(files)
+        except KeyError:  # a character outside GPT-2's byte alphabet
+            raise ValueError(f"{path} is not a GPT-2 style byte-level BPE tokenizer") from None
+
     def encode(self, text: str, *, allow_special: bool = True) -> list[int]:
         if allow_special:
             return self.encoding.encode(text, allowed_special="all")
