@@ -21,7 +21,7 @@ import shutil
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
@@ -288,7 +288,8 @@ def _tokenize_into(tmp: Path, sources: list[Source], chunks: list[Chunk], val: s
         for w in writers.values():
             if w.writer is not None and sys.exc_info()[0] is not None:
                 w.writer.abort()
-    return {split: w.close() for split, w in writers.items()}
+    with ThreadPoolExecutor(len(writers)) as threads:  # the closing fsyncs overlap
+        return dict(zip(writers, threads.map(_SplitWriter.close, writers.values()), strict=True))
 
 
 def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2", field: str = "text",
