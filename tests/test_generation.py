@@ -90,10 +90,11 @@ def test_all_ones_mask_is_the_same_as_no_mask():
     assert torch.equal(with_mask, generate(model, idx, 10, temperature=0))
 
 
-def test_sliding_window_with_stride_one_equals_reference_past_the_context():
+@pytest.mark.parametrize("prompt_len", [1, 10, 32])
+def test_sliding_window_with_stride_one_equals_reference_past_the_context(prompt_len):
     model = make_model()
     ctx = model.cfg.context_length
-    idx = torch.randint(0, 97, (2, 10), generator=torch.Generator().manual_seed(4))
+    idx = torch.randint(0, 97, (2, prompt_len), generator=torch.Generator().manual_seed(4))
     new = 2 * ctx
     expected = generate_text(model, idx, new, ctx)
     assert torch.equal(generate(model, idx, new, temperature=0, window_stride=1), expected)
