@@ -1,7 +1,8 @@
 """`gpt2 generate`: load a checkpoint once, read prompts, stream continuations to stdout.
 
 The tokenizer comes from the checkpoint (`gpt2.tokenizers.load_tokenizer`): our saved
-tokenizer, or a Hugging Face GPT-2 directory's vocab.json + merges.txt / tokenizer.model.
+tokenizer, or a Hugging Face directory's vocab.json + merges.txt, tokenizer.json or
+tokenizer.model.
 A directory with no tokenizer files at all whose vocab_size is GPT-2's 50,257 (e.g. made
 by `model.save_pretrained`) falls back to GPT-2's BPE, with a note on stderr; any other
 directory without a tokenizer is an error, unless `--tokenizer` names one.
@@ -97,9 +98,10 @@ def resolve_tokenizer(checkpoint: Path, override: str | None, vocab_size: int) -
         except FileNotFoundError:
             if vocab_size != GPT2_VOCAB_SIZE:
                 raise ValueError(
-                    f"{checkpoint} holds no tokenizer (no gpt2_tokenizer.json, vocab.json + merges.txt "
-                    f"or tokenizer.model) and its vocab_size {vocab_size} is not GPT-2's {GPT2_VOCAB_SIZE}; "
-                    "save the tokenizer with the checkpoint or pass --tokenizer") from None
+                    f"{checkpoint} holds no tokenizer (no gpt2_tokenizer.json, vocab.json + merges.txt, "
+                    f"tokenizer.json or tokenizer.model) and its vocab_size {vocab_size} is not GPT-2's "
+                    f"{GPT2_VOCAB_SIZE}; save the tokenizer with the checkpoint or pass --tokenizer"
+                ) from None
             print(f"gpt2: note: {checkpoint} holds no tokenizer; its vocab_size is GPT-2's, "
                   "so GPT-2's BPE is used", file=sys.stderr)
             tokenizer = GPT2BPETokenizer()
