@@ -201,3 +201,10 @@ def test_bad_input_in_a_real_process_has_no_traceback(ckpts):
     proc = run_cli("--checkpoint", ckpts["root"] / "char", "--top_p", "1.5")
     assert proc.returncode == 1
     assert proc.stderr.startswith("gpt2: error: top_p") and "Traceback" not in proc.stderr
+
+
+def test_bf16_generation_from_the_command_line(ckpts, capsys):
+    main(["generate", "--checkpoint", str(ckpts["root"] / "bpe"), "--prompt", "Hello", "--dtype", "bf16",
+          "--temperature", "0", "--max_new_tokens", "6"])
+    out = capsys.readouterr().out
+    assert out.startswith("Hello") and len(out) > len("Hello\n")
