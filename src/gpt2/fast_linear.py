@@ -15,16 +15,25 @@ set by how fast the weights stream from memory, and on CPU that depends on their
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+@functools.cache
 def _mkldnn_bf16() -> bool:
-    """Whether this torch build and CPU can run oneDNN's bf16 linear."""
+    """Whether this torch build and CPU can run oneDNN's prepacked bf16 linear (private torch
+    ops, so they are tried once on a tiny input rather than assumed)."""
     try:
-        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
+        if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+            return False
+        x = w = torch.ones(2, 2, dtype=torch.bfloat16)
+        y = torch.ops.mkldnn._linear_pointwise(x[:1], torch.ops.mkldnn._reorder_linear_weight(w, 1), None,
+                                               "none", [], "")
+        return y.tolist() == [[2.0, 2.0]]
+    except (AttributeError, RuntimeError, TypeError):
         return False
 
 
