@@ -208,3 +208,16 @@ def test_bf16_generation_from_the_command_line(ckpts, capsys):
           "--temperature", "0", "--max_new_tokens", "6"])
     out = capsys.readouterr().out
     assert out.startswith("Hello") and len(out) > len("Hello\n")
+
+
+@pytest.mark.slow
+def test_a_reader_that_stops_early_gets_no_traceback(ckpts):
+    cmd = [sys.executable, "-m", "gpt2", "generate", "--checkpoint", str(ckpts["root"] / "bpe"),
+           "--prompt", "Hello", "--temperature", "0", "--max_new_tokens", "2000"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    proc.stdout.read(5)  # like `| head -c 5`: read a little, then hang up
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 0
+    assert "Traceback" not in err

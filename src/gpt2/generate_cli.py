@@ -10,6 +10,7 @@ directory without a tokenizer is an error, unless `--tokenizer` names one.
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -61,11 +62,13 @@ def generate_command(checkpoint: str, prompt: str | None = None, prompt_file: st
     session = GenerationSession.load(checkpoint, tokenizer, device, dtype, seed)
     utf8_stdout()
     kwargs = dict(options=options, max_new_tokens=max_new_tokens, stop=stop)
-    if interactive:
-        session.interactive(sys.stdin, sys.stdout, **kwargs)
-        return
-    text = read_prompt(prompt, prompt_file)
-    session.run(text, num_samples, sys.stdout, echo=True, **kwargs)
+    try:
+        if interactive:
+            session.interactive(sys.stdin, sys.stdout, **kwargs)
+        else:
+            session.run(read_prompt(prompt, prompt_file), num_samples, sys.stdout, echo=True, **kwargs)
+    except BrokenPipeError:  # the reader went away (`| head`): stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
 
 
 def read_prompt(prompt: str | None, prompt_file: str | None) -> str:
