@@ -159,8 +159,9 @@ def save_checkpoint(path: str | Path, model: GPT2, tokenizer: Any = None,
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a killed save
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
         _write_json(tmp / CONFIG, model.cfg.to_hf_dict())
@@ -175,7 +176,8 @@ def save_checkpoint(path: str | Path, model: GPT2, tokenizer: Any = None,
             str(p.relative_to(tmp)): {"bytes": p.stat().st_size, "sha256": _sha256(p)}
             for p in sorted(tmp.rglob("*")) if p.is_file()
         }
-        _write_json(tmp / MANIFEST, {"format": "gpt2-from-scratch", "version": FORMAT_VERSION, "files": files})
+        manifest = {"format": "gpt2-from-scratch", "version": FORMAT_VERSION, "files": files}
+        _write_json(tmp / MANIFEST, manifest)
         _fsync_tree(tmp)
         _swap_into_place(tmp, path)
     except BaseException:
@@ -224,7 +226,9 @@ def verify_checkpoint(path: str | Path) -> None:
             raise CheckpointError(f"{file}: missing from the checkpoint")
         size = file.stat().st_size
         if size != info["bytes"]:
-            raise CheckpointError(f"{file}: {size} bytes, expected {info['bytes']}; the file is truncated or was replaced")
+            raise CheckpointError(
+                f"{file}: {size} bytes, expected {info['bytes']}; the file is truncated or was replaced"
+            )
         if _sha256(file) != info["sha256"]:
             raise CheckpointError(f"{file}: sha256 does not match the manifest; the file is corrupt")
 
@@ -261,7 +265,9 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
         if (path / "pytorch_model.bin").exists():
             return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
     except (SafetensorError, OSError, RuntimeError) as err:
-        raise CheckpointError(f"{path}: cannot read the weights ({err}); the file is truncated or corrupt") from None
+        raise CheckpointError(
+            f"{path}: cannot read the weights ({err}); the file is truncated or corrupt"
+        ) from None
     raise CheckpointError(f"{path}: no {WEIGHTS} or pytorch_model.bin found; is this a checkpoint directory?")
 
 
