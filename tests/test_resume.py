@@ -42,6 +42,7 @@ def test_rng_state_round_trip() -> None:
     assert torch.equal(first[0], second[0]) and (first[1] == second[1]).all() and first[2] == second[2]
 
 
+@pytest.mark.slow
 def test_resume_is_bit_identical(data: Path, reference: dict[int, float], tmp_path: Path) -> None:
     args = tiny_args(data, tmp_path, steps=10, **{"model.drop_rate": 0.1})
     first = run_gpt2([*args, "--train.stop_after_steps=4"])

@@ -108,6 +108,7 @@ def test_config_file_and_overrides(data: Path, tmp_path: Path, capsys: pytest.Ca
     ({"system.dtype": "fp16"}, "fp16 needs a CUDA GPU"),
     ({"model.vocab_size": 10}, "tokenizer has 34 ids"),
     ({"model.init": "/nonexistent/ckpt"}, "no such directory"),
+    ({"eval.prompt": "Q~"}, "--eval.prompt 'Q~' cannot be encoded"),
 ])
 def test_inconsistent_settings_fail_before_training(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
                                                     extra: dict, message: str) -> None:
@@ -166,3 +167,45 @@ def test_init_from_our_checkpoint_and_from_hugging_face(run: tuple[Path, str], d
     assert tuned.cfg.vocab_size == 48 and tuned.cfg.drop_rate == 0.0
     back = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf_run" / "latest")
     torch.testing.assert_close(back.transformer.wte.weight, tuned.tok_emb.weight)
+
+
+class TensorBatches:
+    """A batch source over one token tensor: the engine needs only next_batch and its state."""
+
+    def __init__(self, ids: torch.Tensor, batch_size: int, context_length: int) -> None:
+        self.ids, self.B, self.T, self.step = ids, batch_size, context_length, 0
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        gen = torch.Generator().manual_seed(self.step)
+        starts = torch.randint(0, self.ids.numel() - self.T - 1, (self.B,), generator=gen)
+        self.step += 1
+        x = torch.stack([self.ids[s:s + self.T] for s in starts])  # (B, T)
+        return x, torch.stack([self.ids[s + 1:s + 1 + self.T] for s in starts])
+
+    def state_dict(self) -> dict:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = state["step"]
+
+
+def test_trainer_engine_on_any_batch_source(tmp_path: Path) -> None:
+    from gpt2 import GPT2, GPT2Config
+    from gpt2.tokenizers import get_tokenizer
+    from gpt2.training import RunConfig, Trainer
+    from gpt2.training.config import EvalSection, SystemSection, TrainSection
+
+    tok = get_tokenizer("char", text=TEXT)
+    ids = torch.tensor(tok.encode(TEXT))
+    torch.manual_seed(0)
+    model = GPT2(GPT2Config(vocab_size=tok.vocab_size, context_length=16, emb_dim=32, n_heads=2, n_layers=1))
+    cfg = RunConfig(train=TrainSection(max_steps=8, batch_size=4, out_dir=str(tmp_path), log_interval=1),
+                    eval=EvalSection(interval=4, batches=2, sample_tokens=5),
+                    system=SystemSection(device="cpu", progress=False))
+    val = TensorBatches(ids[-400:], 4, 16)
+    trainer = Trainer(cfg, model, TensorBatches(ids[:-400], 4, 16),
+                      lambda n: [val.next_batch() for _ in range(n or 5)], tokenizer=tok)
+    summary = trainer.fit()
+    assert summary["steps"] == 8 and summary["tokens_seen"] == 8 * 4 * 16
+    assert summary["final_val_loss"] < 4.0 and (tmp_path / "latest").is_dir()
+    assert len(trainer.progress.history) == 2

@@ -88,6 +88,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
         self.metrics: MetricsLog | None = None
         self._latest_step = -1
+        self._eval_cache: dict[tuple, float] = {}
 
     # --- state -------------------------------------------------------------------------
 
@@ -177,10 +178,16 @@ class Trainer:
     def evaluate(self, max_batches: int | None) -> float:
         """Mean per-token loss over the first `max_batches` validation batches (None: all),
         over all processes."""
+        batches = self.val_batches(max_batches)
+        key = (self.progress.step, len(batches) if hasattr(batches, "__len__") else max_batches)
+        # e.g. the final whole-split pass right after an evaluation that already covered the split
+        # (one process only: under DDP every rank must take part in the all-reduce below)
+        if key in self._eval_cache and not self.info.enabled:
+            return self._eval_cache[key]
         model = self.fast_model
         model.eval()
         total, count = 0.0, 0
-        for x, y in self.val_batches(max_batches):
+        for x, y in batches:
             x, y = x.to(self.device), y.to(self.device)
             with self.autocast():
                 loss = cross_entropy_loss(model(x), y)
@@ -190,17 +197,18 @@ class Trainer:
         total, count = all_reduce_sum([total, float(count)], self.info)
         if count == 0:
             raise ValueError("the validation split yielded no batches; it is shorter than one context window")
+        self._eval_cache = {key: total / count}
         return total / count
 
     def sample(self) -> str:
-        """A short sampled continuation of eval.prompt (fixed seed, so samples are comparable)."""
+        """eval.prompt and a short sampled continuation (fixed seed, so samples are comparable)."""
         e = self.cfg.eval
         if self.tokenizer is None or e.sample_tokens <= 0:
             return ""
         from gpt2.training.sampling import sample_text
 
-        return sample_text(self.raw_model, self.tokenizer, e.prompt, e.sample_tokens, e.temperature,
-                           e.top_k, seed=self.cfg.train.seed, device=self.device)
+        return e.prompt + sample_text(self.raw_model, self.tokenizer, e.prompt, e.sample_tokens,
+                                      e.temperature, e.top_k, seed=self.cfg.train.seed, device=self.device)
 
     # --- the loop ----------------------------------------------------------------------
 

@@ -122,6 +122,11 @@ def check_settings(cfg: RunConfig, info: DistInfo, model_cfg: GPT2Config, tokeni
         raise ValueError("--system.dtype fp16 needs a CUDA GPU; use bf16 or float32 on this device")
     if cfg.optim.lr <= 0:
         raise ValueError(f"--optim.lr must be positive, got {cfg.optim.lr}")
+    if cfg.eval.sample_tokens > 0:
+        try:
+            tokenizer.encode(cfg.eval.prompt)
+        except ValueError as err:  # e.g. a character the char tokenizer has never seen
+            raise ValueError(f"--eval.prompt {cfg.eval.prompt!r} cannot be encoded: {err}") from None
 
 
 def build_model(cfg: RunConfig, source: str, tokenizer: Any, device: torch.device) -> GPT2:
