@@ -102,6 +102,19 @@ def test_config_file_and_overrides(data: Path, tmp_path: Path, capsys: pytest.Ca
     assert saved["train"]["max_steps"] == 2 and saved["train"]["batch_size"] == 2
 
 
+def test_toml_config_file(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("tomllib")
+    config = tmp_path / "run.toml"
+    config.write_text('[optim]\nlr = 2.5e-3\n\n[eval]\nprompt = "All: "\n')
+    args = tiny_args(data, tmp_path / "out", steps=2)
+    main([args[0], "--config", str(config), *[a for a in args[1:] if "optim.lr" not in a]])
+    saved = json.loads((tmp_path / "out" / "latest" / "train_config.json").read_text())
+    assert saved["optim"]["lr"] == 2.5e-3 and saved["eval"]["prompt"] == "All: "
+    main([*args, "--eval.prompt=A = b", "--eval.sample_tokens=0"])  # one line: never read as TOML
+    saved = json.loads((tmp_path / "out" / "latest" / "train_config.json").read_text())
+    assert saved["eval"]["prompt"] == "A = b"
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     ({"train.context_length": 64}, "longer than the model's context_length"),
     ({"train.batch_size": 6, "train.grad_accum_steps": 4}, "not divisible"),
