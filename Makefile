@@ -28,7 +28,7 @@ test: install
 	$(BIN)/pytest -q
 
 bench: install
-	$(BIN)/python benchmarks/bench_train_step.py
+	$(BIN)/python benchmarks/bench_train.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -9,6 +9,10 @@ import jsonargparse
 
 from gpt2.checkpoint import read_config
 from gpt2.config import GPT2Config
+from gpt2.data.prepare import prepare_command
+from gpt2.generate_cli import generate_command
+from gpt2.tokenizers.train import tokenizer_train
+from gpt2.training.cli import CONFIG_MODE, evaluate, train
 
 
 def info(checkpoint: str | None = None, preset: str = "gpt2") -> None:
@@ -32,7 +36,8 @@ def info(checkpoint: str | None = None, preset: str = "gpt2") -> None:
 
 def commands() -> dict:
     """Subcommand name -> function. Imported here so `gpt2 --help` lists them all."""
-    return {"info": info}
+    return {"info": info, "train": train, "eval": evaluate, "prepare": prepare_command,
+            "generate": generate_command, "tokenizer": {"train": tokenizer_train}}
 
 
 class UserError(Exception):
@@ -42,7 +47,7 @@ class UserError(Exception):
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `gpt2` console script."""
     try:
-        jsonargparse.auto_cli(commands(), args=argv, as_positional=False)
+        jsonargparse.auto_cli(commands(), args=argv, as_positional=False, parser_mode=CONFIG_MODE)
     except (ValueError, FileNotFoundError, UserError) as err:
         print(f"gpt2: error: {err}", file=sys.stderr)
         sys.exit(1)
