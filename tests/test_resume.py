@@ -74,13 +74,15 @@ def _logged_steps(out: Path) -> int:
 
 
 @pytest.mark.slow
-def test_sigint_saves_and_exits_cleanly(data: Path, tmp_path: Path) -> None:
-    """Ctrl-C in the middle of a long run: a checkpoint of the current step, exit code 130,
-    one line of explanation and no traceback; --resume then continues from that step."""
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_sigint_saves_and_exits_cleanly(data: Path, tmp_path: Path, signum: int) -> None:
+    """Ctrl-C (or a scheduler's SIGTERM) in the middle of a long run: a checkpoint of the
+    current step, exit code 130, one line of explanation and no traceback; --resume then
+    continues from that step."""
     args = tiny_args(data, tmp_path, steps=5000, **{"eval.interval": 0, "eval.final_full": False})
     proc = _start(args)
     _wait_for(lambda: _logged_steps(tmp_path) >= 2 or proc.poll() is not None)
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
     assert "interrupted at step" in stderr and "--resume" in stderr

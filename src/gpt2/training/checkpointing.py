@@ -74,19 +74,21 @@ def load_resume_state(path: Path) -> dict[str, Any]:
 
 
 class StopFlag:
-    """Turns SIGINT (Ctrl-C) into a flag the training loop polls, instead of an exception
-    that could land in the middle of an optimizer step or a checkpoint write.
-    A second Ctrl-C restores the default behaviour and interrupts at once."""
+    """Turns SIGINT (Ctrl-C) and SIGTERM (what schedulers and torchrun send before killing)
+    into a flag the training loop polls, instead of an exception that could land in the
+    middle of an optimizer step or a checkpoint write. A second Ctrl-C interrupts at once."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> StopFlag:
         try:
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
         except ValueError:  # not the main thread: leave signals alone
-            self._previous = None
+            self._previous = {}
         return self
 
     def _handle(self, signum: int, frame: Any) -> None:
@@ -94,5 +96,5 @@ class StopFlag:
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for s, previous in self._previous.items():
+            signal.signal(s, previous)
