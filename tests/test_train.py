@@ -222,3 +222,14 @@ def test_trainer_engine_on_any_batch_source(tmp_path: Path) -> None:
     assert summary["steps"] == 8 and summary["tokens_seen"] == 8 * 4 * 16
     assert summary["final_val_loss"] < 4.0 and (tmp_path / "latest").is_dir()
     assert len(trainer.progress.history) == 2
+
+
+@pytest.mark.parametrize("config", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")),
+                         ids=lambda p: p.name)
+def test_shipped_configs_parse(config: Path, capsys: pytest.CaptureFixture) -> None:
+    """Every file in configs/ names only real options with valid values."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--config", str(config), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    printed = capsys.readouterr().out
+    assert "optim:" in printed and "max_steps:" in printed
