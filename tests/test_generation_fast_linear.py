@@ -1,5 +1,7 @@
 """prepare_for_decoding: faster weight layouts that change nothing but speed."""
 
+import copy
+
 import pytest
 import torch
 
@@ -59,9 +61,16 @@ def test_packed_bf16_linear_gives_the_reference_logits():
         fast = model(idx).float()
     assert model.lm_head._packed is not None  # the fast path really ran
     torch.testing.assert_close(fast, reference, atol=2e-2, rtol=2e-2)  # bf16 rounding only
-    plain = make_model().to(torch.bfloat16)
-    prompt = idx[:1, :4]
-    assert torch.equal(generate(model, prompt, 20, temperature=0), generate(plain, prompt, 20, temperature=0))
+
+
+@needs_bf16
+def test_generate_prepares_a_bf16_model_itself_and_it_still_copies():
+    model = make_model().to(torch.bfloat16)
+    out = generate(model, torch.tensor([[1, 2, 3]]), 5, temperature=0)
+    assert isinstance(model.lm_head, PackedLinear) and model.lm_head._packed is not None
+    twin = copy.deepcopy(model)  # the opaque packed weight is left behind and rebuilt
+    assert twin.lm_head._packed is None
+    assert torch.equal(generate(twin, torch.tensor([[1, 2, 3]]), 5, temperature=0), out)
 
 
 @needs_bf16

@@ -56,6 +56,13 @@ class PackedLinear(nn.Linear):
         packed.train(linear.training)
         return packed
 
+    def __getstate__(self) -> dict:
+        """Copies and pickles leave the packed weight behind (an opaque oneDNN tensor that
+        cannot be copied); it is rebuilt on the next forward."""
+        state = dict(super().__getstate__())
+        state["_packed"], state["_packed_key"] = None, None
+        return state
+
     def _key(self) -> tuple:
         w = self.weight
         return (w._version, w.data_ptr(), w.dtype, w.device)

@@ -112,6 +112,8 @@ def _decode(model: GPT2, idx: Tensor, max_new_tokens: int, options: SamplingOpti
     no per-step validation, no growing concatenation (ids go into a preallocated buffer)."""
     was_training = model.training
     model.eval()
+    if model.tok_emb.weight.dtype == torch.bfloat16:
+        prepare_for_decoding(model)  # bf16 on CPU: prepacked weights, ~2x faster decoding
     try:
         with torch.no_grad():
             yield from _decode_loop(model, idx, max_new_tokens, options, mask, stride, eos_id,
