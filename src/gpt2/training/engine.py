@@ -229,7 +229,7 @@ class Trainer:
                     bar.close()
                     path = self.save(LATEST)
                     raise TrainingInterruptedError(f"interrupted at step {self.progress.step}; saved {path}; "
-                                              "continue with the same command plus --resume")
+                                                   "continue with the same command plus --resume true")
                 lr = self._lr()
                 loss, grad_norm = self.train_step(lr)
                 self.progress.step += 1

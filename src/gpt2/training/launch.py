@@ -32,7 +32,8 @@ def build_trainer(cfg: RunConfig, resume: bool = False) -> Trainer:
     data_dir, tokenizer = open_data(cfg.data.dir)
     ckpt = Path(cfg.train.out_dir) / LATEST
     if resume:
-        recover_interrupted_save(ckpt)
+        if info.is_main:  # one process repairs a save that died between its two renames
+            recover_interrupted_save(ckpt)
         if not ckpt.is_dir():
             raise ValueError(f"--resume: no checkpoint at {ckpt}; run without --resume to start the run")
     source = str(ckpt) if resume else cfg.model.init
