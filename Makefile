@@ -5,7 +5,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-RUN ?= runs/shakespeare-cpu
+RUN ?= runs/shakespeare_cpu
+DATA ?= data/shakespeare_char
 
 .PHONY: install demo test lint bench clean
 
@@ -21,10 +22,16 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 demo: install
-	$(BIN)/gpt2 info --preset gpt2
+	$(BIN)/gpt2 prepare --input shakespeare --out $(DATA) --tokenizer char
+	$(BIN)/gpt2 train --config configs/shakespeare_cpu.yaml --data.dir $(DATA) --train.out_dir $(RUN)
+	$(BIN)/gpt2 generate --checkpoint $(RUN)/best --prompt "ROMEO:" --num_samples 2 \
+		--max_new_tokens 300 --temperature 0.8 --seed 1
+	@echo "checkpoint: $(RUN)/best   loss plot: $(RUN)/loss.png   metrics: $(RUN)/metrics.jsonl"
 
-test: install
+lint: install
 	$(BIN)/ruff check src tests benchmarks
+
+test: lint
 	$(BIN)/pytest -q
 
 bench: install
