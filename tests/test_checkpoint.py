@@ -98,11 +98,35 @@ def test_kill_during_save_never_leaves_a_broken_checkpoint(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # killed saves cleaned up
 
 
-def test_interrupted_swap_is_recovered(tmp_path):
-    """A crash between the two renames leaves only `.ck.old`; loading puts it back."""
-    save_checkpoint(tmp_path / "ck", _model(0))
+def test_interrupted_swap_is_read_and_then_repaired(tmp_path):
+    """A crash between the two renames leaves only `.ck.old`: readers load it without
+    touching the disk (a writer may be mid-save), and the next save puts it back."""
+    save_checkpoint(tmp_path / "ck", _model(0), training_state={"step": 3})
     os.rename(tmp_path / "ck", tmp_path / ".ck.old")
     assert _same_weights(load_model(tmp_path / "ck"), _model(0))
+    assert load_training_state(tmp_path / "ck")["step"] == 3
+    assert read_config(tmp_path / "ck") == _model(0).cfg
+    assert not (tmp_path / "ck").exists()
+    save_checkpoint(tmp_path / "ck", _model(1))
+    assert _same_weights(load_model(tmp_path / "ck"), _model(1))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
+
+
+def test_corrupt_training_state_is_caught_by_the_manifest(tmp_path):
+    save_checkpoint(tmp_path / "ck", _model(0), training_state={"step": 3})
+    load_model(tmp_path / "ck")  # the weights are fine: only files actually read are checked
+    with open(tmp_path / "ck" / "training_state.pt", "ab") as f:
+        f.write(b"x")
+    load_model(tmp_path / "ck")
+    with pytest.raises(CheckpointError, match="training_state.pt: .* bytes, expected"):
+        load_training_state(tmp_path / "ck")
+
+
+def test_malformed_manifest_is_a_clear_error(tmp_path):
+    save_checkpoint(tmp_path / "ck", _model(0))
+    (tmp_path / "ck" / "gpt2_checkpoint.json").write_text('{"files": {"model.safetensors": 5}}')
+    with pytest.raises(CheckpointError, match="json: malformed entry for 'model.safetensors'"):
+        load_model(tmp_path / "ck")
 
 
 def test_missing_directory(tmp_path):

@@ -98,6 +98,9 @@ def test_device_and_dtype_helpers():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="CUDA is not available"):
             pick_device("cuda")
+    if not torch.backends.mps.is_available():
+        with pytest.raises(ValueError, match="MPS is not available"):
+            pick_device("mps")
 
 
 def test_model_runs_in_bfloat16(tiny_model):

@@ -14,11 +14,13 @@ Nothing is unpickled freely: weights go through safetensors, the training state 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -159,6 +161,7 @@ def save_checkpoint(path: str | Path, model: GPT2, tokenizer: Any = None,
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    recover_interrupted_save(path)
     for stale in path.parent.glob(f".{path.name}.tmp-*"):  # left by a killed save
         shutil.rmtree(stale, ignore_errors=True)
     tmp = path.parent / f".{path.name}.tmp-{os.getpid()}"
@@ -201,17 +204,28 @@ def _swap_into_place(tmp: Path, path: Path) -> None:
 
 
 def recover_interrupted_save(path: str | Path) -> None:
-    """If a save died between its two renames, put the previous checkpoint back."""
+    """If a save died between its two renames, put the previous checkpoint back.
+
+    For writers (the next save does it too); readers use `_readable_path` and touch nothing.
+    """
     path = Path(path)
     old = path.parent / f".{path.name}.old"
     if not path.exists() and (old / MANIFEST).exists():
-        os.rename(old, path)
+        with contextlib.suppress(OSError):  # another process may have repaired it first
+            os.rename(old, path)
+
+
+def _readable_path(path: Path) -> Path:
+    """`path`, or the previous checkpoint a save is replacing right now (between renames)."""
+    old = path.parent / f".{path.name}.old"
+    return old if not path.exists() and (old / MANIFEST).exists() else path
 
 
 # --- reading ----------------------------------------------------------------------------
 
-def verify_checkpoint(path: str | Path) -> None:
-    """Check every file the manifest lists is present, complete and unchanged."""
+def verify_checkpoint(path: str | Path, names: Iterable[str] | None = None) -> None:
+    """Check that the files the manifest lists (or only `names` among them) are present,
+    complete and unchanged. Loading the weights checks only the files it reads."""
     path = Path(path)
     manifest_path = path / MANIFEST
     if not manifest_path.exists():
@@ -220,8 +234,11 @@ def verify_checkpoint(path: str | Path) -> None:
     if manifest.get("version", 0) > FORMAT_VERSION:
         raise CheckpointError(f"{manifest_path}: format version {manifest['version']} is newer than "
                               f"this gpt2 package understands ({FORMAT_VERSION}); upgrade it")
-    for name, info in manifest.get("files", {}).items():
-        file = path / name
+    files = manifest.get("files", {})
+    for name in files if names is None else [n for n in names if n in files]:
+        info, file = files[name], path / name
+        if not isinstance(info, dict) or not {"bytes", "sha256"} <= info.keys():
+            raise CheckpointError(f"{manifest_path}: malformed entry for {name!r}; re-save the checkpoint")
         if not file.exists():
             raise CheckpointError(f"{file}: missing from the checkpoint")
         size = file.stat().st_size
@@ -244,7 +261,7 @@ def _read_json(file: Path) -> Any:
 
 def read_config(path: str | Path) -> GPT2Config:
     """The model config stored in a checkpoint or Hugging Face directory."""
-    file = Path(path) / CONFIG
+    file = _readable_path(Path(path)) / CONFIG
     try:
         return GPT2Config.from_hf_dict(_read_json(file))
     except (KeyError, TypeError, ValueError) as err:
@@ -264,7 +281,7 @@ def _read_weights(path: Path) -> dict[str, torch.Tensor]:
             return {k: v for shard in shards for k, v in load_file(path / shard).items()}
         if (path / "pytorch_model.bin").exists():
             return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
-    except (SafetensorError, OSError, RuntimeError) as err:
+    except (SafetensorError, OSError, RuntimeError, KeyError) as err:
         raise CheckpointError(
             f"{path}: cannot read the weights ({err}); the file is truncated or corrupt"
         ) from None
@@ -276,11 +293,10 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
     """Build a GPT2 from our checkpoint directory or a local Hugging Face GPT-2 directory."""
     from gpt2.gpt_model import GPT2
 
-    path = Path(path)
-    recover_interrupted_save(path)
+    path = _readable_path(Path(path))
     if not path.is_dir():
         raise CheckpointError(f"{path}: no such checkpoint directory")
-    verify_checkpoint(path)
+    verify_checkpoint(path, [CONFIG, WEIGHTS])
     cfg = read_config(path)
     state = from_hf_state_dict(_read_weights(path), cfg, path)
     with torch.device("meta"):
@@ -296,9 +312,11 @@ def load_model(path: str | Path, device: str | torch.device = "cpu",
 
 def load_training_state(path: str | Path) -> dict[str, Any] | None:
     """The optimizer / RNG / data state saved beside the weights, or None if there is none."""
-    file = Path(path) / TRAINING_STATE
+    path = _readable_path(Path(path))
+    file = path / TRAINING_STATE
     if not file.exists():
         return None
+    verify_checkpoint(path, [TRAINING_STATE])
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # weights_only refuses anything that is not plain data

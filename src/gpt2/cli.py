@@ -48,7 +48,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the `gpt2` console script."""
     try:
         jsonargparse.auto_cli(commands(), args=argv, as_positional=False, parser_mode=CONFIG_MODE)
-    except (ValueError, FileNotFoundError, UserError) as err:
+    except (ValueError, OSError, UserError) as err:  # user mistakes and file-system refusals
         print(f"gpt2: error: {err}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:

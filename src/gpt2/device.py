@@ -25,6 +25,10 @@ def pick_device(preference: str | torch.device | None = "auto") -> torch.device:
         raise ValueError(f"unknown device {preference!r}; use auto, cpu, cuda, cuda:N or mps") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {preference!r} requested but CUDA is not available; use --device cpu")
+    if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"device {preference!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+    if device.type == "mps" and not (torch.backends.mps.is_available()):
+        raise ValueError(f"device {preference!r} requested but MPS is not available; use --device cpu")
     return device
 
 

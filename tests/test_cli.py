@@ -1,0 +1,44 @@
+"""The `gpt2` command itself: subcommands listed, and user mistakes as one line, no traceback."""
+
+import subprocess
+import sys
+
+import pytest
+
+from gpt2.cli import main
+
+
+def run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "gpt2", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_help_lists_every_subcommand():
+    out = run("--help")
+    assert out.returncode == 0
+    for name in ("info", "prepare", "tokenizer", "train", "eval", "generate"):
+        assert name in out.stdout
+
+
+def test_info_prints_parameter_count(capsys):
+    main(["info", "--preset", "gpt2-medium"])
+    assert "354,823,168" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["info", "--preset", "gpt5"], "unknown preset 'gpt5'"),
+        (["info", "--checkpoint", "{missing}"], "config.json: not found"),
+        # The file system refuses: a file where a folder must go (an OSError, not a ValueError).
+        (["prepare", "--input", "{text}", "--out", "{text}/sub", "--tokenizer", "char"], "Not a directory"),
+    ],
+)
+def test_mistakes_are_one_line_errors(tmp_path, args, message):
+    text = tmp_path / "a.txt"
+    text.write_text("hello world\n" * 50)
+    args = [a.format(missing=tmp_path / "nope", text=text) for a in args]
+    out = run(*args)
+    assert out.returncode == 1
+    errors = [line for line in out.stderr.splitlines() if line.startswith("gpt2: error:")]
+    assert len(errors) == 1 and message in errors[0], out.stderr
+    assert "Traceback" not in out.stderr
