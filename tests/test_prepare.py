@@ -74,6 +74,24 @@ def test_rerun_is_idempotent_and_other_tokenizer_is_refused(tmp_path, capsys):
                                                      "val_000000.bin"]
 
 
+def test_char_rerun_is_recognised_without_reading_the_corpus(tmp_path, capsys, monkeypatch):
+    import gpt2.data.prepare as prepare_module
+
+    write_corpus(tmp_path / "corpus", n_files=2)
+    out = tmp_path / "out"
+    first = prepare([str(tmp_path / "corpus")], out, tokenizer="char", workers=1, progress=False)
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("the character pass ran again")
+
+    monkeypatch.setattr(prepare_module, "_build_tokenizer", must_not_run)
+    assert prepare([str(tmp_path / "corpus")], out, tokenizer="char", workers=2, progress=False) == first
+    assert "already up to date" in capsys.readouterr().err
+    with pytest.raises(AssertionError, match="character pass"):  # another option: rebuilt
+        prepare([str(tmp_path / "corpus")], out, tokenizer="char", seed=1, workers=1, progress=False)
+    assert read_meta(out) == first
+
+
 def test_changed_input_is_re_tokenized(tmp_path):
     write_corpus(tmp_path / "corpus", n_files=2)
     first = prepare([str(tmp_path / "corpus")], tmp_path / "out", workers=1, progress=False)

@@ -223,3 +223,69 @@ def test_a_killed_worker_fails_cleanly_instead_of_hanging(tmp_path):
     assert proc.returncode == 1
     assert err.strip().splitlines()[-1].startswith("gpt2: error: a worker process died")
     assert not out.exists()
+
+
+def test_failed_commit_puts_the_old_shards_back(tmp_path, good):
+    """The swap of shard sets fails part-way (a shard of the new set is missing): the old set is
+    back in place, complete, and nothing of the new one is left."""
+    from gpt2.data.prepare import _commit
+    from gpt2.data.shards import read_meta
+
+    out, new = tmp_path / "out", tmp_path / "new"
+    prepare([str(good)], out, workers=1, progress=False)
+    before = snapshot(out)
+    prepare([str(good)], new, tokenizer="char", shard_tokens=500, workers=1, progress=False)
+    meta = read_meta(new)
+    meta["splits"]["train"]["shards"].append({"file": "train_999999.bin", "tokens": 1, "sha256": "-"})
+    with pytest.raises(FileNotFoundError):
+        _commit(new, out, read_meta(out), meta)
+    assert snapshot(out) == before and not [p for p in out.iterdir() if p.name.startswith(".")]
+    x, _ = RandomWindowLoader(out, batch_size=2, context_length=8).next_batch()
+    assert int(x.max()) > 1000  # GPT-2 ids: the old set, not the char one
+
+
+def test_prepare_killed_during_the_swap_is_recovered_by_the_next_run(tmp_path, good, capsys):
+    out = tmp_path / "out"
+    prepare([str(good)], out, workers=1, progress=False)
+    before = snapshot(out)
+    aside = out / ".prepare-old-999999999"  # a pid no process has: its owner was killed
+    aside.mkdir()
+    for entry in list(out.iterdir()):
+        if entry != aside:
+            entry.rename(aside / entry.name)
+    (out / "train_000000.bin").write_bytes(b"half of a new shard")
+    with pytest.raises(FileNotFoundError, match="interrupted `gpt2 prepare` left the previous shards in"):
+        RandomWindowLoader(out, batch_size=2, context_length=8)
+    capsys.readouterr()
+    prepare([str(good)], out, workers=1, progress=False)
+    assert "already up to date" in capsys.readouterr().err
+    assert snapshot(out) == before and not aside.exists()
+
+
+def test_bad_json_names_the_file(tmp_path, good, capsys):
+    out = tmp_path / "out"
+    prepare([str(good)], out, tokenizer="char", workers=1, progress=False)
+    (out / "tokenizer" / "gpt2_tokenizer.json").write_text("{truncated", encoding="utf-8")
+    line = cli_error(capsys, "prepare", "--input", str(good), "--out", str(tmp_path / "other"),
+                     "--tokenizer", str(out / "tokenizer"))
+    assert f"{out / 'tokenizer' / 'gpt2_tokenizer.json'} is not valid JSON" in line
+    assert "save the tokenizer there again" in line
+    (out / "meta.json").write_text("[1, 2", encoding="utf-8")
+    line = cli_error(capsys, "prepare", "--input", str(good), "--out", str(out))
+    assert f"{out / 'meta.json'} is not valid JSON" in line and "run `gpt2 prepare` again" in line
+
+
+def test_tokenizer_train_never_deletes_other_files_in_out(tmp_path, good, capsys):
+    out = tmp_path / "tok"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine", encoding="utf-8")
+    line = cli_error(capsys, "tokenizer", "train", "--input", str(good), "--out", str(out),
+                     "--vocab_size", "300")
+    assert f"{out} is not empty; choose another --out or pass --overwrite true" in line
+    main(["tokenizer", "train", "--input", str(good), "--out", str(out), "--vocab_size", "300",
+          "--overwrite", "true"])
+    assert (out / "notes.txt").read_text(encoding="utf-8") == "mine"
+    assert load_tokenizer(out).vocab_size == 300
+    line = cli_error(capsys, "tokenizer", "train", "--input", str(good), "--out", str(out),
+                     "--vocab_size", "300")
+    assert "already holds a tokenizer" in line

@@ -16,6 +16,7 @@ from gpt2.tokenizers import (
     SentencePieceTokenizer,
     get_tokenizer,
     has_tokenizer,
+    load_identity,
     load_tokenizer,
 )
 from gpt2.tokenizers.gpt2_bpe import SHA256, find_gpt2_files
@@ -164,3 +165,23 @@ def test_fast_and_checked_rank_loading_agree():
     decode = _token_decoder()
     for token in list(json.loads(files["encoder.json"]))[:3000:7]:
         assert decode(token) == _to_bytes_reference(token)
+
+
+def test_hf_tokenizer_json_outside_the_byte_alphabet_is_refused(tmp_path):
+    path = tmp_path / "tokenizer.json"
+    spec = {"model": {"type": "BPE", "vocab": {"\u4e00": 0, "a": 1}, "merges": ["\u4e00 a"]},
+            "pre_tokenizer": {"type": "ByteLevel"}}
+    path.write_text(json.dumps(spec), encoding="utf-8")
+    with pytest.raises(ValueError, match="is not a GPT-2 style byte-level BPE tokenizer"):
+        GPT2BPETokenizer.from_hf_tokenizer_json(path)
+
+
+def test_damaged_tokenizer_json_names_the_file(tmp_path):
+    CharTokenizer.from_text("abc").save(tmp_path)
+    (tmp_path / "gpt2_tokenizer.json").write_text('{"kind": "char",', encoding="utf-8")
+    for load in (load_identity, load_tokenizer):
+        with pytest.raises(ValueError, match=r"gpt2_tokenizer.json is not valid JSON .*save the tokenizer"):
+            load(tmp_path)
+    (tmp_path / "gpt2_tokenizer.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(ValueError, match="does not hold a JSON object"):
+        load_tokenizer(tmp_path)

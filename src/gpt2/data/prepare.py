@@ -7,8 +7,8 @@ Memory stays bounded: the main process holds only chunk offsets, and at most
 2 x workers + 2 tasks (a few MiB of text each at most) are in flight. The output is
 deterministic: results are written in chunk order, whatever the number of workers.
 Everything is first written under a hidden temporary folder inside the output folder
-and moved into place at the end, meta.json last; an error leaves the output folder as
-it was.
+and swapped in at the end, meta.json last, so that a complete old or new set is on disk
+at every moment (see _commit); an error leaves the output folder as it was.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import numpy as np
 from tqdm import tqdm
 
 from gpt2.data.shards import (
+    ASIDE_PREFIX,
     META_FILE,
     SPLITS,
     TOKENIZER_DIR,
@@ -168,11 +169,19 @@ class _SplitWriter:
                 "documents": self.documents}
 
 
-def _fingerprint(sources: list[Source], options: dict[str, Any], identity: dict[str, Any]) -> str:
+def _fingerprint(sources: list[Source], options: dict[str, Any], identity: dict[str, Any] | str) -> str:
     """Changes when an input file, an option or the tokenizer changes (for idempotent re-runs)."""
     files = [[str(s.path), s.size, s.path.stat().st_mtime_ns] for s in sources]
     blob = json.dumps({"files": files, "options": options, "tokenizer": identity}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _up_to_date(out: Path, old: dict[str, Any] | None, fingerprint: str) -> bool:
+    """True (and says so) when `out` was prepared from these very inputs, options and tokenizer."""
+    if old is None or old.get("fingerprint") != fingerprint:
+        return False
+    print(f"{out}: already up to date ({old['splits']['train']['tokens']:,} train tokens)", file=sys.stderr)
+    return True
 
 
 def _val_chunks(n_chunks: int, val_ratio: float, seed: int) -> set[int]:
@@ -221,29 +230,81 @@ def _build_tokenizer(name: str, sources: list[Source], chunks: list[Chunk], pool
     return CharTokenizer(chars)
 
 
-def _remove_stale_tmp(out: Path) -> None:
-    """Remove temporary folders left by a prepare that was killed (its process is gone)."""
-    for tmp in out.glob(".prepare-tmp-*") if out.is_dir() else ():
-        try:
-            os.kill(int(tmp.name.rsplit("-", 1)[1]), 0)
-        except ProcessLookupError:
-            shutil.rmtree(tmp, ignore_errors=True)
-        except (ValueError, PermissionError):
-            pass
+def _owner_gone(folder: Path) -> bool:
+    """True when the prepare process named by `folder`'s -<pid> suffix has exited."""
+    try:
+        os.kill(int(folder.name.rsplit("-", 1)[1]), 0)
+    except ProcessLookupError:
+        return True
+    except (ValueError, PermissionError):
+        pass
+    return False
 
 
-def _commit(tmp: Path, out: Path, old: dict[str, Any] | None, splits: dict[str, Any], meta: dict) -> None:
-    """Move the new shards and tokenizer into `out`; meta.json goes last (the commit mark)."""
-    (out / META_FILE).unlink(missing_ok=True)
-    for split in old.get("splits", {}).values() if old else ():
-        for shard in split.get("shards", []):
-            (out / shard["file"]).unlink(missing_ok=True)
-    shutil.rmtree(out / TOKENIZER_DIR, ignore_errors=True)
-    os.replace(tmp / TOKENIZER_DIR, out / TOKENIZER_DIR)
-    for split in splits.values():
-        for shard in split["shards"]:
-            os.replace(tmp / shard["file"], out / shard["file"])
-    write_meta(out, meta)
+def _recover(out: Path) -> None:
+    """Clean up after a prepare that was killed: remove its temporary folder and, if it died
+    while swapping shard sets, finish the swap or put the previous set back."""
+    for tmp in (p for p in out.glob(".prepare-tmp-*") if _owner_gone(p)) if out.is_dir() else ():
+        shutil.rmtree(tmp, ignore_errors=True)
+    for aside in (p for p in out.glob(f"{ASIDE_PREFIX}*") if _owner_gone(p)) if out.is_dir() else ():
+        if (out / META_FILE).is_file() and (aside / META_FILE).is_file():
+            shutil.rmtree(aside)  # the new set was complete; only deleting the old one was left
+        else:
+            _restore(aside, out)
+
+
+def _entries(meta: dict[str, Any]) -> list[str]:
+    """What a meta.json describes besides itself: tokenizer/ and the shard files."""
+    return [TOKENIZER_DIR, *(s["file"] for split in meta.get("splits", {}).values()
+                             for s in split.get("shards", []))]
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+def _move(src: Path, dst: Path) -> None:
+    """Rename `src` to `dst`, replacing what is there (a folder too)."""
+    if dst.is_dir():
+        shutil.rmtree(dst)
+    os.replace(src, dst)
+
+
+def _restore(aside: Path, out: Path) -> None:
+    """Move a set put aside back into `out`, meta.json last."""
+    for entry in sorted(aside.iterdir(), key=lambda e: e.name == META_FILE):
+        _move(entry, out / entry.name)
+    aside.rmdir()
+
+
+def _commit(tmp: Path, out: Path, old: dict[str, Any] | None, meta: dict[str, Any]) -> None:
+    """Swap the old set (meta.json, tokenizer/, shards) for the new one in `tmp` so that a
+    complete set exists at every moment: the old set is moved aside into .prepare-old-<pid>/
+    (meta.json last), the new one moved in (meta.json last, the commit mark), then the old one
+    is deleted. On an error the old set is put back; if the process is killed, the next
+    prepare does it (_recover)."""
+    aside = out / f"{ASIDE_PREFIX}{os.getpid()}"
+    moved: list[str] = []
+    try:
+        if old is not None:
+            aside.mkdir()
+            for name in [*_entries(old), META_FILE]:
+                if (out / name).exists():
+                    os.replace(out / name, aside / name)
+        for name in _entries(meta):
+            _move(tmp / name, out / name)
+            moved.append(name)
+        write_meta(out, meta)
+    except BaseException:
+        for name in moved:
+            _remove(out / name)
+        if aside.is_dir():
+            _restore(aside, out)
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def default_workers() -> int:
@@ -311,20 +372,26 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2", fie
     created = not out.exists()
     tmp = out / f".prepare-tmp-{os.getpid()}"
     pool = None
+    _recover(out)
+    options = {"field": field, "glob": glob, "val_ratio": val_ratio, "seed": seed, "errors": errors,
+               "shard_tokens": shard_tokens}
     try:
         if tokenizer == "char":  # its vocabulary is the corpus's characters: a first parallel pass
+            # That vocabulary is a function of the inputs and options, so a re-run is recognised
+            # before the corpus is read (the requested dtype stands in for the resolved one).
+            fingerprint = _fingerprint(sources, {**options, "dtype": dtype}, "char")
+            old = read_meta(out) if (out / META_FILE).is_file() else None
+            if _up_to_date(out, old, fingerprint):
+                return old
             pool = _make_pool(workers, (sources, None, errors, field))
         tok = _build_tokenizer(tokenizer, sources, chunks, pool, workers, progress)
         shard_dtype = dtype_for_vocab(tok.vocab_size, dtype)  # refuses a vocabulary that does not fit
-        options = {"field": field, "glob": glob, "val_ratio": val_ratio, "seed": seed, "errors": errors,
-                   "shard_tokens": shard_tokens, "dtype": shard_dtype.name}
-        fingerprint = _fingerprint(sources, options, tok.identity())
+        options["dtype"] = shard_dtype.name
+        if tokenizer != "char":
+            fingerprint = _fingerprint(sources, options, tok.identity())
         old = _check_existing(out, tok.identity(), overwrite)
-        if old is not None and old.get("fingerprint") == fingerprint:
-            print(f"{out}: already up to date ({old['splits']['train']['tokens']:,} train tokens)",
-                  file=sys.stderr)
+        if _up_to_date(out, old, fingerprint):
             return old
-        _remove_stale_tmp(out)
         tmp.mkdir(parents=True)
         tok.save(tmp / TOKENIZER_DIR)
         _stop(pool, wait=True)  # the character pass is done
@@ -340,7 +407,7 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2", fie
                 "split": {"by": "chunk", "val_ratio": val_ratio, "seed": seed, "chunks": len(chunks),
                           "val_chunks": len(val)},
                 "options": options, "splits": splits, "fingerprint": fingerprint}
-        _commit(tmp, out, old, splits, meta)  # meta.json last: the folder is complete from here
+        _commit(tmp, out, old, meta)  # meta.json last: the folder is complete from here
         return meta
     except BaseException:
         _stop(pool, wait=False)

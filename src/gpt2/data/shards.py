@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from gpt2.tokenizers.base import read_json, write_bytes_atomic
+
 MAGIC = b"GPT2TOKS"
 VERSION = 1
 HEADER_SIZE = 64
@@ -31,6 +33,7 @@ _HEADER = struct.Struct("<8sIIQ")
 META_FILE = "meta.json"
 TOKENIZER_DIR = "tokenizer"
 SPLITS = ("train", "val")
+ASIDE_PREFIX = ".prepare-old-"  # + pid: the previous shards while `gpt2 prepare` swaps in new ones
 
 
 def dtype_for_vocab(vocab_size: int, requested: str = "auto") -> np.dtype:
@@ -115,21 +118,19 @@ def write_shard(path: str | Path, tokens: np.ndarray, dtype: np.dtype) -> dict[s
 
 def read_meta(data_dir: str | Path) -> dict[str, Any]:
     """meta.json of a prepared folder: tokenizer identity, splits with their shards and counts."""
-    path = Path(data_dir) / META_FILE
+    data_dir = Path(data_dir)
+    path = data_dir / META_FILE
     if not path.is_file():
-        raise FileNotFoundError(f"{data_dir} holds no prepared shards ({META_FILE} is missing); "
-                                "run `gpt2 prepare` first")
-    return json.loads(path.read_text(encoding="utf-8"))
+        aside = next(data_dir.glob(f"{ASIDE_PREFIX}*/{META_FILE}"), None) if data_dir.is_dir() else None
+        hint = (f"an interrupted `gpt2 prepare` left the previous shards in {aside.parent}; run that "
+                "`gpt2 prepare` again to put them back" if aside else "run `gpt2 prepare` first")
+        raise FileNotFoundError(f"{data_dir} holds no prepared shards ({META_FILE} is missing); {hint}")
+    return read_json(path, "delete it and run `gpt2 prepare` again")
 
 
 def write_meta(data_dir: str | Path, meta: dict[str, Any]) -> None:
-    """Write meta.json atomically (it marks the folder complete)."""
-    path = Path(data_dir) / META_FILE
-    tmp = path.with_name(f".{META_FILE}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    """Write meta.json atomically and durably (it marks the folder complete)."""
+    write_bytes_atomic(Path(data_dir) / META_FILE, (json.dumps(meta, indent=2) + "\n").encode(), fsync=True)
 
 
 def split_shards(data_dir: str | Path, split: str) -> list[Path]:

@@ -8,10 +8,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from gpt2.tokenizers.base import TOKENIZER_FILE, Tokenizer, sha256_bytes
+from gpt2.tokenizers.base import TOKENIZER_FILE, Tokenizer, read_json, sha256_bytes
 from gpt2.tokenizers.char import CharTokenizer
 from gpt2.tokenizers.gpt2_bpe import GPT2BPETokenizer
 from gpt2.tokenizers.sentencepiece import MODEL_FILE, SentencePieceTokenizer
@@ -20,6 +19,7 @@ __all__ = ["CharTokenizer", "GPT2BPETokenizer", "SentencePieceTokenizer", "Token
            "get_tokenizer", "has_tokenizer", "load_identity", "load_tokenizer"]
 
 _KINDS = {"gpt2-bpe": GPT2BPETokenizer, "sentencepiece": SentencePieceTokenizer, "char": CharTokenizer}
+_FIX = "save the tokenizer there again (Tokenizer.save) or copy it from where it came from"
 
 
 def has_tokenizer(directory: str | Path) -> bool:
@@ -29,7 +29,7 @@ def has_tokenizer(directory: str | Path) -> bool:
 
 def load_identity(directory: str | Path) -> dict:
     """The identity recorded in a saved tokenizer's gpt2_tokenizer.json (without loading it)."""
-    meta = json.loads((Path(directory) / TOKENIZER_FILE).read_text(encoding="utf-8"))
+    meta = read_json(Path(directory) / TOKENIZER_FILE, _FIX)
     return {key: meta.get(key) for key in ("kind", "vocab_size", "eot_id", "sha256")}
 
 
@@ -45,7 +45,7 @@ def load_tokenizer(directory: str | Path) -> Tokenizer:
         if (directory / "tokenizer.json").is_file():  # recent transformers save only this
             return GPT2BPETokenizer.from_hf_tokenizer_json(directory / "tokenizer.json")
         raise FileNotFoundError(f"{directory} holds no tokenizer ({TOKENIZER_FILE} is missing)")
-    meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta = read_json(meta_path, _FIX)
     kind = meta.get("kind")
     if kind not in _KINDS:
         raise ValueError(f"{meta_path}: unknown tokenizer kind {kind!r} (expected one of {sorted(_KINDS)})")

@@ -23,12 +23,28 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
+def write_bytes_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
     """Write `data` to `path` via a temporary name, so a crash never leaves half a file.
-    (No fsync here: callers that need durability, like save_checkpoint, fsync the folder.)"""
+    fsync=True also flushes the data to disk before the rename (for a commit mark)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
+    with open(tmp, "wb") as f:
+        f.write(data)
+        if fsync:
+            f.flush()
+            os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def read_json(path: Path, fix: str) -> dict[str, Any]:
+    """The JSON object in `path`; a ValueError naming the file and saying what to do (`fix`)
+    when it is not one (a truncated or hand-edited file)."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
+        raise ValueError(f"{path} is not valid JSON ({err}); {fix}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path} does not hold a JSON object; {fix}")
+    return data
 
 
 class Tokenizer(ABC):

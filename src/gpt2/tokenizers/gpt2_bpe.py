@@ -20,7 +20,7 @@ from pathlib import Path
 
 import tiktoken
 
-from gpt2.tokenizers.base import Tokenizer, sha256_bytes
+from gpt2.tokenizers.base import Tokenizer, read_json, sha256_bytes
 
 ENDOFTEXT = "<|endoftext|>"
 EOT_ID = 50256
@@ -169,7 +169,7 @@ class GPT2BPETokenizer(Tokenizer):
         """Load a Hugging Face `tokenizer.json` of a GPT-2 style byte-level BPE (what recent
         transformers versions save instead of vocab.json + merges.txt)."""
         path = Path(path)
-        spec = json.loads(path.read_text(encoding="utf-8"))
+        spec = read_json(path, "save the tokenizer again, or use a directory with vocab.json + merges.txt")
         model, pre = spec.get("model") or {}, spec.get("pre_tokenizer") or {}
         if model.get("type") != "BPE" or pre.get("type") != "ByteLevel":
             raise ValueError(f"{path} is not a GPT-2 style byte-level BPE tokenizer")
@@ -178,7 +178,7 @@ class GPT2BPETokenizer(Tokenizer):
                  "vocab.bpe": ("#version: 0.2\n" + "\n".join(merges) + "\n").encode("utf-8")}
         try:
             return cls(files)
-        except KeyError:  # a character outside GPT-2's byte alphabet
+        except UnicodeEncodeError:  # a character outside GPT-2's byte alphabet
             raise ValueError(f"{path} is not a GPT-2 style byte-level BPE tokenizer") from None
 
     def encode(self, text: str, *, allow_special: bool = True) -> list[int]:

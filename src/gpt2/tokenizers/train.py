@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -77,6 +76,21 @@ def _explain(message: str, vocab_size: int) -> str:
     return f"SentencePiece training failed: {last}"
 
 
+def _check_out(out_dir: Path, overwrite: bool) -> None:
+    """Refuse an --out that is a file, or that holds a tokenizer or anything else, unless overwrite
+    (which replaces only the tokenizer's own files; other files are left alone)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"--out {out_dir} exists and is not a folder")
+    if overwrite or not out_dir.is_dir():
+        return
+    if (out_dir / TOKENIZER_FILE).exists():
+        raise ValueError(f"{out_dir} already holds a tokenizer; choose another --out or pass "
+                         "--overwrite true")
+    if any(out_dir.iterdir()):
+        raise ValueError(f"{out_dir} is not empty; choose another --out or pass --overwrite true "
+                         "(which writes the tokenizer's files there and leaves the others alone)")
+
+
 def tokenizer_train(input: str | list[str], out: str, vocab_size: int = 8000, model_type: str = "bpe",
                     character_coverage: float = 0.9995, byte_fallback: bool = True, glob: str = "**/*.txt",
                     field: str = "text", errors: str = "strict", max_sentences: int = 2_000_000,
@@ -95,23 +109,14 @@ def tokenizer_train(input: str | list[str], out: str, vocab_size: int = 8000, mo
         field: The text field of .jsonl records.
         errors: strict or replace (for bytes that are not UTF-8).
         max_sentences: Lines sampled for training at most (bounds memory on huge corpora).
-        overwrite: Replace a tokenizer already in --out.
+        overwrite: Write into an --out that already holds a tokenizer or other files (only the
+            tokenizer's files are replaced; nothing else is deleted).
         verbose: Show SentencePiece's own training log.
     """
     out_dir = Path(out)
-    if (out_dir / TOKENIZER_FILE).exists() and not overwrite:
-        raise ValueError(f"{out_dir} already holds a tokenizer; choose another --out or pass "
-                         "--overwrite true")
+    _check_out(out_dir, overwrite)
     inputs = [input] if isinstance(input, str) else list(input)
     tok = train_sentencepiece(inputs, vocab_size, model_type, character_coverage, byte_fallback, glob, field,
                               errors, max_sentences, verbose=verbose)
-    tmp = out_dir.parent / f".{out_dir.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        tok.save(tmp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(tmp, out_dir)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    tok.save(out_dir)  # each file atomically, gpt2_tokenizer.json last; nothing else is touched
     print(f"{out_dir}: SentencePiece {model_type}, {tok.vocab_size:,} pieces, end-of-text id {tok.eot_id}")
