@@ -76,7 +76,8 @@ def test_schedule_warmup_then_cosine() -> None:
     assert all(a >= b for a, b in zip(lrs[warm:total], lrs[warm + 1:total + 1], strict=True))  # decays
     mid = warm + (total - warm) // 2
     assert lrs[mid] == pytest.approx(low + 0.5 * (lr - low))  # the cosine's midpoint
-    assert lrs[total] == low and lrs[-1] == low
+    assert lrs[total] == low and lrs[-1] == low  # min_lr is reached at step max_steps,
+    assert lrs[total - 1] > low  # so the last step trained (max_steps - 1) runs slightly above it
     assert all(math.isfinite(v) and v > 0 for v in lrs)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -202,7 +203,8 @@ class TensorBatches:
         self.step = state["step"]
 
 
-def test_trainer_engine_on_any_batch_source(tmp_path: Path) -> None:
+def _engine(out: Path, batches: type = TensorBatches) -> Any:
+    """A Trainer of a 1-layer char model, 8 steps on TEXT drawn by `batches`."""
     from gpt2 import GPT2, GPT2Config
     from gpt2.tokenizers import get_tokenizer
     from gpt2.training import RunConfig, Trainer
@@ -212,12 +214,16 @@ def test_trainer_engine_on_any_batch_source(tmp_path: Path) -> None:
     ids = torch.tensor(tok.encode(TEXT))
     torch.manual_seed(0)
     model = GPT2(GPT2Config(vocab_size=tok.vocab_size, context_length=16, emb_dim=32, n_heads=2, n_layers=1))
-    cfg = RunConfig(train=TrainSection(max_steps=8, batch_size=4, out_dir=str(tmp_path), log_interval=1),
+    cfg = RunConfig(train=TrainSection(max_steps=8, batch_size=4, out_dir=str(out), log_interval=1),
                     eval=EvalSection(interval=4, batches=2, sample_tokens=5),
                     system=SystemSection(device="cpu", progress=False))
     val = TensorBatches(ids[-400:], 4, 16)
-    trainer = Trainer(cfg, model, TensorBatches(ids[:-400], 4, 16),
-                      lambda n: [val.next_batch() for _ in range(n or 5)], tokenizer=tok)
+    return Trainer(cfg, model, batches(ids[:-400], 4, 16),
+                   lambda n: [val.next_batch() for _ in range(n or 5)], tokenizer=tok)
+
+
+def test_trainer_engine_on_any_batch_source(tmp_path: Path) -> None:
+    trainer = _engine(tmp_path)
     summary = trainer.fit()
     assert summary["steps"] == 8 and summary["tokens_seen"] == 8 * 4 * 16
     assert summary["final_val_loss"] < 4.0 and (tmp_path / "latest").is_dir()
@@ -233,3 +239,146 @@ def test_shipped_configs_parse(config: Path, capsys: pytest.CaptureFixture) -> N
     assert exit_info.value.code in (0, None)
     printed = capsys.readouterr().out
     assert "optim:" in printed and "max_steps:" in printed
+
+
+class FailingBatches(TensorBatches):
+    """Raises at the fourth batch, as a data error or a second Ctrl-C would mid-run."""
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.step == 3:
+            raise KeyboardInterrupt
+        return super().next_batch()
+
+
+def test_fit_closes_the_metrics_log_and_progress_bar_on_an_error(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from gpt2.training import engine
+
+    closed = []
+    monkeypatch.setattr(engine.MetricsLog, "close", lambda self: closed.append("metrics"))
+    make_bar = engine._progress_bar
+
+    def spied_bar(*args: Any) -> Any:
+        bar = make_bar(*args)
+        close = bar.close
+        bar.close = lambda: (closed.append("bar"), close())
+        return bar
+
+    monkeypatch.setattr(engine, "_progress_bar", spied_bar)
+    trainer = _engine(tmp_path, FailingBatches)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.fit()
+    assert trainer.progress.step == 3
+    assert "metrics" in closed and "bar" in closed
+
+
+def test_loaded_model_refuses_shape_overrides(run: tuple[Path, str], data: Path, tmp_path: Path,
+                                              capsys: pytest.CaptureFixture) -> None:
+    init = {"model.init": run[0] / "latest"}
+    shape = {"model.n_layers": 4, "model.emb_dim": 64}
+    err = _fails(tiny_args(data, tmp_path / "a", **init, **shape), capsys)
+    assert "--model.emb_dim 64, --model.n_layers 4 cannot change the model" in err
+    assert "(it has emb_dim 32, n_layers 2)" in err
+    err = _fails(tiny_args(data, tmp_path / "b", **init, **{"model.context_length": 16}), capsys)
+    assert "--model.context_length 16" in err and "--train.context_length" in err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_loaded_model_takes_dropout_and_attention_path(run: tuple[Path, str], tmp_path: Path) -> None:
+    from gpt2.attention import MultiHeadAttention, explicit_attention
+    from gpt2.tokenizers import load_tokenizer
+    from gpt2.training.config import ModelSection, RunConfig
+    from gpt2.training.launch import build_model, model_config
+
+    source = str(run[0] / "latest")
+    cfg = RunConfig(model=ModelSection(init=source, n_layers=2, drop_rate=0.3, attention="explicit"))
+    model_cfg = model_config(cfg, source, load_tokenizer(source))
+    model = build_model(model_cfg, source, torch.device("cpu"))
+    assert model.cfg == model_cfg and model.training
+    assert model.cfg.drop_rate == 0.3 and model.cfg.attention == "explicit"
+    assert all(m.p == 0.3 for m in model.modules() if isinstance(m, torch.nn.Dropout))
+    attention = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
+    assert attention and all(m.attn_dropout == 0.3 and m.attend is explicit_attention for m in attention)
+    torch.testing.assert_close(model.state_dict(), load_model(source).state_dict())  # the same weights
+
+
+def _bpe_tokenizer_files(directory: Path) -> None:
+    """Replace a checkpoint's tokenizer by GPT-2's vocab.json + merges.txt, as a Hugging Face
+    directory holds it (no gpt2_tokenizer.json)."""
+    from gpt2.tokenizers import GPT2BPETokenizer
+
+    for name in ("gpt2_tokenizer.json", "gpt2_checkpoint.json", "char_vocab.json"):
+        (directory / name).unlink(missing_ok=True)
+    for name, data in GPT2BPETokenizer()._files().items():
+        (directory / name).write_bytes(data)
+
+
+def test_init_checks_a_hugging_face_style_tokenizer(run: tuple[Path, str], data: Path, tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture) -> None:
+    init = shutil.copytree(run[0] / "latest", tmp_path / "hf_tok")
+    _bpe_tokenizer_files(init)
+    err = _fails(tiny_args(data, tmp_path / "out", **{"model.init": init}), capsys)
+    assert "tokenizer differs" in err
+
+
+def test_eval_names_the_file_and_offset_of_a_bad_byte(run: tuple[Path, str], tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture) -> None:
+    text = tmp_path / "latin1.txt"
+    text.write_bytes("First Citizen: caf\u00e9".encode("latin-1"))
+    err = _fails(["eval", "--checkpoint", str(run[0] / "latest"), "--data", str(text), "--device", "cpu"],
+                 capsys)
+    assert str(text) in err and "byte 18 is not valid UTF-8 (0xe9)" in err
+
+
+def test_eval_finds_the_tokenizer_as_generate_does(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from gpt2 import GPT2, GPT2Config
+    from gpt2.checkpoint import save_checkpoint
+    from gpt2.tokenizers import GPT2BPETokenizer
+
+    torch.manual_seed(0)
+    model = GPT2(GPT2Config(vocab_size=50257, context_length=16, emb_dim=8, n_heads=2, n_layers=1))
+    save_checkpoint(tmp_path / "bare", model)  # no tokenizer: GPT-2's vocab size, so GPT-2's BPE
+    text = tmp_path / "text.txt"
+    text.write_text("Hello world, hello again. " * 4)
+    args = ["--data", str(text), "--device", "cpu", "--json_output", "true"]
+    main(["eval", "--checkpoint", str(tmp_path / "bare"), *args])
+    captured = capsys.readouterr()
+    assert "GPT-2's BPE is used" in captured.err
+    assert json.loads(captured.out)["tokens"] == len(GPT2BPETokenizer().encode(text.read_text())) - 1
+    hf = shutil.copytree(tmp_path / "bare", tmp_path / "hf")
+    _bpe_tokenizer_files(hf)  # vocab.json + merges.txt only
+    main(["eval", "--checkpoint", str(hf), *args])
+    assert json.loads(capsys.readouterr().out)["tokens"] == json.loads(captured.out)["tokens"]
+
+
+def test_eval_resolves_the_tokenizer_before_reading_weights(run: tuple[Path, str], tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    shutil.copy(run[0] / "latest" / "config.json", bare / "config.json")  # vocab 34, no tokenizer, no weights
+    text = tmp_path / "t.txt"
+    text.write_text(TEXT[:200])
+    err = _fails(["eval", "--checkpoint", str(bare), "--data", str(text), "--device", "cpu"], capsys)
+    assert "holds no tokenizer" in err and "vocab_size 34" in err
+
+
+def test_autocast_and_mean_loss_helpers() -> None:
+    from gpt2 import GPT2, GPT2Config
+    from gpt2.device import autocast
+    from gpt2.loss import cross_entropy_loss, mean_loss
+
+    cpu = torch.device("cpu")
+    with autocast(cpu, "float32"):
+        assert not torch.is_autocast_enabled("cpu")
+    with autocast(cpu, "bf16"):
+        assert torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+    with pytest.raises(ValueError, match="unknown dtype"):
+        autocast(cpu, "fp8")
+    torch.manual_seed(0)
+    model = GPT2(GPT2Config(vocab_size=20, context_length=8, emb_dim=8, n_heads=2, n_layers=1)).eval()
+    batches = [(torch.randint(0, 20, (b, 8)), torch.randint(0, 20, (b, 8))) for b in (3, 1)]
+    loss, tokens = mean_loss(model, batches)
+    x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+    assert tokens == 32 and loss == pytest.approx(cross_entropy_loss(model(x), y).item(), rel=1e-5)
+    loss, tokens = mean_loss(model, [])
+    assert tokens == 0 and loss != loss  # nan

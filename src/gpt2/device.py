@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 DTYPES = {
@@ -39,3 +41,11 @@ def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
     if name not in DTYPES:
         raise ValueError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
     return DTYPES[name]
+
+
+def autocast(device: torch.device, dtype: str | torch.dtype | None) -> contextlib.AbstractContextManager:
+    """torch.autocast to `dtype` on `device`; a context that does nothing for float32 (or None)."""
+    dt = torch.float32 if dtype is None else resolve_dtype(dtype)
+    if dt == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dt)

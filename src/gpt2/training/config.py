@@ -60,7 +60,7 @@ class OptimSection:
 
     Args:
         lr: Peak learning rate, reached at the end of warmup.
-        min_lr: Learning rate at the last step; default lr / 10.
+        min_lr: Learning rate the cosine reaches at max_steps (just after the last step); default lr / 10.
         warmup_steps: Optimizer steps of linear warmup.
         weight_decay: Decoupled weight decay on Linear and embedding weights only.
         beta1: Adam's first-moment decay.
@@ -182,25 +182,3 @@ class RunConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        """Rebuild from `to_dict` output; unknown keys are an error, missing ones take defaults."""
-        sections = {f.name: f.type for f in dataclasses.fields(cls)}
-        kwargs = {}
-        for name, values in data.items():
-            if name not in sections:
-                raise ValueError(f"unknown run-config section {name!r}")
-            section_cls = _SECTIONS[name]
-            known = {f.name for f in dataclasses.fields(section_cls)}
-            unknown = sorted(set(values) - known)
-            if unknown:
-                raise ValueError(f"unknown option(s) in section {name!r}: {', '.join(unknown)}")
-            kwargs[name] = section_cls(**values)
-        return cls(**kwargs)
-
-
-_SECTIONS = {
-    "model": ModelSection, "data": DataSection, "optim": OptimSection, "train": TrainSection,
-    "eval": EvalSection, "checkpoint": CheckpointSection, "system": SystemSection,
-}

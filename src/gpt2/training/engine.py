@@ -12,7 +12,6 @@ returns an iterable of the first n validation batches (all of them for None).
 
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from collections.abc import Callable, Iterable
@@ -23,7 +22,8 @@ from typing import Any, Protocol
 import torch
 from torch import Tensor, nn
 
-from gpt2.loss import cross_entropy_loss
+from gpt2.device import autocast, resolve_dtype
+from gpt2.loss import cross_entropy_loss, mean_loss
 from gpt2.training.checkpointing import BEST, LATEST, StopFlag, capture_rng, restore_rng, save_run_checkpoint
 from gpt2.training.config import RunConfig
 from gpt2.training.distributed import (
@@ -84,7 +84,7 @@ class Trainer:
         self.tokenizer = tokenizer
         self.progress = Progress()
         self.out_dir = Path(cfg.train.out_dir)
-        self.amp_dtype = {"float32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[cfg.system.dtype]
+        self.amp_dtype = resolve_dtype(cfg.system.dtype)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
         self.metrics: MetricsLog | None = None
         self._latest_step = -1
@@ -127,11 +127,6 @@ class Trainer:
 
     # --- one step ----------------------------------------------------------------------
 
-    def autocast(self) -> contextlib.AbstractContextManager:
-        if self.amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
     def train_step(self, lr: float) -> tuple[float, float]:
         """One optimizer step over grad_accum_steps micro-batches -> (loss, gradient norm).
 
@@ -146,7 +141,7 @@ class Trainer:
             x, y = self.train_batches.next_batch()  # (B, T) each
             x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
             with sync_context(self.model, sync=micro == accum - 1):
-                with self.autocast():
+                with autocast(self.device, self.amp_dtype):
                     loss = cross_entropy_loss(self.model(x), y) / accum
                 self.scaler.scale(loss).backward()
             total += loss.detach()
@@ -184,17 +179,10 @@ class Trainer:
         # (one process only: under DDP every rank must take part in the all-reduce below)
         if key in self._eval_cache and not self.info.enabled:
             return self._eval_cache[key]
-        model = self.fast_model
-        model.eval()
-        total, count = 0.0, 0
-        for x, y in batches:
-            x, y = x.to(self.device), y.to(self.device)
-            with self.autocast():
-                loss = cross_entropy_loss(model(x), y)
-            total += loss.item() * y.numel()
-            count += y.numel()
-        model.train()
-        total, count = all_reduce_sum([total, float(count)], self.info)
+        self.fast_model.eval()
+        loss, count = mean_loss(self.fast_model, batches, autocast(self.device, self.amp_dtype))
+        self.fast_model.train()
+        total, count = all_reduce_sum([loss * count if count else 0.0, float(count)], self.info)
         if count == 0:
             raise ValueError("the validation split yielded no batches; it is shorter than one context window")
         self._eval_cache = {key: total / count}
@@ -217,16 +205,27 @@ class Trainer:
         t = self.cfg.train
         if self.info.is_main:
             self.metrics = MetricsLog(self.out_dir, resume_step=self.progress.step)
-        self.raw_model.train()
         start = time.perf_counter()
-        first_step = self.progress.step
         bar = _progress_bar(t.max_steps, self.progress.step, self.info.is_main and self.cfg.system.progress)
+        try:  # the bar and the TensorBoard writer are closed also on an error or Ctrl-C
+            self._loop(start, bar)
+            bar.close()
+            return self._finish(time.perf_counter() - start)
+        finally:
+            bar.close()
+            if self.metrics is not None:
+                self.metrics.close()
+
+    def _loop(self, start: float, bar: Any) -> None:
+        """Optimizer steps until max_steps, a stop budget, or a stop request (which saves and raises)."""
+        t = self.cfg.train
+        self.raw_model.train()
+        first_step = self.progress.step
         tokens_per_step = t.batch_size * self._context_len()
         window_t, window_tokens = time.perf_counter(), 0
         with StopFlag() as stop:
             while self.progress.step < t.max_steps:
                 if broadcast_flag(stop.requested, self.info):
-                    bar.close()
                     path = self.save(LATEST)
                     raise TrainingInterruptedError(f"interrupted at step {self.progress.step}; saved {path}; "
                                                    "continue with the same command plus --resume true")
@@ -242,9 +241,7 @@ class Trainer:
                 self._after_step(loss, lr, grad_norm, bar)
                 if self._should_stop(start, first_step):
                     self.save(LATEST)
-                    break
-        bar.close()
-        return self._finish(time.perf_counter() - start)
+                    return
 
     def _should_stop(self, start: float, first_step: int) -> bool:
         """Time budget or step budget of this invocation used up (the same answer on every rank)."""
@@ -315,7 +312,6 @@ class Trainer:
         if self.metrics is not None:
             summary["metrics"] = str(self.metrics.path)
             summary["plot"] = str(self.metrics.plot())
-            self.metrics.close()
         return summary
 
 

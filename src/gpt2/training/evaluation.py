@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -10,9 +9,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from gpt2.checkpoint import load_model
-from gpt2.device import pick_device, resolve_dtype
-from gpt2.loss import cross_entropy_loss
+from gpt2.checkpoint import load_model, read_config
+from gpt2.device import autocast, pick_device
+from gpt2.loss import mean_loss
 from gpt2.training.metrics import perplexity
 
 
@@ -46,36 +45,41 @@ def _batches(data: Path, split: str, tokenizer: Any, ctx: int, batch_size: int,
         return
     if not data.is_file():
         raise FileNotFoundError(f"--data {data}: no such file or folder")
-    ids = torch.tensor(tokenizer.encode(data.read_text(encoding="utf-8")), dtype=torch.long)
+    ids = torch.tensor(tokenizer.encode(read_text(data)), dtype=torch.long)
     if ids.numel() < 2:
         raise ValueError(f"--data {data}: fewer than two tokens; nothing to predict")
     for x, y in text_windows(ids, ctx, batch_size):
         yield x.to(device), y.to(device)
 
 
+def read_text(path: Path) -> str:
+    """A UTF-8 text file; a bad byte is a one-line ValueError naming the file and byte offset."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ValueError(f"--data {path}: byte {err.start:,} is not valid UTF-8 ({raw[err.start]:#04x}); "
+                         "give a UTF-8 text file") from None
+
+
 @torch.no_grad()
 def evaluate_checkpoint(checkpoint: Path, data: Path, split: str = "val", batch_size: int = 8,
                         context_length: int | None = None, device: str = "auto",
                         dtype: str = "float32") -> dict[str, Any]:
-    """{"loss", "perplexity", "tokens"}: mean loss per predicted token."""
-    from gpt2.tokenizers import has_tokenizer, load_tokenizer
+    """{"loss", "perplexity", "tokens"}: mean loss per predicted token.
+
+    The tokenizer is found as `gpt2 generate` finds it (gpt2.generate_cli.resolve_tokenizer),
+    before the weights are read, so a checkpoint without one fails fast."""
+    from gpt2.generate_cli import resolve_tokenizer
 
     dev = pick_device(device)
+    amp = autocast(dev, dtype)  # also checks the dtype's name
+    tokenizer = resolve_tokenizer(checkpoint, None, read_config(checkpoint).vocab_size)
     model = load_model(checkpoint, device=dev)
-    if not has_tokenizer(checkpoint) and not (checkpoint / "vocab.json").exists():
-        raise ValueError(f"{checkpoint}: holds no tokenizer, so its text cannot be encoded")
-    tokenizer = load_tokenizer(checkpoint)
     ctx = context_length or model.cfg.context_length
     if ctx > model.cfg.context_length:
         raise ValueError(f"--context_length {ctx} exceeds the model's {model.cfg.context_length}")
-    amp = resolve_dtype(dtype)
-    autocast = (torch.autocast(dev.type, dtype=amp) if amp != torch.float32 else contextlib.nullcontext())
-    total, count = 0.0, 0
-    for x, y in _batches(data, split, tokenizer, ctx, batch_size, dev):
-        with autocast:
-            loss = cross_entropy_loss(model(x), y)
-        total += loss.item() * y.numel()
-        count += y.numel()
+    loss, count = mean_loss(model, _batches(data, split, tokenizer, ctx, batch_size, dev), amp)
     if count == 0:
         raise ValueError(f"--data {data}: shorter than one window of {ctx} tokens")
-    return {"loss": total / count, "perplexity": perplexity(total / count), "tokens": count}
+    return {"loss": loss, "perplexity": perplexity(loss), "tokens": count}

@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from gpt2.attention import ATTENTION_IMPLS, MultiHeadAttention
 from gpt2.checkpoint import load_model, read_config, recover_interrupted_save
 from gpt2.config import GPT2Config
 from gpt2.device import pick_device
@@ -37,10 +38,11 @@ def build_trainer(cfg: RunConfig, resume: bool = False) -> Trainer:
         if not ckpt.is_dir():
             raise ValueError(f"--resume: no checkpoint at {ckpt}; run without --resume to start the run")
     source = str(ckpt) if resume else cfg.model.init
-    check_settings(cfg, info, model_config(cfg, source, tokenizer), tokenizer, source)
+    model_cfg = model_config(cfg, source, tokenizer)
+    check_settings(cfg, info, model_cfg, tokenizer, source)
     init_distributed(info)  # only now wait for the other processes
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every process
-    model = build_model(cfg, source, tokenizer, info.device)
+    model = build_model(model_cfg, source, info.device)
     torch.manual_seed(cfg.train.seed + info.rank)  # dropout differs between processes
     train_batches, val_batches = make_loaders(cfg, data_dir, info, model.cfg.context_length)
     trainer = Trainer(cfg, model, train_batches, val_batches, tokenizer, info)
@@ -79,18 +81,32 @@ def same_tokenizer(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a.get("kind") == b.get("kind") and a.get("sha256") == b.get("sha256")
 
 
+MODEL_FIELDS = ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers", "drop_rate", "bias",
+                "attention")
+
+
 def model_config(cfg: RunConfig, source: str, tokenizer: Any) -> GPT2Config:
-    """The shape of the model to train: from a checkpoint / HF directory, or preset + overrides."""
+    """The shape of the model to train: from a checkpoint / HF directory, or preset + overrides.
+
+    A loaded model takes --model.drop_rate and --model.attention (neither changes a weight);
+    any other --model.* option must agree with its config (shorter training windows are
+    --train.context_length: the model's position table is not cropped)."""
     m = cfg.model
-    if source != "scratch":
-        if not Path(source).is_dir():
-            raise ValueError(f"--model.init {source}: no such directory; use 'scratch' or a checkpoint")
-        base = read_config(source)
-        return dataclasses.replace(base, drop_rate=m.drop_rate) if m.drop_rate is not None else base
-    overrides = {f: getattr(m, f) for f in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers",
-                                            "drop_rate", "bias", "attention") if getattr(m, f) is not None}
-    overrides.setdefault("vocab_size", tokenizer.vocab_size)
-    return GPT2Config.from_preset(m.preset, **overrides)
+    overrides = {f: getattr(m, f) for f in MODEL_FIELDS if getattr(m, f) is not None}
+    if source == "scratch":
+        overrides.setdefault("vocab_size", tokenizer.vocab_size)
+        return GPT2Config.from_preset(m.preset, **overrides)
+    if not Path(source).is_dir():
+        raise ValueError(f"--model.init {source}: no such directory; use 'scratch' or a checkpoint")
+    base = read_config(source)
+    runtime = {f: overrides.pop(f) for f in ("drop_rate", "attention") if f in overrides}
+    clash = [f for f, v in overrides.items() if v != getattr(base, f)]
+    if clash:
+        given = ", ".join(f"--model.{f} {overrides[f]}" for f in clash)
+        has = ", ".join(f"{f} {getattr(base, f)}" for f in clash)
+        raise ValueError(f"{given} cannot change the model loaded from {source} (it has {has}); drop the "
+                         "option (shorter training windows: --train.context_length)")
+    return dataclasses.replace(base, **runtime)
 
 
 def check_settings(cfg: RunConfig, info: DistInfo, model_cfg: GPT2Config, tokenizer: Any,
@@ -106,10 +122,8 @@ def check_settings(cfg: RunConfig, info: DistInfo, model_cfg: GPT2Config, tokeni
                          f"has "
                          f"{model_cfg.vocab_size}; use data prepared with the model's tokenizer")
     if source != "scratch":
-        from gpt2.tokenizers import has_tokenizer, load_tokenizer
-
-        theirs = load_tokenizer(source).identity() if has_tokenizer(source) else None
-        if theirs is not None and not same_tokenizer(theirs, tokenizer.identity()):
+        theirs = _saved_tokenizer(source)
+        if theirs is not None and not same_tokenizer(theirs.identity(), tokenizer.identity()):
             raise ValueError(f"{source}: its tokenizer differs from the one the shards in --data.dir "
                              f"{cfg.data.dir} were made with; prepare the data with `--tokenizer {source}`")
     per_step = info.world_size * t.grad_accum_steps
@@ -130,17 +144,37 @@ def check_settings(cfg: RunConfig, info: DistInfo, model_cfg: GPT2Config, tokeni
             raise ValueError(f"--eval.prompt {cfg.eval.prompt!r} cannot be encoded: {err}") from None
 
 
-def build_model(cfg: RunConfig, source: str, tokenizer: Any, device: torch.device) -> GPT2:
-    """Fresh weights, or the weights of a checkpoint / Hugging Face directory."""
-    model_cfg = model_config(cfg, source, tokenizer)
+def _saved_tokenizer(source: str) -> Any:
+    """The tokenizer saved in a checkpoint / HF directory (any of the files `gpt2 generate`
+    reads), or None when it holds none: then only the vocabulary size is checked."""
+    from gpt2.tokenizers import load_tokenizer
+
+    try:
+        return load_tokenizer(source)
+    except FileNotFoundError:
+        return None
+
+
+def build_model(model_cfg: GPT2Config, source: str, device: torch.device) -> GPT2:
+    """Fresh weights of `model_cfg`, or the weights of a checkpoint / Hugging Face directory
+    run with `model_cfg`'s dropout and attention path (all `model_config` lets differ)."""
     if source == "scratch":
         return GPT2(model_cfg).to(device)
     model = load_model(source, device=device)
     if model.cfg != model_cfg:  # e.g. a different dropout for fine-tuning
-        state = model.state_dict()
-        model = GPT2(model_cfg).to(device)
-        model.load_state_dict(state)
+        set_runtime_options(model, model_cfg)
     return model.train()
+
+
+def set_runtime_options(model: GPT2, cfg: GPT2Config) -> None:
+    """Give a built model `cfg`'s dropout rate and attention path in place (no weight changes)."""
+    model.cfg = cfg
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = cfg.drop_rate
+        if isinstance(module, MultiHeadAttention):
+            module.attn_dropout = cfg.drop_rate  # attention-weight dropout, a float given to the kernel
+            module.attend = ATTENTION_IMPLS[cfg.attention]
 
 
 def make_loaders(cfg: RunConfig, data_dir: Path, info: DistInfo, model_ctx: int) -> tuple[Any, Any]:

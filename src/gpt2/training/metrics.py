@@ -16,7 +16,7 @@ class MetricsLog:
     trained again), so the file and the plot never show a step twice.
     """
 
-    def __init__(self, out_dir: Path, resume_step: int | None = None, tensorboard: bool = True) -> None:
+    def __init__(self, out_dir: Path, resume_step: int | None = None) -> None:
         self.out_dir = out_dir
         self.path = out_dir / "metrics.jsonl"
         self.plot_path = out_dir / "loss.png"
@@ -25,7 +25,7 @@ class MetricsLog:
         if resume_step is not None and self.path.exists():
             self.rows = [r for r in _read_rows(self.path) if r.get("step", 0) <= resume_step]
         self._rewrite()
-        self.writer = _tensorboard_writer(out_dir) if tensorboard else None
+        self.writer = _tensorboard_writer(out_dir)
 
     def _rewrite(self) -> None:
         with open(self.path, "w", encoding="utf-8") as f:
@@ -77,6 +77,7 @@ class MetricsLog:
         return rows[-1]["tokens"] / rows[-1]["step"] if rows else 0.0
 
     def close(self) -> None:
+        """Flush and close the TensorBoard writer (the other files are written as they go)."""
         if self.writer is not None:
             self.writer.close()
 

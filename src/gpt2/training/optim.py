@@ -60,7 +60,8 @@ def lr_at(step: int, lr: float, warmup_steps: int, max_steps: int, min_lr: float
     """Learning rate for optimizer step `step` (0-based) of a `max_steps`-step run.
 
     Linear warmup from lr/warmup_steps to lr over the first `warmup_steps` steps, then
-    cosine decay from lr to min_lr at the last step; constant min_lr beyond max_steps.
+    cosine decay from lr, reaching min_lr at step `max_steps`: the last step trained
+    (max_steps - 1) still runs slightly above min_lr. Constant min_lr from max_steps on.
     """
     if step < warmup_steps:
         return lr * (step + 1) / warmup_steps
