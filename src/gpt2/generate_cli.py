@@ -103,7 +103,8 @@ def resolve_tokenizer(checkpoint: Path, override: str | None, vocab_size: int) -
                 raise ValueError(
                     f"{checkpoint} holds no tokenizer (no gpt2_tokenizer.json, vocab.json + merges.txt, "
                     f"tokenizer.json or tokenizer.model) and its vocab_size {vocab_size} is not GPT-2's "
-                    f"{GPT2_VOCAB_SIZE}; save the tokenizer into the checkpoint (gpt2 generate also takes --tokenizer)"
+                    f"{GPT2_VOCAB_SIZE}; save the tokenizer into the checkpoint "
+                    "(gpt2 generate also takes --tokenizer)"
                 ) from None
             print(f"gpt2: note: {checkpoint} holds no tokenizer; its vocab_size is GPT-2's, "
                   "so GPT-2's BPE is used", file=sys.stderr)
