@@ -155,7 +155,7 @@ class GenerationSession:
                stop: list[str] | None) -> Iterator[str]:
         """Text pieces of one continuation of `ids`, each safe to print as it comes."""
         from gpt2.generation import generate_stream
-        from gpt2.streaming import StreamDecoder
+        from gpt2.streaming import stream_text
 
         idx = torch.tensor([ids], dtype=torch.long, device=self.model.tok_emb.weight.device)
         steps = generate_stream(
@@ -164,18 +164,16 @@ class GenerationSession:
             eos_id=self.tokenizer.eot_id, stop_strings=stop, tokenizer=self.tokenizer,
             generator=None if options.greedy else self.generator,
         )
-        decoder = StreamDecoder(self.tokenizer, ids)
-        for step in steps:
-            token = int(step.tokens[0])
-            if token == self.tokenizer.eot_id:
-                break
-            if token < self.tokenizer.vocab_size:  # a padded model vocabulary has ids with no text
-                piece = decoder.push(token)
-                if piece:
-                    yield piece
-        tail = decoder.flush()
-        if tail:
-            yield tail
+
+        def new_ids() -> Iterator[int]:  # up to end-of-text, skipping ids with no text
+            for step in steps:
+                token = int(step.tokens[0])
+                if token == self.tokenizer.eot_id:
+                    return
+                if token < self.tokenizer.vocab_size:  # a padded model vocabulary
+                    yield token
+
+        yield from stream_text(self.tokenizer, new_ids(), ids)
 
     def run(self, text: str, num_samples: int, out: TextIO, echo: bool, **kwargs: Any) -> None:
         ids = self.encode(text)
