@@ -236,8 +236,9 @@ class Trainer:
                 window_tokens += tokens_per_step
                 elapsed = time.perf_counter() - window_t
                 tok_s = window_tokens / elapsed if elapsed > 0 else 0.0
+                # refresh=False: the bar redraws at most every 0.1 s, not at every step
+                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}", refresh=False)
                 bar.update(1)
-                bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.2e}", tok_s=f"{tok_s:,.0f}")
                 self._after_step(loss, lr, grad_norm, bar)
                 if self._should_stop(start, first_step):
                     self.save(LATEST)
