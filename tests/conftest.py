@@ -18,3 +18,13 @@ def tiny_config(**overrides) -> GPT2Config:
 def tiny_model() -> GPT2:
     torch.manual_seed(0)
     return GPT2(tiny_config()).eval()
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from threads, and on a shared machine each op would wait for a
+    descheduled worker thread (10x slower tests); use one and restore the setting after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

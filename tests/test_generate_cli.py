@@ -17,15 +17,7 @@ from gpt2.sampling import SamplingOptions
 from gpt2.streaming import REPLACEMENT
 from gpt2.tokenizers import CharTokenizer, get_tokenizer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared machine each op would wait for a
-    descheduled worker thread (10x slower tests); use one and restore the setting after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CORPUS = "नमस्ते दुनिया 😀🙏🏽🎉 काठमाडौं"

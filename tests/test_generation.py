@@ -7,15 +7,7 @@ from conftest import tiny_config
 from gpt2 import GPT2
 from gpt2.generation import generate, generate_stream, generate_text
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared machine each op would wait for a
-    descheduled worker thread (10x slower tests); use one and restore the setting after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 CONFIGS = {

@@ -10,15 +10,7 @@ from gpt2 import GPT2
 from gpt2.fast_linear import PackedLinear, _mkldnn_bf16, prepare_for_decoding
 from gpt2.generation import generate, generate_text
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared machine each op would wait for a
-    descheduled worker thread (10x slower tests); use one and restore the setting after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_model(**overrides) -> GPT2:

@@ -9,15 +9,7 @@ from gpt2.generation import generate
 from gpt2.sampling import apply_repetition_penalty, apply_top_k, apply_top_p
 from gpt2.tokenizers import CharTokenizer
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared machine each op would wait for a
-    descheduled worker thread (10x slower tests); use one and restore the setting after."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def make_model(vocab_size: int = 97) -> GPT2:
