@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpt2.data.shards import TOKENIZER_DIR, dtype_for_vocab, write_meta, write_shard
+from gpt2.data.shards import write_prepared
 from gpt2.tokenizers import get_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,20 +34,12 @@ DEFAULT_TEXT = Path("/work/shared/data/tinyshakespeare.txt")
 
 def prepare_char_split(text_path: Path, out: Path, train_fraction: float = 0.9) -> Path:
     """Character shards with nanoGPT's split: first 90% of the ids train, the rest val."""
-    out.mkdir(parents=True, exist_ok=True)
     text = text_path.read_text(encoding="utf-8")
     tok = get_tokenizer("char", text=text)
     ids = np.array(tok.encode(text), dtype=np.int64)
     n = int(len(ids) * train_fraction)
-    dtype = dtype_for_vocab(tok.vocab_size)
-    splits = {}
-    for split, part in (("train", ids[:n]), ("val", ids[n:])):
-        info = write_shard(out / f"{split}_000.bin", part, dtype)
-        splits[split] = {"shards": [info], "tokens": info["tokens"]}
-    tok.save(out / TOKENIZER_DIR)
-    write_meta(out, {"format": "gpt2-from-scratch-shards", "version": 1, "tokenizer": tok.identity(),
-                     "splits": splits, "split": {"val_ratio": 1 - train_fraction, "how": "last 10%"}})
-    return out
+    return write_prepared(out, tok, {"train": ids[:n], "val": ids[n:]},
+                          split={"val_ratio": 1 - train_fraction, "how": "last 10%"})
 
 
 def run_recipe(config: str, data: Path, out: Path, overrides: list[str]) -> tuple[float, float, int]:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gpt2.data.shards import TOKENIZER_DIR, dtype_for_vocab, write_meta, write_shard
+from gpt2.data.shards import write_prepared
 from gpt2.tokenizers import get_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -22,18 +22,11 @@ TEXT = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\n
 def make_char_data(out: Path, text: str = TEXT, val_fraction: float = 0.1) -> Path:
     """A prepared folder (shards, meta.json, tokenizer/) of `text` with a char tokenizer:
     the first 1 - val_fraction of the ids for training, the rest for validation."""
-    out.mkdir(parents=True, exist_ok=True)
     tok = get_tokenizer("char", text=text)
     ids = np.array(tok.encode(text), dtype=np.int64)
     n_train = int(len(ids) * (1 - val_fraction))
-    dtype = dtype_for_vocab(tok.vocab_size)
-    splits = {}
-    for split, part in (("train", ids[:n_train]), ("val", ids[n_train:])):
-        info = write_shard(out / f"{split}_000.bin", part, dtype)
-        splits[split] = {"shards": [info], "tokens": info["tokens"]}
-    tok.save(out / TOKENIZER_DIR)
-    write_meta(out, {"tokenizer": tok.identity(), "splits": splits, "split": {"val_ratio": val_fraction}})
-    return out
+    return write_prepared(out, tok, {"train": ids[:n_train], "val": ids[n_train:]},
+                          split={"val_ratio": val_fraction})
 
 
 def tiny_args(data: Path, out: Path, steps: int = 6, **extra: object) -> list[str]:

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from gpt2.data.shards import (
     ASIDE_PREFIX,
+    FORMAT,
     META_FILE,
     SPLITS,
     TOKENIZER_DIR,
@@ -43,7 +44,6 @@ from gpt2.data.sources import Chunk, Source, chunk_size_for, plan_chunks, read_c
 from gpt2.tokenizers import CharTokenizer, Tokenizer, get_tokenizer, load_identity, load_tokenizer
 from gpt2.tokenizers.char import UnknownCharacterError
 
-FORMAT = "gpt2-from-scratch-shards"
 DEFAULT_SHARD_TOKENS = 100_000_000
 TASK_BYTES = 1 << 20
 

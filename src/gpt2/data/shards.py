@@ -32,6 +32,7 @@ HEADER_SIZE = 64
 _HEADER = struct.Struct("<8sIIQ")
 META_FILE = "meta.json"
 TOKENIZER_DIR = "tokenizer"
+FORMAT = "gpt2-from-scratch-shards"  # meta.json "format"
 SPLITS = ("train", "val")
 ASIDE_PREFIX = ".prepare-old-"  # + pid: the previous shards while `gpt2 prepare` swaps in new ones
 
@@ -131,6 +132,24 @@ def read_meta(data_dir: str | Path) -> dict[str, Any]:
 def write_meta(data_dir: str | Path, meta: dict[str, Any]) -> None:
     """Write meta.json atomically and durably (it marks the folder complete)."""
     write_bytes_atomic(Path(data_dir) / META_FILE, (json.dumps(meta, indent=2) + "\n").encode(), fsync=True)
+
+
+def write_prepared(data_dir: str | Path, tokenizer: Any, splits: dict[str, np.ndarray],
+                   **meta: Any) -> Path:
+    """A prepared folder from ids already split, one shard per split: shards, tokenizer/ and
+    meta.json (plus `meta`). For fixed splits such as nanoGPT's first 90% / last 10% of one text;
+    `gpt2 prepare` is the general path."""
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    dtype = dtype_for_vocab(tokenizer.vocab_size)
+    infos = {}
+    for split, ids in splits.items():
+        info = write_shard(data_dir / f"{split}_000.bin", ids, dtype)
+        infos[split] = {"shards": [info], "tokens": info["tokens"]}
+    tokenizer.save(data_dir / TOKENIZER_DIR)
+    write_meta(data_dir, {"format": FORMAT, "version": 1, "tokenizer": tokenizer.identity(),
+                          "splits": infos, **meta})
+    return data_dir
 
 
 def split_shards(data_dir: str | Path, split: str) -> list[Path]:
