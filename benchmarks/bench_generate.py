@@ -25,6 +25,7 @@ import torch
 
 from gpt2 import GPT2, GPT2Config
 from gpt2.generation import generate, generate_text, prepare_for_decoding
+from gpt2.generation.sampling import SamplingOptions
 
 PROMPT_LEN, NEW_TOKENS = 16, 128
 
@@ -80,8 +81,8 @@ def trained_agreement(path: str) -> list[tuple[str, int, int]]:
     for prompt in ("ROMEO:", "The king", "First Citizen:\n", "\n"):
         idx = torch.tensor([tok.encode(prompt)])
         n = min(NEW_TOKENS, fp32.cfg.context_length - idx.size(1))
-        a = generate(fp32, idx, n, temperature=0)[0, idx.size(1):]
-        b = generate(bf16, idx, n, temperature=0)[0, idx.size(1):]
+        a = generate(fp32, idx, n, SamplingOptions(temperature=0))[0, idx.size(1):]
+        b = generate(bf16, idx, n, SamplingOptions(temperature=0))[0, idx.size(1):]
         rows.append((prompt, matching_prefix(a, b), n))
     return rows
 
@@ -111,13 +112,16 @@ def main() -> None:
 
     runs = {
         "transformers generate, float32": lambda: hf_generate(hf, idx),
-        "ours generate, float32": lambda: generate(model, idx, NEW_TOKENS, temperature=0),
-        "ours generate, float32, prepared": lambda: generate(fast32, idx, NEW_TOKENS, temperature=0),
-        "ours generate, bf16": lambda: generate(bf16, idx, NEW_TOKENS, temperature=0),
-        "ours generate, bf16, prepared": lambda: generate(fast16, idx, NEW_TOKENS, temperature=0),
+        "ours generate, float32": lambda: generate(model, idx, NEW_TOKENS, SamplingOptions(temperature=0)),
+        "ours generate, float32, prepared": lambda: generate(fast32, idx, NEW_TOKENS,
+                                                             SamplingOptions(temperature=0)),
+        "ours generate, bf16": lambda: generate(bf16, idx, NEW_TOKENS,
+                                                SamplingOptions(temperature=0)),
+        "ours generate, bf16, prepared": lambda: generate(fast16, idx, NEW_TOKENS,
+                                                          SamplingOptions(temperature=0)),
     }
     for m in (model, fast32, bf16, fast16):  # warm up: first calls allocate and pick kernels
-        generate(m, idx, 4, temperature=0)
+        generate(m, idx, 4, SamplingOptions(temperature=0))
     times: dict[str, float] = {name: float("inf") for name in runs}
     outputs: dict[str, torch.Tensor] = {}
     for _ in range(args.repeats):  # interleaved, so load spikes hit every contender alike

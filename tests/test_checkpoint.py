@@ -12,7 +12,6 @@ from conftest import tiny_config
 from gpt2 import GPT2
 from gpt2.checkpoint import (
     CheckpointError,
-    load_model,
     load_training_state,
     read_config,
     save_checkpoint,
@@ -33,7 +32,7 @@ def test_round_trip_with_training_state_and_json(tmp_path):
     model = _model()
     state = {"step": 7, "rng": torch.get_rng_state(), "optimizer": {"lr": 1e-3, "m": torch.ones(3)}}
     save_checkpoint(tmp_path / "ck", model, training_state=state, json_files={"run.json": {"a": 1}})
-    loaded = load_model(tmp_path / "ck")
+    loaded = GPT2.from_pretrained(tmp_path / "ck")
     assert _same_weights(model, loaded)
     assert loaded.lm_head.weight is loaded.tok_emb.weight
     assert read_config(tmp_path / "ck") == model.cfg
@@ -54,7 +53,7 @@ def test_load_in_other_dtype(tmp_path):
 def test_overwrite_replaces_whole_checkpoint(tmp_path):
     save_checkpoint(tmp_path / "ck", _model(0), training_state={"step": 1})
     save_checkpoint(tmp_path / "ck", _model(1))  # no training state this time
-    assert _same_weights(load_model(tmp_path / "ck"), _model(1))
+    assert _same_weights(GPT2.from_pretrained(tmp_path / "ck"), _model(1))
     assert load_training_state(tmp_path / "ck") is None  # nothing stale left behind
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # no temporary folders left
 
@@ -68,7 +67,7 @@ def test_failed_save_leaves_previous_checkpoint_intact(tmp_path):
 
     with pytest.raises(OSError, match="disk full"):
         save_checkpoint(tmp_path / "ck", _model(1), tokenizer=Exploding())
-    assert _same_weights(load_model(tmp_path / "ck"), _model(0))
+    assert _same_weights(GPT2.from_pretrained(tmp_path / "ck"), _model(0))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
 
 
@@ -92,7 +91,7 @@ def test_kill_during_save_never_leaves_a_broken_checkpoint(tmp_path):
         except subprocess.TimeoutExpired:
             proc.kill()
         proc.wait()
-        model = load_model(tmp_path / "ck")  # recovers an interrupted swap if needed
+        model = GPT2.from_pretrained(tmp_path / "ck")  # recovers an interrupted swap if needed
         assert model.cfg.n_layers in (2, 4)
     save_checkpoint(tmp_path / "ck", _model(0))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]  # killed saves cleaned up
@@ -103,21 +102,21 @@ def test_interrupted_swap_is_read_and_then_repaired(tmp_path):
     touching the disk (a writer may be mid-save), and the next save puts it back."""
     save_checkpoint(tmp_path / "ck", _model(0), training_state={"step": 3})
     os.rename(tmp_path / "ck", tmp_path / ".ck.old")
-    assert _same_weights(load_model(tmp_path / "ck"), _model(0))
+    assert _same_weights(GPT2.from_pretrained(tmp_path / "ck"), _model(0))
     assert load_training_state(tmp_path / "ck")["step"] == 3
     assert read_config(tmp_path / "ck") == _model(0).cfg
     assert not (tmp_path / "ck").exists()
     save_checkpoint(tmp_path / "ck", _model(1))
-    assert _same_weights(load_model(tmp_path / "ck"), _model(1))
+    assert _same_weights(GPT2.from_pretrained(tmp_path / "ck"), _model(1))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ck"]
 
 
 def test_corrupt_training_state_is_caught_by_the_manifest(tmp_path):
     save_checkpoint(tmp_path / "ck", _model(0), training_state={"step": 3})
-    load_model(tmp_path / "ck")  # the weights are fine: only files actually read are checked
+    GPT2.from_pretrained(tmp_path / "ck")  # the weights are fine: only files actually read are checked
     with open(tmp_path / "ck" / "training_state.pt", "ab") as f:
         f.write(b"x")
-    load_model(tmp_path / "ck")
+    GPT2.from_pretrained(tmp_path / "ck")
     with pytest.raises(CheckpointError, match="training_state.pt: .* bytes, expected"):
         load_training_state(tmp_path / "ck")
 
@@ -126,12 +125,12 @@ def test_malformed_manifest_is_a_clear_error(tmp_path):
     save_checkpoint(tmp_path / "ck", _model(0))
     (tmp_path / "ck" / "gpt2_checkpoint.json").write_text('{"files": {"model.safetensors": 5}}')
     with pytest.raises(CheckpointError, match="json: malformed entry for 'model.safetensors'"):
-        load_model(tmp_path / "ck")
+        GPT2.from_pretrained(tmp_path / "ck")
 
 
 def test_missing_directory(tmp_path):
     with pytest.raises(CheckpointError, match="no such checkpoint directory"):
-        load_model(tmp_path / "nope")
+        GPT2.from_pretrained(tmp_path / "nope")
 
 
 def test_truncated_weights_name_the_file(tmp_path):
@@ -140,10 +139,10 @@ def test_truncated_weights_name_the_file(tmp_path):
     data = weights.read_bytes()
     weights.write_bytes(data[: len(data) // 2])
     with pytest.raises(CheckpointError, match=r"model.safetensors: \d+ bytes, expected \d+; the file is tr"):
-        load_model(tmp_path / "ck")
+        GPT2.from_pretrained(tmp_path / "ck")
     (tmp_path / "ck" / "gpt2_checkpoint.json").unlink()  # without the manifest safetensors notices
     with pytest.raises(CheckpointError, match="cannot read the weights .* truncated or corrupt"):
-        load_model(tmp_path / "ck")
+        GPT2.from_pretrained(tmp_path / "ck")
 
 
 def test_corrupt_bytes_fail_the_checksum(tmp_path):
@@ -153,7 +152,7 @@ def test_corrupt_bytes_fail_the_checksum(tmp_path):
     data[-10] ^= 0xFF
     weights.write_bytes(bytes(data))
     with pytest.raises(CheckpointError, match="model.safetensors: sha256 does not match"):
-        load_model(tmp_path / "ck")
+        GPT2.from_pretrained(tmp_path / "ck")
 
 
 def test_corrupt_config_json(tmp_path):
@@ -161,7 +160,7 @@ def test_corrupt_config_json(tmp_path):
     (tmp_path / "ck" / "gpt2_checkpoint.json").unlink()
     (tmp_path / "ck" / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="config.json: not valid JSON"):
-        load_model(tmp_path / "ck")
+        GPT2.from_pretrained(tmp_path / "ck")
 
 
 def test_weights_that_do_not_match_the_config(tmp_path):
@@ -172,7 +171,7 @@ def test_weights_that_do_not_match_the_config(tmp_path):
     (tmp_path / "ck" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match=r"tensor 'transformer.wte.weight' has shape \(97, 32\) "
                                               r"but config.json implies \(97, 64\)"):
-        load_model(tmp_path / "ck")
+        GPT2.from_pretrained(tmp_path / "ck")
 
 
 def test_missing_tensor(tmp_path):
@@ -184,7 +183,7 @@ def test_missing_tensor(tmp_path):
     del weights["transformer.h.1.mlp.c_fc.weight"]
     save_file(weights, tmp_path / "ck" / "model.safetensors")
     with pytest.raises(CheckpointError, match="'transformer.h.1.mlp.c_fc.weight' is missing"):
-        load_model(tmp_path / "ck")
+        GPT2.from_pretrained(tmp_path / "ck")
 
 
 def test_training_state_with_arbitrary_objects_is_refused(tmp_path):

@@ -89,3 +89,13 @@ def test_block_shapes_and_residual():
     x = torch.randn(2, 5, 32)
     out = block(x)
     assert out.shape == x.shape and not torch.equal(out, x)
+
+
+def test_cross_entropy_is_the_written_out_definition():
+    from gpt2.loss import cross_entropy_loss, cross_entropy_reference
+
+    torch.manual_seed(0)
+    logits = torch.randn(3, 5, 11)
+    targets = torch.randint(0, 11, (3, 5))
+    targets[0, :2] = -100  # ignored positions
+    torch.testing.assert_close(cross_entropy_loss(logits, targets), cross_entropy_reference(logits, targets))

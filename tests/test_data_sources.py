@@ -7,6 +7,7 @@ import json
 
 import pytest
 
+from gpt2.data.prepare import PrepareOptions
 from gpt2.data.sources import Chunk, plan_chunks, read_chunk, resolve_sources
 
 
@@ -71,6 +72,6 @@ def test_stale_temporary_folder_of_a_killed_prepare_is_removed(tmp_path):
 
     (tmp_path / "a.txt").write_text("hello world\n" * 100)
     out = tmp_path / "out"
-    (out / ".prepare-tmp-999999999").mkdir(parents=True)  # no such process
-    prepare([str(tmp_path / "a.txt")], out, workers=1, progress=False)
-    assert not (out / ".prepare-tmp-999999999").exists() and (out / "meta.json").exists()
+    (tmp_path / ".out.tmp-999999999").mkdir(parents=True)  # no such process
+    prepare([str(tmp_path / "a.txt")], out, options=PrepareOptions(workers=1, progress=False))
+    assert not (tmp_path / ".out.tmp-999999999").exists() and (out / "meta.json").exists()

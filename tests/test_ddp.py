@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt2.checkpoint import load_model
+from gpt2 import GPT2
 from train_helpers import ROOT, VENV_BIN, make_char_data, run_gpt2, tiny_args, train_losses
 
 
@@ -33,7 +33,7 @@ def test_two_processes_match_one(tmp_path: Path) -> None:
     for step in one:
         assert abs(one[step] - two[step]) <= 1e-5, (step, one[step], two[step])
     assert double.stdout.count("training summary") == 1  # rank 0 alone prints
-    a, b = load_model(tmp_path / "one" / "latest"), load_model(tmp_path / "two" / "latest")
+    a, b = (GPT2.from_pretrained(tmp_path / run / "latest") for run in ("one", "two"))
     for p, q in zip(a.parameters(), b.parameters(), strict=True):
         assert (p - q).abs().max() < 1e-4
 

@@ -11,13 +11,17 @@ import torch
 from gpt2 import GPT2, GPT2Config
 from gpt2.checkpoint import save_checkpoint
 from gpt2.cli import main
-from gpt2.generate_cli import GenerationSession
+from gpt2.commands.generate import GenerateOptions, load_session
+from gpt2.device import DeviceOptions
 from gpt2.generation import generate
-from gpt2.sampling import SamplingOptions
-from gpt2.streaming import REPLACEMENT
+from gpt2.generation.sampling import SamplingOptions
+from gpt2.generation.streaming import REPLACEMENT
 from gpt2.tokenizers import CharTokenizer, get_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
+# The in-process expectations run float32 on the CPU; so must the command, whatever `auto`
+# would pick on this machine (a GPU, a CPU with native bf16).
+PINNED = ["--device", "cpu", "--dtype", "float32"]
 
 
 CORPUS = "नमस्ते दुनिया 😀🙏🏽🎉 काठमाडौं"
@@ -48,8 +52,8 @@ def ckpts(tmp_path_factory):
 def run_cli(*args, stdin: str = "", env: dict | None = None) -> subprocess.CompletedProcess:
     """The real command in a fresh process; stdout is read as bytes and decoded strictly."""
     full_env = {**os.environ, "OMP_NUM_THREADS": "1", **(env or {})}
-    proc = subprocess.run([sys.executable, "-m", "gpt2", "generate", *map(str, args)], input=stdin.encode(),
-                          capture_output=True, env=full_env, timeout=120)
+    command = [sys.executable, "-m", "gpt2", "generate", *PINNED, *map(str, args)]
+    proc = subprocess.run(command, input=stdin.encode(), capture_output=True, env=full_env, timeout=120)
     proc.stdout = proc.stdout.decode("utf-8")  # strict: a broken UTF-8 sequence fails the test here
     proc.stderr = proc.stderr.decode("utf-8")
     return proc
@@ -60,7 +64,8 @@ def expected_text(ckpt_dir, tokenizer, prompt: str, new: int, seed: int | None =
     model = GPT2.from_pretrained(ckpt_dir)
     ids = tokenizer.encode(prompt) or [tokenizer.eot_id]
     gen = torch.Generator().manual_seed(seed) if seed is not None else None
-    out = generate(model, torch.tensor([ids]), new, eos_id=tokenizer.eot_id, generator=gen, **sampling)
+    out = generate(model, torch.tensor([ids]), new, SamplingOptions(**sampling), eos_id=tokenizer.eot_id,
+                   generator=gen)
     new_ids = out[0, len(ids):].tolist()
     if tokenizer.eot_id in new_ids:
         new_ids = new_ids[: new_ids.index(tokenizer.eot_id)]
@@ -108,18 +113,18 @@ class Recorder:
 
 
 def test_each_piece_is_written_as_soon_as_it_is_complete(ckpts):
-    session = GenerationSession.load(str(ckpts["root"] / "bpe"), None, "cpu", "float32", seed=5)
+    options = GenerateOptions(checkpoint=str(ckpts["root"] / "bpe"), seed=5, max_new_tokens=25)
+    session = load_session(options, SamplingOptions(temperature=1.0), DeviceOptions("cpu", "float32"))
     out = Recorder()
-    session.run("दुनिया 🙏🏽", 1, out, echo=True, options=SamplingOptions(temperature=1.0), max_new_tokens=25,
-                stop=None)
+    session.run("दुनिया 🙏🏽", 1, out, echo=True)
     pieces = out.writes[1:-1]  # between the echoed prompt and the final newline
     assert len(pieces) > 5
     assert all(p and REPLACEMENT not in p[-1] for p in pieces)
 
 
 def test_empty_prompt_starts_from_end_of_text(ckpts, capsys):
-    main(["generate", "--checkpoint", str(ckpts["root"] / "char"), "--prompt", "", "--temperature", "0",
-          "--max_new_tokens", "12"])
+    main(["generate", *PINNED, "--checkpoint", str(ckpts["root"] / "char"), "--prompt", "",
+          "--temperature", "0", "--max_new_tokens", "12"])
     cont = expected_text(ckpts["root"] / "char", ckpts["char"], "", 12, temperature=0)
     assert capsys.readouterr().out == cont + "\n"
 
@@ -152,11 +157,11 @@ def test_prompt_file_and_stdin(ckpts, tmp_path, capsys, monkeypatch):
 
 def test_hugging_face_directory_and_gpt2_fallback(ckpts, capsys):
     args = ["--prompt", "Hello world", "--temperature", "0", "--max_new_tokens", "8"]
-    main(["generate", "--checkpoint", str(ckpts["root"] / "bpe"), *args])
+    main(["generate", *PINNED, "--checkpoint", str(ckpts["root"] / "bpe"), *args])
     ours = capsys.readouterr().out
-    main(["generate", "--checkpoint", str(ckpts["root"] / "hf"), *args])
+    main(["generate", *PINNED, "--checkpoint", str(ckpts["root"] / "hf"), *args])
     assert capsys.readouterr().out == ours  # vocab.json + merges.txt: the same tokenizer
-    main(["generate", "--checkpoint", str(ckpts["root"] / "bare-gpt2"), *args])
+    main(["generate", *PINNED, "--checkpoint", str(ckpts["root"] / "bare-gpt2"), *args])
     captured = capsys.readouterr()
     assert "GPT-2's BPE is used" in captured.err
     assert captured.out.startswith("Hello world")
@@ -192,7 +197,7 @@ BAD = {
 def test_bad_input_is_one_clear_line_and_exit_1(case, ckpts, capsys):
     args, message = BAD[case]
     with pytest.raises(SystemExit) as stop:
-        main(["generate", *(a.format(root=ckpts["root"]) for a in args)])
+        main(["generate", *PINNED, *(a.format(root=ckpts["root"]) for a in args)])
     assert stop.value.code == 1
     err = capsys.readouterr().err
     assert err.startswith("gpt2: error: ") and message in err
@@ -207,15 +212,15 @@ def test_bad_input_in_a_real_process_has_no_traceback(ckpts):
 
 
 def test_bf16_generation_from_the_command_line(ckpts, capsys):
-    main(["generate", "--checkpoint", str(ckpts["root"] / "bpe"), "--prompt", "Hello", "--dtype", "bf16",
-          "--temperature", "0", "--max_new_tokens", "6"])
+    main(["generate", *PINNED, "--checkpoint", str(ckpts["root"] / "bpe"), "--prompt", "Hello",
+          "--dtype", "bf16", "--temperature", "0", "--max_new_tokens", "6"])
     out = capsys.readouterr().out
     assert out.startswith("Hello") and len(out) > len("Hello\n")
 
 
 @pytest.mark.slow
 def test_a_reader_that_stops_early_gets_no_traceback(ckpts):
-    cmd = [sys.executable, "-m", "gpt2", "generate", "--checkpoint", str(ckpts["root"] / "bpe"),
+    cmd = [sys.executable, "-m", "gpt2", "generate", *PINNED, "--checkpoint", str(ckpts["root"] / "bpe"),
            "--prompt", "Hello", "--temperature", "0", "--max_new_tokens", "2000"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             env={**os.environ, "OMP_NUM_THREADS": "1"})

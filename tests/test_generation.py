@@ -6,6 +6,7 @@ import torch
 from conftest import tiny_config
 from gpt2 import GPT2
 from gpt2.generation import generate, generate_stream, generate_text
+from gpt2.generation.sampling import SamplingOptions
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -31,7 +32,7 @@ def test_greedy_with_cache_equals_reference(name, prompt_len):
     idx = torch.randint(0, model.cfg.vocab_size, (2, prompt_len), generator=torch.Generator().manual_seed(1))
     new = ctx - prompt_len  # fill the context exactly: no sliding yet
     expected = generate_text(model, idx, new, ctx)
-    got = generate(model, idx, new, temperature=0)
+    got = generate(model, idx, new, SamplingOptions(temperature=0))
     assert got.shape == (2, ctx)
     assert torch.equal(got, expected)
 
@@ -42,7 +43,7 @@ def test_cached_logits_equal_uncached_logits_at_every_step(name):
     idx = torch.randint(0, model.cfg.vocab_size, (3, 5), generator=torch.Generator().manual_seed(2))
     seq = idx
     steps = 0
-    for step in generate_stream(model, idx, model.cfg.context_length - 5, temperature=0):
+    for step in generate_stream(model, idx, model.cfg.context_length - 5, SamplingOptions(temperature=0)):
         with torch.no_grad():
             uncached = model(seq)[:, -1, :]  # (B, V): the whole sequence re-read
         torch.testing.assert_close(step.logits, uncached, atol=1e-5, rtol=0)
@@ -69,10 +70,10 @@ def test_batched_padded_prompts_equal_each_prompt_alone(name):
     prompts = [torch.randint(0, 97, (n,), generator=gen) for n in (2, 9, 5, 1)]
     idx, mask = left_pad(prompts)
     new = model.cfg.context_length - idx.size(1)
-    batched = list(generate_stream(model, idx, new, temperature=0, attention_mask=mask))
+    batched = list(generate_stream(model, idx, new, SamplingOptions(temperature=0), attention_mask=mask))
     batched_tokens = torch.stack([s.tokens for s in batched], dim=1)  # (B, new)
     for row, prompt in enumerate(prompts):
-        alone = list(generate_stream(model, prompt[None], new, temperature=0))
+        alone = list(generate_stream(model, prompt[None], new, SamplingOptions(temperature=0)))
         assert torch.equal(batched_tokens[row], torch.stack([s.tokens[0] for s in alone]))
         for b_step, a_step in zip(batched, alone, strict=True):
             torch.testing.assert_close(b_step.logits[row], a_step.logits[0], atol=1e-5, rtol=0)
@@ -81,7 +82,7 @@ def test_batched_padded_prompts_equal_each_prompt_alone(name):
 def test_generate_returns_prompt_then_new_tokens_with_padding_kept():
     model = make_model()
     idx, mask = left_pad([torch.tensor([5, 6, 7]), torch.tensor([8])])
-    out = generate(model, idx, 4, temperature=0, attention_mask=mask)
+    out = generate(model, idx, 4, SamplingOptions(temperature=0), attention_mask=mask)
     assert out.shape == (2, 7)
     assert torch.equal(out[:, :3], idx)
 
@@ -89,8 +90,8 @@ def test_generate_returns_prompt_then_new_tokens_with_padding_kept():
 def test_all_ones_mask_is_the_same_as_no_mask():
     model = make_model()
     idx = torch.randint(0, 97, (2, 4))
-    with_mask = generate(model, idx, 10, temperature=0, attention_mask=torch.ones_like(idx))
-    assert torch.equal(with_mask, generate(model, idx, 10, temperature=0))
+    with_mask = generate(model, idx, 10, SamplingOptions(temperature=0), attention_mask=torch.ones_like(idx))
+    assert torch.equal(with_mask, generate(model, idx, 10, SamplingOptions(temperature=0)))
 
 
 @pytest.mark.parametrize("prompt_len", [1, 10, 32])
@@ -100,7 +101,7 @@ def test_sliding_window_with_stride_one_equals_reference_past_the_context(prompt
     idx = torch.randint(0, 97, (2, prompt_len), generator=torch.Generator().manual_seed(4))
     new = 2 * ctx
     expected = generate_text(model, idx, new, ctx)
-    assert torch.equal(generate(model, idx, new, temperature=0, window_stride=1), expected)
+    assert torch.equal(generate(model, idx, new, SamplingOptions(temperature=0), window_stride=1), expected)
 
 
 @pytest.mark.parametrize("stride", [None, 5, 32])
@@ -108,7 +109,7 @@ def test_sliding_window_rebuilds_the_cache_from_the_window(stride):
     model = make_model()
     ctx = model.cfg.context_length
     idx = torch.randint(0, 97, (1, 20), generator=torch.Generator().manual_seed(5))
-    steps = list(generate_stream(model, idx, 3 * ctx, temperature=0, window_stride=stride))
+    steps = list(generate_stream(model, idx, 3 * ctx, SamplingOptions(temperature=0), window_stride=stride))
     assert len(steps) == 3 * ctx
     seq = torch.cat((idx, torch.stack([s.tokens for s in steps], dim=1)), dim=1)
     # Replay: at each step the logits must be those of an uncached read of the window the
@@ -127,10 +128,10 @@ def test_sliding_window_rebuilds_the_cache_from_the_window(stride):
 def test_sliding_window_with_left_padding_keeps_going():
     model = make_model()
     idx, mask = left_pad([torch.tensor([1, 2, 3, 4, 5, 6]), torch.tensor([7, 8])])
-    out = generate(model, idx, 70, temperature=0, attention_mask=mask, window_stride=8)
+    out = generate(model, idx, 70, SamplingOptions(temperature=0), attention_mask=mask, window_stride=8)
     assert out.shape == (2, 76)
     # Until the first slide each row is still exactly what it gives alone.
-    alone = generate(model, torch.tensor([[7, 8]]), 26, temperature=0)
+    alone = generate(model, torch.tensor([[7, 8]]), 26, SamplingOptions(temperature=0))
     assert torch.equal(out[1, 6:32], alone[0, 2:])
 
 
@@ -138,8 +139,8 @@ def test_generation_runs_in_eval_mode_and_restores_training_mode():
     model = make_model(drop_rate=0.5)
     model.train()
     idx = torch.randint(0, 97, (1, 3))
-    a = generate(model, idx, 12, temperature=0)
-    b = generate(model, idx, 12, temperature=0)
+    a = generate(model, idx, 12, SamplingOptions(temperature=0))
+    b = generate(model, idx, 12, SamplingOptions(temperature=0))
     assert torch.equal(a, b)  # dropout was off
     assert model.training
 
@@ -154,13 +155,13 @@ def test_callback_sees_each_step_in_order():
     model = make_model()
     idx = torch.randint(0, 97, (1, 3))
     seen = []
-    out = generate(model, idx, 7, temperature=0, callback=lambda t: seen.append(int(t[0])))
+    out = generate(model, idx, 7, SamplingOptions(temperature=0), callback=lambda t: seen.append(int(t[0])))
     assert seen == out[0, 3:].tolist()
 
 
 def test_bfloat16_model_generates_with_a_bfloat16_cache():
     model = make_model().to(torch.bfloat16)
-    out = generate(model, torch.tensor([[1, 2, 3]]), 20, temperature=0)
+    out = generate(model, torch.tensor([[1, 2, 3]]), 20, SamplingOptions(temperature=0))
     assert out.shape == (1, 23)
 
 
@@ -186,5 +187,6 @@ def test_bad_requests_raise_a_clear_error_before_any_work(kwargs, message):
     model = make_model()
     args = dict(idx=torch.tensor([[1, 2, 3]]), max_new_tokens=5)
     args.update(kwargs)
+    knobs = {k: args.pop(k) for k in ("temperature", "top_k", "top_p", "repetition_penalty") if k in args}
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-        generate(model, args.pop("idx"), args.pop("max_new_tokens"), **args)
+        generate(model, args.pop("idx"), args.pop("max_new_tokens"), SamplingOptions(**knobs), **args)

@@ -7,8 +7,9 @@ import torch
 
 from conftest import tiny_config
 from gpt2 import GPT2
-from gpt2.fast_linear import PackedLinear, _mkldnn_bf16, prepare_for_decoding
 from gpt2.generation import generate, generate_text
+from gpt2.generation.fast_linear import PackedLinear, _mkldnn_bf16, prepare_for_decoding
+from gpt2.generation.sampling import SamplingOptions
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -34,7 +35,8 @@ def test_float32_relayout_keeps_values_names_and_tying():
         torch.testing.assert_close(model(idx), before, atol=1e-5, rtol=0)
     ctx = model.cfg.context_length
     prompt, new = idx[:, :5], ctx - 5
-    assert torch.equal(generate(model, prompt, new, temperature=0), generate_text(model, prompt, new, ctx))
+    assert torch.equal(generate(model, prompt, new,
+                       SamplingOptions(temperature=0)), generate_text(model, prompt, new, ctx))
 
 
 needs_bf16 = pytest.mark.skipif(not _mkldnn_bf16(), reason="no oneDNN bf16 on this CPU/torch")
@@ -58,11 +60,11 @@ def test_packed_bf16_linear_gives_the_reference_logits():
 @needs_bf16
 def test_generate_prepares_a_bf16_model_itself_and_it_still_copies():
     model = make_model().to(torch.bfloat16)
-    out = generate(model, torch.tensor([[1, 2, 3]]), 5, temperature=0)
+    out = generate(model, torch.tensor([[1, 2, 3]]), 5, SamplingOptions(temperature=0))
     assert isinstance(model.lm_head, PackedLinear) and model.lm_head._packed is not None
     twin = copy.deepcopy(model)  # the opaque packed weight is left behind and rebuilt
     assert twin.lm_head._packed is None
-    assert torch.equal(generate(twin, torch.tensor([[1, 2, 3]]), 5, temperature=0), out)
+    assert torch.equal(generate(twin, torch.tensor([[1, 2, 3]]), 5, SamplingOptions(temperature=0)), out)
 
 
 @needs_bf16

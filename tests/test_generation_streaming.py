@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from gpt2.streaming import REPLACEMENT, StreamDecoder, stream_text
+from gpt2.generation.streaming import REPLACEMENT, StreamDecoder, stream_text
 from gpt2.tokenizers import CharTokenizer, get_tokenizer
 
 TEXT = "नमस्ते दुनिया 😀🙏🏽! Hello, world. काठमाडौं 🎉"

@@ -49,7 +49,7 @@ def test_shard_round_trip_and_dtype(tmp_path):
     assert open_shard(tmp_path / "b.bin")[0] == 70000
     with pytest.raises(ValueError, match="too large for uint32 shards"):
         dtype_for_vocab(2**32 + 1)
-    with pytest.raises(ValueError, match="65,537 ids is too large for uint16 shards; use --dtype uint32"):
+    with pytest.raises(ValueError, match="65,537 ids is too large for uint16 shards; use --token_dtype"):
         dtype_for_vocab(65537, "uint16")
 
 

@@ -14,7 +14,7 @@ import pytest
 
 from gpt2.cli import main
 from gpt2.data.loaders import RandomWindowLoader
-from gpt2.data.prepare import prepare
+from gpt2.data.prepare import PrepareOptions, prepare
 from gpt2.data.shards import open_shard, split_shards
 from gpt2.tokenizers import load_tokenizer
 
@@ -79,7 +79,7 @@ def test_bytes_that_are_not_utf8_name_file_and_offset(tmp_path, good, capsys):
 
 def test_failure_leaves_an_existing_folder_untouched(tmp_path, good, capsys):
     out = tmp_path / "out"
-    prepare([str(good)], out, workers=1, progress=False)
+    prepare([str(good)], out, options=PrepareOptions(workers=1, progress=False))
     before = snapshot(out)
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"\xff")
@@ -94,7 +94,7 @@ def test_corpus_shorter_than_one_context_window(tmp_path, capsys):
                      "--context_length", "256")
     assert "fewer than one window of --context_length + 1 = 257" in line
     assert not out.exists()
-    prepare([str(tmp_path / "short.txt")], out, progress=False, workers=1)
+    prepare([str(tmp_path / "short.txt")], out, options=PrepareOptions(progress=False, workers=1))
     with pytest.raises(ValueError, match=r"the train split has \d+ tokens, fewer than one window"):
         RandomWindowLoader(out, context_length=256)
 
@@ -105,11 +105,11 @@ def test_vocabulary_too_large_for_the_shard_dtype(tmp_path, capsys):
     (tmp_path / "wide.txt").write_text("".join(chars) + "\n", encoding="utf-8")
     out = tmp_path / "out"
     line = cli_error(capsys, "prepare", "--input", str(tmp_path / "wide.txt"), "--out", str(out),
-                     "--tokenizer", "char", "--dtype", "uint16")
-    assert "a vocabulary of 70,002 ids is too large for uint16 shards; use --dtype uint32 or auto" in line
+                     "--tokenizer", "char", "--token_dtype", "uint16")
+    assert "a vocabulary of 70,002 ids is too large for uint16 shards; use --token_dtype uint32" in line
     assert not out.exists()
-    meta = prepare([str(tmp_path / "wide.txt")], out, tokenizer="char", val_ratio=0, workers=1,
-                   progress=False)
+    meta = prepare([str(tmp_path / "wide.txt")], out, tokenizer="char",
+                   options=PrepareOptions(val_ratio=0, workers=1, progress=False))
     assert meta["dtype"] == "uint32"
     tokens = open_shard(split_shards(out, "train")[0])
     assert tokens.dtype == np.dtype("<u4") and int(tokens.max()) == 70_001  # <|endoftext|>, the last id
@@ -133,14 +133,15 @@ def test_tokenizer_train_on_bytes_that_are_not_utf8(tmp_path, capsys):
 
 def test_other_tokenizers_folder_is_refused(tmp_path, good, capsys):
     out = tmp_path / "out"
-    prepare([str(good)], out, tokenizer="char", workers=1, progress=False)
+    prepare([str(good)], out, tokenizer="char", options=PrepareOptions(workers=1, progress=False))
     line = cli_error(capsys, "prepare", "--input", str(good), "--out", str(out))
     assert f"{out} already holds shards made with a different tokenizer (char" in line
     assert "--overwrite true" in line
 
 
 def test_char_vocabulary_misses_a_character(tmp_path, good, capsys):
-    prepare([str(good)], tmp_path / "first", tokenizer="char", workers=1, progress=False)
+    prepare([str(good)], tmp_path / "first", tokenizer="char", options=PrepareOptions(workers=1,
+                                                                                      progress=False))
     other = tmp_path / "other.txt"
     other.write_text("To be, or not to be\nZebra!\n", encoding="utf-8")
     line = cli_error(capsys, "prepare", "--input", str(other), "--out", str(tmp_path / "out"),
@@ -212,7 +213,7 @@ def test_a_killed_worker_fails_cleanly_instead_of_hanging(tmp_path):
     children: list[int] = []
     deadline = time.monotonic() + 60
     while not children and time.monotonic() < deadline and proc.poll() is None:
-        if list(out.glob(".prepare-tmp-*/train_*.bin")):  # tokenizing has started
+        if list(tmp_path.glob(".out.tmp-*/train_*.bin")):  # tokenizing has started
             children = [int(c) for c in children_file.read_text().split()]
         time.sleep(0.01)
     if not children:
@@ -225,54 +226,63 @@ def test_a_killed_worker_fails_cleanly_instead_of_hanging(tmp_path):
     assert not out.exists()
 
 
-def test_failed_commit_puts_the_old_shards_back(tmp_path, good):
-    """The swap of shard sets fails part-way (a shard of the new set is missing): the old set is
-    back in place, complete, and nothing of the new one is left."""
-    from gpt2.data.prepare import _commit
-    from gpt2.data.shards import read_meta
+def test_failed_swap_puts_the_old_shards_back(tmp_path, good, monkeypatch):
+    """The rename that swaps the new set in fails: the old set is back in place, complete, and
+    nothing of the new one is left."""
+    import gpt2.files
 
-    out, new = tmp_path / "out", tmp_path / "new"
-    prepare([str(good)], out, workers=1, progress=False)
+    out = tmp_path / "out"
+    prepare([str(good)], out, options=PrepareOptions(workers=1, progress=False))
     before = snapshot(out)
-    prepare([str(good)], new, tokenizer="char", shard_tokens=500, workers=1, progress=False)
-    meta = read_meta(new)
-    meta["splits"]["train"]["shards"].append({"file": "train_999999.bin", "tokens": 1, "sha256": "-"})
-    with pytest.raises(FileNotFoundError):
-        _commit(new, out, read_meta(out), meta)
-    assert snapshot(out) == before and not [p for p in out.iterdir() if p.name.startswith(".")]
+    real_rename = os.rename
+
+    def failing_rename(src, dst):
+        if Path(src).name.startswith(".out.tmp-"):
+            raise OSError(28, "No space left on device")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(gpt2.files.os, "rename", failing_rename)
+    with pytest.raises(OSError, match="No space left"):
+        prepare([str(good)], out, tokenizer="char", options=PrepareOptions(workers=1, overwrite=True,
+                                                                           progress=False))
+    monkeypatch.undo()
+    assert snapshot(out) == before and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
     x, _ = RandomWindowLoader(out, batch_size=2, context_length=8).next_batch()
     assert int(x.max()) > 1000  # GPT-2 ids: the old set, not the char one
 
 
-def test_prepare_killed_during_the_swap_is_recovered_by_the_next_run(tmp_path, good, capsys):
+def test_prepare_killed_during_the_swap_is_read_and_recovered(tmp_path, good, capsys):
+    """Killed between the swap's two renames: readers read the previous set meanwhile, and the
+    next run puts it back."""
     out = tmp_path / "out"
-    prepare([str(good)], out, workers=1, progress=False)
+    prepare([str(good)], out, options=PrepareOptions(workers=1, progress=False))
     before = snapshot(out)
-    aside = out / ".prepare-old-999999999"  # a pid no process has: its owner was killed
-    aside.mkdir()
-    for entry in list(out.iterdir()):
-        if entry != aside:
-            entry.rename(aside / entry.name)
-    (out / "train_000000.bin").write_bytes(b"half of a new shard")
-    with pytest.raises(FileNotFoundError, match="interrupted `gpt2 prepare` left the previous shards in"):
-        RandomWindowLoader(out, batch_size=2, context_length=8)
+    out.rename(tmp_path / ".out.old")
+    staged = tmp_path / ".out.tmp-999999999"  # a pid no process has: its owner was killed
+    staged.mkdir()
+    (staged / "train_000000.bin").write_bytes(b"half of a new shard")
+    x, _ = RandomWindowLoader(out, batch_size=2, context_length=8).next_batch()
+    assert int(x.max()) > 1000
     capsys.readouterr()
-    prepare([str(good)], out, workers=1, progress=False)
+    prepare([str(good)], out, options=PrepareOptions(workers=1, progress=False))
     assert "already up to date" in capsys.readouterr().err
-    assert snapshot(out) == before and not aside.exists()
+    assert snapshot(out) == before and not (tmp_path / ".out.old").exists()
+    prepare([str(good)], out, tokenizer="char",
+            options=PrepareOptions(workers=1, overwrite=True, progress=False))
+    assert not staged.exists()  # a later write clears what the killed one left
 
 
 def test_bad_json_names_the_file(tmp_path, good, capsys):
     out = tmp_path / "out"
-    prepare([str(good)], out, tokenizer="char", workers=1, progress=False)
+    prepare([str(good)], out, tokenizer="char", options=PrepareOptions(workers=1, progress=False))
     (out / "tokenizer" / "gpt2_tokenizer.json").write_text("{truncated", encoding="utf-8")
     line = cli_error(capsys, "prepare", "--input", str(good), "--out", str(tmp_path / "other"),
                      "--tokenizer", str(out / "tokenizer"))
-    assert f"{out / 'tokenizer' / 'gpt2_tokenizer.json'} is not valid JSON" in line
+    assert f"{out / 'tokenizer' / 'gpt2_tokenizer.json'}: not valid JSON" in line
     assert "save the tokenizer there again" in line
     (out / "meta.json").write_text("[1, 2", encoding="utf-8")
     line = cli_error(capsys, "prepare", "--input", str(good), "--out", str(out))
-    assert f"{out / 'meta.json'} is not valid JSON" in line and "run `gpt2 prepare` again" in line
+    assert f"{out / 'meta.json'}: not valid JSON" in line and "run `gpt2 prepare` again" in line
 
 
 def test_tokenizer_train_never_deletes_other_files_in_out(tmp_path, good, capsys):

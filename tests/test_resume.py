@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from gpt2.checkpoint import load_model, load_training_state
+from gpt2 import GPT2
+from gpt2.checkpoint import load_training_state
 from gpt2.training.checkpointing import capture_rng, restore_rng
 from train_helpers import ROOT, VENV_BIN, make_char_data, run_gpt2, tiny_args, train_losses
 
@@ -111,7 +112,7 @@ def test_sigkill_never_corrupts_latest(data: Path, reference: dict[int, float], 
         proc.kill()  # SIGKILL: no handler runs, no cleanup
         proc.communicate()
         if (tmp_path / "latest").exists() or (tmp_path / ".latest.old").exists():
-            model = load_model(tmp_path / "latest")  # repairs an interrupted swap, verifies hashes
+            model = GPT2.from_pretrained(tmp_path / "latest")  # repairs an interrupted swap, verifies hashes
             assert model.cfg.n_layers == 2
             assert load_training_state(tmp_path / "latest")["step"] >= 1
             resume = ["--resume=true"]

@@ -14,8 +14,8 @@ from gpt2.tokenizers import (
     CharTokenizer,
     GPT2BPETokenizer,
     SentencePieceTokenizer,
+    find_tokenizer,
     get_tokenizer,
-    has_tokenizer,
     load_identity,
     load_tokenizer,
 )
@@ -126,7 +126,7 @@ def test_save_load_keeps_identity_and_ids(tmp_path, kind, bpe):
     tok = {"gpt2": lambda: bpe, "char": lambda: CharTokenizer.from_text(text),
            "nepali": lambda: get_tokenizer(nepalikit_model())}[kind]()
     tok.save(tmp_path / "ckpt")
-    assert has_tokenizer(tmp_path / "ckpt")
+    assert find_tokenizer(tmp_path / "ckpt") is not None
     assert not (tmp_path / "ckpt" / "config.json").exists()
     assert not (tmp_path / "ckpt" / "model.safetensors").exists()
     again = get_tokenizer(tmp_path / "ckpt")
@@ -180,7 +180,7 @@ def test_damaged_tokenizer_json_names_the_file(tmp_path):
     CharTokenizer.from_text("abc").save(tmp_path)
     (tmp_path / "gpt2_tokenizer.json").write_text('{"kind": "char",', encoding="utf-8")
     for load in (load_identity, load_tokenizer):
-        with pytest.raises(ValueError, match=r"gpt2_tokenizer.json is not valid JSON .*save the tokenizer"):
+        with pytest.raises(ValueError, match=r"gpt2_tokenizer.json: not valid JSON .*save the tokenizer"):
             load(tmp_path)
     (tmp_path / "gpt2_tokenizer.json").write_text("[]", encoding="utf-8")
     with pytest.raises(ValueError, match="does not hold a JSON object"):

@@ -7,9 +7,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gpt2.data.prepare import prepare
+from gpt2.commands.tokenizer import tokenizer_train
+from gpt2.data.prepare import PrepareOptions, prepare
+from gpt2.data.sources import resolve_sources
+from gpt2.data.train_tokenizer import SentencePieceOptions, train_sentencepiece
 from gpt2.tokenizers import SentencePieceTokenizer, get_tokenizer, load_tokenizer
-from gpt2.tokenizers.train import tokenizer_train, train_sentencepiece
 
 NEPALI = """नेपाल हिमालयको काखमा रहेको एउटा सुन्दर देश हो।
 काठमाडौं उपत्यकामा धेरै पुराना मन्दिरहरू छन्।
@@ -49,12 +51,14 @@ def nepali_file(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def nepali_bpe(nepali_file) -> SentencePieceTokenizer:
-    return train_sentencepiece([str(nepali_file)], vocab_size=400, model_type="bpe", threads=1)
+    return train_sentencepiece(resolve_sources([str(nepali_file)]),
+                               options=SentencePieceOptions(vocab_size=400, model_type="bpe", threads=1))
 
 
 @pytest.mark.parametrize("model_type", ["bpe", "unigram"])
 def test_trained_model_round_trips_nepali(nepali_file, model_type):
-    tok = train_sentencepiece([str(nepali_file)], vocab_size=350, model_type=model_type, threads=1)
+    tok = train_sentencepiece(resolve_sources([str(nepali_file)]),
+                              options=SentencePieceOptions(vocab_size=350, model_type=model_type, threads=1))
     assert tok.vocab_size == 350 and tok.eot_id == 2
     for sentence in SENTENCES:
         ids = tok.encode(sentence)
@@ -81,22 +85,26 @@ def test_trained_model_saves_and_loads(tmp_path, nepali_bpe):
 def test_cli_train_then_prepare(tmp_path, nepali_file, capsys):
     from gpt2.data.loaders import RandomWindowLoader
 
-    tokenizer_train(str(nepali_file), str(tmp_path / "tok"), vocab_size=360)
+    tokenizer_train(input=str(nepali_file), out=str(tmp_path / "tok"), vocab_size=360)
     assert "360 pieces" in capsys.readouterr().out
-    meta = prepare([str(nepali_file)], tmp_path / "shards", tokenizer=str(tmp_path / "tok"), workers=2,
-                   progress=False)
+    meta = prepare([str(nepali_file)], tmp_path / "shards", tokenizer=str(tmp_path / "tok"),
+                   options=PrepareOptions(workers=2, progress=False))
     assert meta["tokenizer"] == load_tokenizer(tmp_path / "tok").identity()
     x, _ = RandomWindowLoader(tmp_path / "shards", batch_size=2, context_length=16).next_batch()
     assert int(x.max()) < 360
     with pytest.raises(ValueError, match="already holds a tokenizer"):
-        tokenizer_train(str(nepali_file), str(tmp_path / "tok"), vocab_size=360)
+        tokenizer_train(input=str(nepali_file), out=str(tmp_path / "tok"), vocab_size=360)
 
 
 def test_vocab_larger_than_corpus_allows(nepali_file, tmp_path):
     with pytest.raises(ValueError, match=r"--vocab_size 50,000 is larger than this corpus allows; "
                                          r"use --vocab_size [\d,]+ or less"):
-        train_sentencepiece([str(nepali_file)], vocab_size=50_000, threads=1)
-    with pytest.raises(ValueError, match=r"--vocab_size 100 is too small: this corpus needs at least [\d,]+"):
-        train_sentencepiece([str(nepali_file)], vocab_size=100, threads=1)
+        train_sentencepiece(resolve_sources([str(nepali_file)]),
+                            options=SentencePieceOptions(vocab_size=50_000, threads=1))
+    with pytest.raises(ValueError,
+                       match=r"--vocab_size 100 is too small: this corpus needs at least [\d,]+"):
+        train_sentencepiece(resolve_sources([str(nepali_file)]),
+                            options=SentencePieceOptions(vocab_size=100, threads=1))
     with pytest.raises(ValueError, match="--model_type 'wordpiece'"):
-        train_sentencepiece([str(nepali_file)], model_type="wordpiece")
+        train_sentencepiece(resolve_sources([str(nepali_file)]),
+                            options=SentencePieceOptions(model_type="wordpiece"))

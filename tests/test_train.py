@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 import torch
 
-from gpt2.checkpoint import load_model, load_training_state
+from gpt2 import GPT2
+from gpt2.checkpoint import load_training_state
 from gpt2.cli import main
 from train_helpers import TEXT, make_char_data, run_gpt2, tiny_args, train_losses
 
@@ -42,7 +43,7 @@ def _fails(argv: list[str], capsys: pytest.CaptureFixture) -> str:
 def test_run_writes_checkpoints_metrics_plot_and_summary(run: tuple[Path, str]) -> None:
     out, stdout = run
     for name in ("latest", "best"):
-        model = load_model(out / name)
+        model = GPT2.from_pretrained(out / name)
         assert model.cfg.n_layers == 2 and model.cfg.vocab_size == 34  # 33 chars + <|endoftext|>
     assert load_training_state(out / "latest")["step"] == 12
     for name in ("gpt2_tokenizer.json", "train_config.json"):
@@ -67,16 +68,28 @@ def test_eval_matches_the_final_validation_loss(run: tuple[Path, str], data: Pat
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     final = rows[-1]["full_val_loss"]
     main(["eval", "--checkpoint", str(out / "latest"), "--data", str(data), "--device", "cpu",
-          "--json_output", "true"])
+          "--dtype", "float32", "--json_output", "true"])
     result = json.loads(capsys.readouterr().out)
     assert result["loss"] == pytest.approx(final, abs=1e-5)
+    assert result["perplexity"] == pytest.approx(torch.tensor(result["loss"]).exp())
+
+
+def test_eval_on_a_text_file_equals_eval_on_its_shards(run: tuple[Path, str], tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture) -> None:
+    """One windower: a text file is encoded and windowed exactly as `gpt2 prepare` + shards."""
+    from gpt2.data.prepare import PrepareOptions, prepare
+
+    ckpt = str(run[0] / "latest")
     text = tmp_path / "held_out.txt"
     text.write_text(TEXT[:500])
-    main(["eval", "--checkpoint", str(out / "latest"), "--data", str(text), "--device", "cpu",
-          "--json_output", "true"])
-    result = json.loads(capsys.readouterr().out)
-    assert result["tokens"] == 499
-    assert result["perplexity"] == pytest.approx(torch.tensor(result["loss"]).exp())
+    prepare([str(text)], tmp_path / "shards", tokenizer=ckpt, options=PrepareOptions(val_ratio=0, workers=1,
+                                                                                    progress=False))
+    results = []
+    for data, split in ((text, "val"), (tmp_path / "shards", "train")):
+        main(["eval", "--checkpoint", ckpt, "--data", str(data), "--split", split, "--device", "cpu",
+              "--dtype", "float32", "--context_length", "16", "--json_output", "true"])
+        results.append(json.loads(capsys.readouterr().out))
+    assert results[0] == results[1] and results[0]["tokens"] == 500 // 16 * 16  # 500 chars + end-of-text
 
 
 def test_help_documents_every_option(capsys: pytest.CaptureFixture) -> None:
@@ -168,8 +181,8 @@ def test_init_from_our_checkpoint_and_from_hugging_face(run: tuple[Path, str], d
                                                         tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
     main(tiny_args(data, tmp_path / "ours", steps=2, **{"model.init": run[0] / "latest"}))
-    start = load_model(run[0] / "latest")
-    tuned = load_model(tmp_path / "ours" / "latest")
+    start = GPT2.from_pretrained(run[0] / "latest")
+    tuned = GPT2.from_pretrained(tmp_path / "ours" / "latest")
     assert tuned.cfg == start.cfg and not torch.equal(tuned.tok_emb.weight, start.tok_emb.weight)
 
     hf_dir = tmp_path / "hf"
@@ -177,7 +190,7 @@ def test_init_from_our_checkpoint_and_from_hugging_face(run: tuple[Path, str], d
     cfg = transformers.GPT2Config(vocab_size=48, n_positions=32, n_embd=32, n_layer=2, n_head=2)
     transformers.GPT2LMHeadModel(cfg).save_pretrained(hf_dir)
     main(tiny_args(data, tmp_path / "hf_run", steps=2, **{"model.init": hf_dir, "model.drop_rate": 0.0}))
-    tuned = load_model(tmp_path / "hf_run" / "latest")
+    tuned = GPT2.from_pretrained(tmp_path / "hf_run" / "latest")
     assert tuned.cfg.vocab_size == 48 and tuned.cfg.drop_rate == 0.0
     back = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf_run" / "latest")
     torch.testing.assert_close(back.transformer.wte.weight, tuned.tok_emb.weight)
@@ -256,7 +269,7 @@ def test_fit_closes_the_metrics_log_and_progress_bar_on_an_error(tmp_path: Path,
 
     closed = []
     monkeypatch.setattr(engine.MetricsLog, "close", lambda self: closed.append("metrics"))
-    make_bar = engine._progress_bar
+    make_bar = engine.progress_bar
 
     def spied_bar(*args: Any) -> Any:
         bar = make_bar(*args)
@@ -264,7 +277,7 @@ def test_fit_closes_the_metrics_log_and_progress_bar_on_an_error(tmp_path: Path,
         bar.close = lambda: (closed.append("bar"), close())
         return bar
 
-    monkeypatch.setattr(engine, "_progress_bar", spied_bar)
+    monkeypatch.setattr(engine, "progress_bar", spied_bar)
     trainer = _engine(tmp_path, FailingBatches)
     with pytest.raises(KeyboardInterrupt):
         trainer.fit()
@@ -299,7 +312,7 @@ def test_loaded_model_takes_dropout_and_attention_path(run: tuple[Path, str], tm
     assert all(m.p == 0.3 for m in model.modules() if isinstance(m, torch.nn.Dropout))
     attention = [m for m in model.modules() if isinstance(m, MultiHeadAttention)]
     assert attention and all(m.attn_dropout == 0.3 and m.attend is explicit_attention for m in attention)
-    torch.testing.assert_close(model.state_dict(), load_model(source).state_dict())  # the same weights
+    torch.testing.assert_close(model.state_dict(), GPT2.from_pretrained(source).state_dict())  # same weights
 
 
 def _bpe_tokenizer_files(directory: Path) -> None:
@@ -344,7 +357,8 @@ def test_eval_finds_the_tokenizer_as_generate_does(tmp_path: Path, capsys: pytes
     main(["eval", "--checkpoint", str(tmp_path / "bare"), *args])
     captured = capsys.readouterr()
     assert "GPT-2's BPE is used" in captured.err
-    assert json.loads(captured.out)["tokens"] == len(GPT2BPETokenizer().encode(text.read_text())) - 1
+    # the text's ids and end-of-text, in whole windows of the model's 16 positions
+    assert json.loads(captured.out)["tokens"] == len(GPT2BPETokenizer().encode(text.read_text())) // 16 * 16
     hf = shutil.copytree(tmp_path / "bare", tmp_path / "hf")
     _bpe_tokenizer_files(hf)  # vocab.json + merges.txt only
     main(["eval", "--checkpoint", str(hf), *args])

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 import torch
 
@@ -14,14 +12,7 @@ from gpt2.tokenizers import get_tokenizer
 from gpt2.training.trainer import calc_loss_batch, calc_loss_loader, evaluate_model, train_model
 from train_helpers import TEXT
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread; more only contend on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
@@ -72,3 +63,50 @@ def test_calc_loss_loader_limits_and_empty_loader(setup: tuple) -> None:
         x, y = next(iter(val_loader))
         assert one == pytest.approx(calc_loss_batch(x, y, model, "cpu").item())
         assert torch.isnan(torch.tensor(calc_loss_loader([], model, "cpu")))
+
+
+class _ListBatches:
+    """A BatchSource over a fixed list of batches, in order."""
+
+    def __init__(self, batches: list) -> None:
+        self.batches, self.step = batches, 0
+
+    def next_batch(self) -> tuple:
+        self.step += 1
+        return self.batches[self.step - 1]
+
+    def state_dict(self) -> dict:
+        return {"step": self.step}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.step = state["step"]
+
+
+def test_trainer_and_train_model_give_identical_weights(tmp_path) -> None:
+    """The engine behind `gpt2 train` is the original loop plus bookkeeping: with a constant
+    learning rate and no clipping, the same batches give bit-identical weights."""
+    from gpt2.training import RunConfig, Trainer
+    from gpt2.training.config import CheckpointSection, EvalSection, OptimSection, SystemSection, TrainSection
+    from gpt2.training.optim import build_optimizer
+
+    tokenizer = get_tokenizer("char", text=TEXT)
+    loader = create_dataloader_v1(TEXT[:3000], tokenizer, batch_size=4, max_length=32, stride=32,
+                                  shuffle=False)
+    batches = list(loader)
+    cfg_model = GPT2Config(vocab_size=tokenizer.vocab_size, context_length=32, emb_dim=32, n_heads=2,
+                           n_layers=2, drop_rate=0.0)
+    torch.manual_seed(0)
+    ours, theirs = GPT2(cfg_model), GPT2(cfg_model)
+    theirs.load_state_dict(ours.state_dict())
+    run = RunConfig(optim=OptimSection(lr=3e-3, min_lr=3e-3, warmup_steps=0, grad_clip=0.0, impl="foreach"),
+                    train=TrainSection(max_steps=len(batches), batch_size=4, out_dir=str(tmp_path)),
+                    eval=EvalSection(interval=0, final_full=False, sample_tokens=0),
+                    checkpoint=CheckpointSection(keep_best=False),
+                    system=SystemSection(device="cpu", dtype="float32", progress=False))
+    Trainer(run, ours, _ListBatches(batches), lambda n: batches[:2], tokenizer).fit()
+    optimizer = build_optimizer(theirs, lr=3e-3, weight_decay=0.1, impl="foreach")
+    train_model(theirs, batches, batches[:2], optimizer, "cpu", num_epochs=1, eval_freq=len(batches),
+                eval_iter=1, start_context="Fi", tokenizer=tokenizer)
+    for (name, a), b in zip(ours.state_dict().items(), theirs.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    assert not torch.equal(ours.tok_emb.weight, GPT2(cfg_model).tok_emb.weight)

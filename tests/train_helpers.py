@@ -37,7 +37,7 @@ def tiny_args(data: Path, out: Path, steps: int = 6, **extra: object) -> list[st
         "model.emb_dim": 32, "model.n_heads": 2, "model.context_length": 32, "model.drop_rate": 0.0,
         "optim.lr": 3e-3, "optim.warmup_steps": 2, "eval.interval": 3, "eval.batches": 2,
         "eval.sample_tokens": 8, "system.device": "cpu", "system.progress": False,
-        "system.threads": 1,
+        "system.threads": 1, "system.dtype": "float32",
     }
     opts.update(extra)
     return ["train", *(f"--{k}={v}" for k, v in opts.items())]

@@ -6,6 +6,8 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from gpt2.errors import GPT2Error
+
 AttentionImpl = Literal["sdpa", "explicit"]
 
 
@@ -15,6 +17,17 @@ class GPT2Config:
 
     Names follow the original project; `to_hf_dict`/`from_hf_dict` map them to the
     keys of Hugging Face's `config.json` (n_embd, n_layer, ...).
+
+    Args:
+        vocab_size: Number of token ids the embedding and LM head know.
+        context_length: Longest sequence: the size of the position embedding.
+        emb_dim: Width of the residual stream (d_model).
+        n_heads: Attention heads; emb_dim must be divisible by it.
+        n_layers: Transformer blocks.
+        drop_rate: Dropout on embeddings, attention weights and residual branches.
+        bias: Biases in Linear and LayerNorm layers (GPT-2 has them).
+        layer_norm_epsilon: Added to the variance in LayerNorm.
+        attention: sdpa (torch's fused kernel) or explicit (the written-out reference); same weights.
     """
 
     vocab_size: int = 50257  # number of token ids the embedding and LM head know
@@ -35,20 +48,20 @@ class GPT2Config:
         for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise ValueError(f"GPT2Config.{name} must be a positive integer, got {value!r}")
+                raise GPT2Error(f"GPT2Config.{name} must be a positive integer, got {value!r}")
         if self.emb_dim % self.n_heads != 0:
-            raise ValueError(
+            raise GPT2Error(
                 f"GPT2Config.emb_dim ({self.emb_dim}) must be divisible by "
                 f"GPT2Config.n_heads ({self.n_heads})"
             )
         if not 0.0 <= float(self.drop_rate) < 1.0:
-            raise ValueError(f"GPT2Config.drop_rate must be in [0, 1), got {self.drop_rate!r}")
+            raise GPT2Error(f"GPT2Config.drop_rate must be in [0, 1), got {self.drop_rate!r}")
         if not float(self.layer_norm_epsilon) > 0:
-            raise ValueError(
+            raise GPT2Error(
                 f"GPT2Config.layer_norm_epsilon must be positive, got {self.layer_norm_epsilon!r}"
             )
         if self.attention not in ("sdpa", "explicit"):
-            raise ValueError(
+            raise GPT2Error(
                 f"GPT2Config.attention must be 'sdpa' or 'explicit', got {self.attention!r}"
             )
 
@@ -60,7 +73,7 @@ class GPT2Config:
     def from_preset(cls, name: str, **overrides: Any) -> GPT2Config:
         """Build a config from a named preset (see `PRESETS`), with optional overrides."""
         if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+            raise GPT2Error(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
     def to_dict(self) -> dict[str, Any]:
@@ -71,7 +84,7 @@ class GPT2Config:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"unknown GPT2Config field(s): {', '.join(unknown)}")
+            raise GPT2Error(f"unknown GPT2Config field(s): {', '.join(unknown)}")
         return cls(**data)
 
     def to_hf_dict(self) -> dict[str, Any]:
@@ -105,13 +118,13 @@ class GPT2Config:
     def from_hf_dict(cls, data: dict[str, Any]) -> GPT2Config:
         """Read a Hugging Face GPT-2 `config.json` (or ours, which has the same keys)."""
         if data.get("model_type", "gpt2") != "gpt2":
-            raise ValueError(f"config.json describes model_type {data['model_type']!r}, not 'gpt2'")
+            raise GPT2Error(f"config.json describes model_type {data['model_type']!r}, not 'gpt2'")
         activation = data.get("activation_function", "gelu_new")
         if activation not in ("gelu_new", "gelu_pytorch_tanh"):
-            raise ValueError(f"config.json activation_function {activation!r} is not GPT-2's tanh GELU")
+            raise GPT2Error(f"config.json activation_function {activation!r} is not GPT-2's tanh GELU")
         n_inner = data.get("n_inner")
         if n_inner is not None and n_inner != 4 * data["n_embd"]:
-            raise ValueError(f"config.json n_inner={n_inner} is not 4 * n_embd; unsupported")
+            raise GPT2Error(f"config.json n_inner={n_inner} is not 4 * n_embd; unsupported")
         return cls(
             vocab_size=data["vocab_size"],
             context_length=data["n_positions"],
@@ -146,3 +159,5 @@ PRESETS: dict[str, dict[str, Any]] = {
         vocab_size=50257, context_length=256, emb_dim=384, n_heads=6, n_layers=6, drop_rate=0.2
     ),
 }
+
+PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]  # "gpt2", ..., "cpu-10m"

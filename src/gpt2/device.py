@@ -1,16 +1,44 @@
-"""Choosing where and in which precision the model runs."""
+"""Where and in which precision the model runs: the options every command shares.
+
+`dtype` has one meaning everywhere: the precision the model computes in. Training and
+evaluation autocast to it (the weights and the loss stay float32); generation casts the
+weights (nothing is trained, and a bf16 weight is half the memory to read per token).
+`auto` picks from the hardware at hand (see autotune.py).
+"""
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
 
-DTYPES = {
-    "float32": torch.float32, "fp32": torch.float32,
-    "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-    "float16": torch.float16, "fp16": torch.float16,
-}
+from gpt2.errors import GPT2Error
+
+DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+DTYPE_NAMES = ("auto", *DTYPES)
+
+
+@dataclass(frozen=True)
+class DeviceOptions:
+    """Hardware and numerics.
+
+    Args:
+        device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.
+        dtype: Precision the model computes in: auto (the fastest this hardware runs well), float32,
+            bf16 or fp16 (CUDA only). Training and evaluation autocast; generation casts the weights.
+        threads: CPU threads for torch; 0 = auto.
+    """
+
+    device: str = "auto"
+    dtype: str = "auto"
+    threads: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dtype not in DTYPE_NAMES:
+            raise GPT2Error(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPE_NAMES)}")
+        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
+            raise GPT2Error(f"--threads must be 0 (auto) or a positive number, got {self.threads!r}")
 
 
 def pick_device(preference: str | torch.device | None = "auto") -> torch.device:
@@ -24,23 +52,31 @@ def pick_device(preference: str | torch.device | None = "auto") -> torch.device:
     try:
         device = torch.device(preference)
     except RuntimeError as err:
-        raise ValueError(f"unknown device {preference!r}; use auto, cpu, cuda, cuda:N or mps") from err
+        raise GPT2Error(f"unknown device {preference!r}; use auto, cpu, cuda, cuda:N or mps") from err
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {preference!r} requested but CUDA is not available; use --device cpu")
+        raise GPT2Error(f"device {preference!r} requested but CUDA is not available; use --device cpu")
     if device.type == "cuda" and (device.index or 0) >= torch.cuda.device_count():
-        raise ValueError(f"device {preference!r}: only {torch.cuda.device_count()} CUDA device(s) here")
+        raise GPT2Error(f"device {preference!r}: only {torch.cuda.device_count()} CUDA device(s) here")
     if device.type == "mps" and not (torch.backends.mps.is_available()):
-        raise ValueError(f"device {preference!r} requested but MPS is not available; use --device cpu")
+        raise GPT2Error(f"device {preference!r} requested but MPS is not available; use --device cpu")
     return device
 
 
 def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
-    """'float32' / 'bf16' / 'fp16' (or a torch.dtype) -> torch.dtype."""
+    """'float32' / 'bf16' / 'fp16' (or a torch.dtype) -> torch.dtype ('auto' is resolved by
+    autotune.py first, since it depends on the device and the model)."""
     if isinstance(name, torch.dtype):
         return name
     if name not in DTYPES:
-        raise ValueError(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
+        raise GPT2Error(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
     return DTYPES[name]
+
+
+def check_dtype(dtype: torch.dtype, device: torch.device) -> None:
+    """Refuse a precision the device cannot run: fp16 needs CUDA (CPUs have no fast fp16 and
+    training in it needs a GradScaler)."""
+    if dtype == torch.float16 and device.type != "cuda":
+        raise GPT2Error(f"dtype fp16 needs a CUDA GPU; use bf16 or float32 on {device.type}")
 
 
 def autocast(device: torch.device, dtype: str | torch.dtype | None) -> contextlib.AbstractContextManager:

@@ -9,8 +9,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from gpt2.attention import KVCache
+from gpt2.attention import ATTENTION_IMPLS, KVCache, MultiHeadAttention
+from gpt2.checkpoint import read_config, read_weights, readable_path, save_checkpoint
 from gpt2.config import GPT2Config
+from gpt2.errors import CheckpointError, GPT2Error
+from gpt2.hf_layout import from_hf_state_dict
 from gpt2.layer_norm import LayerNorm
 from gpt2.transformer_block import TransformerBlock
 
@@ -32,8 +35,25 @@ class GPT2(nn.Module):
         self.reset_parameters()
 
     @property
-    def config(self) -> GPT2Config:
-        return self.cfg
+    def device(self) -> torch.device:
+        """Where the weights live (and so where inputs must go)."""
+        return self.tok_emb.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """The weights' dtype (float32 unless the model was cast, e.g. for bf16 decoding)."""
+        return self.tok_emb.weight.dtype
+
+    def set_runtime_options(self, cfg: GPT2Config) -> None:
+        """Take `cfg`'s dropout rate and attention path in place; these change no weight, so a
+        loaded model can be fine-tuned with other dropout or run with the other attention."""
+        self.cfg = cfg
+        for module in self.modules():
+            if isinstance(module, nn.Dropout):
+                module.p = cfg.drop_rate
+            if isinstance(module, MultiHeadAttention):
+                module.attn_dropout = cfg.drop_rate  # attention-weight dropout, given to the kernel
+                module.attend = ATTENTION_IMPLS[cfg.attention]
 
     def reset_parameters(self) -> None:
         """GPT-2's initialisation: N(0, 0.02) weights, zero biases, unit LayerNorm gains, and the
@@ -98,18 +118,18 @@ class GPT2(nn.Module):
     def _check_input(self, idx: Tensor, past: int) -> None:
         """Turn the usual mistakes into a clear ValueError instead of an index error deep inside."""
         if not isinstance(idx, Tensor):
-            raise ValueError(f"idx must be a torch.Tensor of token ids, got {type(idx).__name__}")
+            raise GPT2Error(f"idx must be a torch.Tensor of token ids, got {type(idx).__name__}")
         if idx.dtype not in (torch.int64, torch.int32):
-            raise ValueError(f"idx must hold integer token ids (torch.long), got dtype {idx.dtype}")
+            raise GPT2Error(f"idx must hold integer token ids (torch.long), got dtype {idx.dtype}")
         if idx.dim() != 2:
-            raise ValueError(
+            raise GPT2Error(
                 f"idx must have shape (batch, seq_len), got {tuple(idx.shape)}; "
                 "use idx.unsqueeze(0) for a single sequence"
             )
         if idx.size(1) == 0:
-            raise ValueError("idx is empty (seq_len 0); give at least one token")
+            raise GPT2Error("idx is empty (seq_len 0); give at least one token")
         if past + idx.size(1) > self.cfg.context_length:
-            raise ValueError(
+            raise GPT2Error(
                 f"sequence length {past + idx.size(1)} exceeds the model's context_length "
                 f"{self.cfg.context_length}; crop the input to the last {self.cfg.context_length} tokens"
             )
@@ -118,7 +138,7 @@ class GPT2(nn.Module):
         lo, hi = int(idx.min()), int(idx.max())
         if lo < 0 or hi >= self.cfg.vocab_size:
             bad = lo if lo < 0 else hi
-            raise ValueError(
+            raise GPT2Error(
                 f"token id {bad} is outside the vocabulary [0, {self.cfg.vocab_size}); "
                 "was the text encoded with a different tokenizer?"
             )
@@ -126,15 +146,24 @@ class GPT2(nn.Module):
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
                         dtype: torch.dtype | None = None) -> GPT2:
-        """Load our checkpoint directory or a local Hugging Face GPT-2 directory."""
-        from gpt2.checkpoint import load_model
-
-        return load_model(path, device=device, dtype=dtype)
+        """Load our checkpoint directory or a local Hugging Face GPT-2 directory (in eval mode).
+        The files are verified against the checkpoint's manifest (see gpt2.checkpoint)."""
+        if not readable_path(path).is_dir():
+            raise CheckpointError(f"{path}: no such checkpoint directory")
+        cfg = read_config(path)
+        with torch.device("meta"):
+            model = cls(cfg)  # no point initialising weights that are about to be replaced
+        state = from_hf_state_dict(read_weights(path), model.state_dict(), cfg.bias, Path(path))
+        model.to_empty(device=device)
+        model.lm_head.weight = model.tok_emb.weight  # re-tie after materialising
+        state["lm_head.weight"] = state["tok_emb.weight"]
+        model.load_state_dict(state)
+        if dtype is not None:
+            model.to(dtype)
+        return model.eval()
 
     def save_pretrained(self, path: str | Path) -> None:
         """Write a directory that both `GPT2.from_pretrained` and transformers'
         `GPT2LMHeadModel.from_pretrained` load. Atomic: see `gpt2.checkpoint`."""
-        from gpt2.checkpoint import save_checkpoint
-
         save_checkpoint(path, self)
 

@@ -10,8 +10,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+def cross_entropy_reference(logits: Tensor, targets: Tensor) -> Tensor:
+    """The definition: minus the log of the probability the model gave each target token,
+    averaged over the positions whose target is not -100. logits: (B, T, V), targets: (B, T)."""
+    log_probs = logits.float().log_softmax(dim=-1)  # (B, T, V): log softmax over the vocabulary
+    picked = log_probs.gather(-1, targets.clamp(min=0).unsqueeze(-1)).squeeze(-1)  # (B, T)
+    keep = targets != -100
+    return -(picked * keep).sum() / keep.sum()
+
+
 def cross_entropy_loss(logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean next-token cross-entropy in float32 (also under bf16 autocast).
+    """Mean next-token cross-entropy in float32 (also under bf16 autocast): torch's fused
+    kernel for `cross_entropy_reference`.
 
     logits: (B, T, V), targets: (B, T) with -100 marking positions to ignore.
     """

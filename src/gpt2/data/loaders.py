@@ -4,8 +4,9 @@ RandomWindowLoader: training batches of random windows, drawn from memmapped sha
     Batch k is a pure function of (seed, k), so a saved position restores the stream
     exactly. Under DDP every rank draws the same global batch (batch_size * world_size
     windows) and keeps its own rows, so 2 ranks x B sees exactly what 1 rank x 2B sees.
-SequentialLoader: one pass over a split in non-overlapping windows, for an exact
-    validation loss over every token.
+SequentialLoader: one pass over a split (or over ids already in memory) in non-overlapping
+    windows, for an exact loss over every token: the one windower behind validation during
+    training and `gpt2 eval`, on shards and on a text file alike.
 create_dataloader_v1: the original project's sliding-window DataLoader over raw text
     (see text_dataset.py), re-exported here.
 """
@@ -14,22 +15,32 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
 
 from gpt2.data.shards import open_shard, read_meta, split_shards
 from gpt2.data.text_dataset import GPTDatasetV1, create_dataloader_v1
+from gpt2.errors import GPT2Error
 
-__all__ = ["GPTDatasetV1", "RandomWindowLoader", "SequentialLoader", "create_dataloader_v1"]
+__all__ = ["BatchSource", "GPTDatasetV1", "RandomWindowLoader", "SequentialLoader", "create_dataloader_v1"]
+
+
+class BatchSource(Protocol):
+    """Training batches: an endless stream whose position can be saved and restored
+    (what the Trainer needs; RandomWindowLoader is one)."""
+
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]: ...  # (B, T) inputs, (B, T) targets
+    def state_dict(self) -> dict[str, Any]: ...
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
 def _check_rank(rank: int, world_size: int, batch_size: int, context_length: int) -> None:
     if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"rank {rank} must be in [0, world_size={world_size})")
+        raise GPT2Error(f"rank {rank} must be in [0, world_size={world_size})")
     if batch_size < 1 or context_length < 1:
-        raise ValueError(f"batch_size ({batch_size}) and context_length ({context_length}) must be >= 1")
+        raise GPT2Error(f"batch_size ({batch_size}) and context_length ({context_length}) must be >= 1")
 
 
 def _to_device(windows: np.ndarray, device: str | torch.device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,7 +72,7 @@ class RandomWindowLoader:
         self._starts = np.array([max(0, len(s) - context_length) for s in self.shards], dtype=np.int64)
         self.n_tokens = int(sum(len(s) for s in self.shards))
         if self._starts.sum() == 0:
-            raise ValueError(f"{data_dir}: the {split} split has {self.n_tokens:,} tokens, fewer than one "
+            raise GPT2Error(f"{data_dir}: the {split} split has {self.n_tokens:,} tokens, fewer than one "
                              f"window of context_length + 1 = {context_length + 1:,}; use a smaller "
                              "context_length or more text")
         self._cum = np.cumsum(self._starts)  # global start g lies in the first shard with g < cum
@@ -96,7 +107,7 @@ class RandomWindowLoader:
         mine = self.state_dict()
         for key in ("split", "n_tokens", "global_batch_size", "context_length"):
             if state.get(key) != mine[key]:
-                raise ValueError(f"cannot resume the data stream: saved {key}={state.get(key)!r}, "
+                raise GPT2Error(f"cannot resume the data stream: saved {key}={state.get(key)!r}, "
                                  f"now {mine[key]!r}")
         self.seed, self.step = int(state["seed"]), int(state["step"])
 
@@ -104,23 +115,30 @@ class RandomWindowLoader:
 class SequentialLoader:
     """One pass over a split: non-overlapping windows, every token predicted once (except the
     first of each shard and a tail shorter than a window). Rank r takes windows r, r+W, ...;
-    the last batch may be smaller, so weight batch losses by their size for the exact mean."""
+    the last batch may be smaller, so weight batch losses by their size for the exact mean.
 
-    def __init__(self, data_dir: str | Path, split: str = "val", batch_size: int = 8,
+    `data` is a prepared folder (its `split` is read) or token arrays already in memory
+    (e.g. a text file encoded as `gpt2 prepare` would encode it)."""
+
+    def __init__(self, data: str | Path | list[np.ndarray], split: str = "val", batch_size: int = 8,
                  context_length: int = 256, rank: int = 0, world_size: int = 1,
                  device: str | torch.device = "cpu", max_batches: int | None = None) -> None:
         _check_rank(rank, world_size, batch_size, context_length)
         self.batch_size, self.context_length, self.device = batch_size, context_length, device
-        self.shards = _open_split(data_dir, split)
+        in_memory = isinstance(data, list)
+        self.shards = [s for s in data if len(s)] if in_memory else _open_split(data, split)
         T = context_length
         per_shard = np.array([(len(shard) - 1) // T for shard in self.shards], dtype=np.int64)
         self._cum = np.cumsum(per_shard)  # window g lies in the first shard with g < cum
         n_windows = int(self._cum[-1]) if len(per_shard) else 0
         if n_windows == 0:
             n = sum(len(s) for s in self.shards)
-            val_ratio = read_meta(data_dir).get("split", {}).get("val_ratio")
+            if in_memory:
+                raise GPT2Error(f"the text has {n:,} tokens, fewer than one window of context_length + 1 = "
+                                f"{T + 1:,}; use a smaller context_length or more text")
+            val_ratio = read_meta(data).get("split", {}).get("val_ratio")
             hint = " (val_ratio is 0)" if split == "val" and val_ratio == 0 else ""
-            raise ValueError(f"{data_dir}: the {split} split has {n:,} tokens{hint}, fewer than one window "
+            raise GPT2Error(f"{data}: the {split} split has {n:,} tokens{hint}, fewer than one window "
                              f"of context_length + 1 = {T + 1:,}; use a smaller context_length or more text")
         self.rank, self.world_size = rank, world_size
         self.n_windows = len(range(rank, n_windows, world_size))  # this rank's windows: r, r+W, ...

@@ -16,7 +16,6 @@ meta.json is written last: a folder without it holds nothing a loader will read.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import struct
 from pathlib import Path
@@ -24,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from gpt2.tokenizers.base import read_json, write_bytes_atomic
+from gpt2.errors import GPT2Error
+from gpt2.files import json_bytes, read_json, readable_dir, write_bytes_atomic
+from gpt2.tokenizers import Tokenizer, load_tokenizer, same_ids
 
 MAGIC = b"GPT2TOKS"
 VERSION = 1
@@ -34,7 +35,6 @@ META_FILE = "meta.json"
 TOKENIZER_DIR = "tokenizer"
 FORMAT = "gpt2-from-scratch-shards"  # meta.json "format"
 SPLITS = ("train", "val")
-ASIDE_PREFIX = ".prepare-old-"  # + pid: the previous shards while `gpt2 prepare` swaps in new ones
 
 
 def dtype_for_vocab(vocab_size: int, requested: str = "auto") -> np.dtype:
@@ -43,11 +43,11 @@ def dtype_for_vocab(vocab_size: int, requested: str = "auto") -> np.dtype:
     if requested == "auto":
         requested = "uint16" if vocab_size <= 2**16 else "uint32"
     if requested not in ("uint16", "uint32"):
-        raise ValueError(f"--dtype {requested!r} must be auto, uint16 or uint32")
+        raise GPT2Error(f"--token_dtype {requested!r} must be auto, uint16 or uint32")
     dtype = np.dtype("<u2" if requested == "uint16" else "<u4")
     if vocab_size > 2 ** (8 * dtype.itemsize):
-        hint = "use --dtype uint32 or auto" if requested == "uint16" else "at most 2**32 ids fit"
-        raise ValueError(f"a vocabulary of {vocab_size:,} ids is too large for {requested} shards; {hint}")
+        hint = "use --token_dtype uint32 or auto" if requested == "uint16" else "at most 2**32 ids fit"
+        raise GPT2Error(f"a vocabulary of {vocab_size:,} ids is too large for {requested} shards; {hint}")
     return dtype
 
 
@@ -82,23 +82,57 @@ class ShardWriter:
         self.path.unlink(missing_ok=True)
 
 
+class SplitWriter:
+    """Writes one split's stream of tokens into shards of at most `shard_tokens` tokens each."""
+
+    def __init__(self, directory: Path, split: str, dtype: np.dtype, shard_tokens: int) -> None:
+        self.directory, self.split, self.dtype, self.shard_tokens = directory, split, dtype, shard_tokens
+        self.shards: list[dict[str, Any]] = []
+        self.writer: ShardWriter | None = None
+        self.documents = 0
+
+    def write(self, tokens: np.ndarray) -> None:
+        while len(tokens):
+            if self.writer is None:
+                path = self.directory / f"{self.split}_{len(self.shards):06d}.bin"
+                self.writer = ShardWriter(path, self.dtype)
+            room = self.shard_tokens - self.writer.n_tokens
+            self.writer.write(tokens[:room])
+            tokens = tokens[room:]
+            if self.writer.n_tokens == self.shard_tokens:
+                self.shards.append(self.writer.close())
+                self.writer = None
+
+    def close(self) -> dict[str, Any]:
+        """Close the last shard; returns the split's entry of meta.json."""
+        if self.writer is not None:
+            self.shards.append(self.writer.close())
+            self.writer = None
+        return {"shards": self.shards, "tokens": sum(s["tokens"] for s in self.shards),
+                "documents": self.documents}
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
+
+
 def read_header(path: str | Path) -> tuple[np.dtype, int]:
     """(dtype, number of tokens) of a shard, after checking magic, version and file size."""
     path = Path(path)
     with open(path, "rb") as f:
         raw = f.read(HEADER_SIZE)
     if len(raw) < HEADER_SIZE:
-        raise ValueError(f"{path} is not a token shard (shorter than its {HEADER_SIZE}-byte header)")
+        raise GPT2Error(f"{path} is not a token shard (shorter than its {HEADER_SIZE}-byte header)")
     magic, version, itemsize, n_tokens = _HEADER.unpack_from(raw)
     if magic != MAGIC:
-        raise ValueError(f"{path} is not a token shard (bad magic {magic!r})")
+        raise GPT2Error(f"{path} is not a token shard (bad magic {magic!r})")
     if version != VERSION:
-        raise ValueError(f"{path}: shard format version {version} is not supported (expected {VERSION})")
+        raise GPT2Error(f"{path}: shard format version {version} is not supported (expected {VERSION})")
     if itemsize not in (2, 4):
-        raise ValueError(f"{path}: unsupported token size {itemsize} bytes")
+        raise GPT2Error(f"{path}: unsupported token size {itemsize} bytes")
     expected = HEADER_SIZE + itemsize * n_tokens
     if path.stat().st_size != expected:
-        raise ValueError(f"{path} is truncated or corrupt: {path.stat().st_size} bytes, expected {expected}")
+        raise GPT2Error(f"{path} is truncated or corrupt: {path.stat().st_size} bytes, expected {expected}")
     return np.dtype(f"<u{itemsize}"), n_tokens
 
 
@@ -118,20 +152,18 @@ def write_shard(path: str | Path, tokens: np.ndarray, dtype: np.dtype) -> dict[s
 
 
 def read_meta(data_dir: str | Path) -> dict[str, Any]:
-    """meta.json of a prepared folder: tokenizer identity, splits with their shards and counts."""
-    data_dir = Path(data_dir)
-    path = data_dir / META_FILE
+    """meta.json of a prepared folder: tokenizer identity, splits with their shards and counts.
+    While `gpt2 prepare` swaps in a new set, the previous one is read (gpt2.files.readable_dir)."""
+    path = readable_dir(Path(data_dir), META_FILE) / META_FILE
     if not path.is_file():
-        aside = next(data_dir.glob(f"{ASIDE_PREFIX}*/{META_FILE}"), None) if data_dir.is_dir() else None
-        hint = (f"an interrupted `gpt2 prepare` left the previous shards in {aside.parent}; run that "
-                "`gpt2 prepare` again to put them back" if aside else "run `gpt2 prepare` first")
-        raise FileNotFoundError(f"{data_dir} holds no prepared shards ({META_FILE} is missing); {hint}")
+        raise FileNotFoundError(f"{data_dir} holds no prepared shards ({META_FILE} is missing); "
+                                "run `gpt2 prepare` first")
     return read_json(path, "delete it and run `gpt2 prepare` again")
 
 
 def write_meta(data_dir: str | Path, meta: dict[str, Any]) -> None:
     """Write meta.json atomically and durably (it marks the folder complete)."""
-    write_bytes_atomic(Path(data_dir) / META_FILE, (json.dumps(meta, indent=2) + "\n").encode(), fsync=True)
+    write_bytes_atomic(Path(data_dir) / META_FILE, json_bytes(meta), fsync=True)
 
 
 def write_prepared(data_dir: str | Path, tokenizer: Any, splits: dict[str, np.ndarray],
@@ -155,6 +187,30 @@ def write_prepared(data_dir: str | Path, tokenizer: Any, splits: dict[str, np.nd
 def split_shards(data_dir: str | Path, split: str) -> list[Path]:
     """Paths of the shards of `split` ("train" or "val"), in order."""
     if split not in SPLITS:
-        raise ValueError(f"unknown split {split!r}: expected one of {SPLITS}")
+        raise GPT2Error(f"unknown split {split!r}: expected one of {SPLITS}")
     meta = read_meta(data_dir)
-    return [Path(data_dir) / shard["file"] for shard in meta["splits"][split]["shards"]]
+    folder = readable_dir(Path(data_dir), META_FILE)
+    return [folder / shard["file"] for shard in meta["splits"][split]["shards"]]
+
+
+def open_data(data_dir: str | Path, splits: tuple[str, ...] = SPLITS) -> tuple[Path, Tokenizer]:
+    """A prepared folder and its tokenizer, checked to belong together, with `splits` not empty
+    and every listed shard present (so a run fails at step 0, not at its first validation)."""
+    path = Path(data_dir)
+    if not path.is_dir() and not readable_dir(path, META_FILE).is_dir():
+        raise GPT2Error(f"{data_dir}: no such folder; create it with `gpt2 prepare`")
+    meta = read_meta(path)
+    folder = readable_dir(path, META_FILE)
+    for split in splits:
+        shards = meta.get("splits", {}).get(split, {}).get("shards", [])
+        if not shards:
+            raise GPT2Error(f"{data_dir}: meta.json lists no {split} shards; re-run `gpt2 prepare`")
+        for shard in shards:
+            if not (folder / shard["file"]).is_file():
+                raise GPT2Error(f"{data_dir}: shard {shard['file']} listed in meta.json is missing; "
+                                "re-run `gpt2 prepare`")
+    tokenizer = load_tokenizer(folder / TOKENIZER_DIR)
+    if not same_ids(tokenizer.identity(), meta.get("tokenizer", {})):
+        raise GPT2Error(f"{data_dir}: the shards were made with a different tokenizer than "
+                        f"{folder / TOKENIZER_DIR}; re-run `gpt2 prepare`")
+    return path, tokenizer

@@ -18,10 +18,30 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpt2.data.corpus import BUILTIN_CORPORA, shakespeare_files
+from gpt2.errors import GPT2Error
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
 MIN_CHUNK, MAX_CHUNK = 4 << 10, 4 << 20  # bytes
 _SCAN = 1 << 16  # bytes read at a time when looking for a cut point
+
+
+@dataclass(frozen=True)
+class CorpusOptions:
+    """How to read a corpus (shared by `gpt2 prepare` and `gpt2 tokenizer train`).
+
+    Args:
+        glob: Which files of a folder to read (recursive with **).
+        field: The text field of .jsonl records.
+        errors: strict (bytes that are not UTF-8 are an error naming file and offset) or replace (U+FFFD).
+    """
+
+    glob: str = "**/*.txt"
+    field: str = "text"
+    errors: str = "strict"
+
+    def __post_init__(self) -> None:
+        if self.errors not in ("strict", "replace"):
+            raise GPT2Error(f"--errors {self.errors!r} must be 'strict' or 'replace'")
 
 
 @dataclass(frozen=True)
@@ -50,14 +70,14 @@ def _expand(item: str, glob: str) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.glob(glob) if p.is_file())
         if not files:
-            raise ValueError(f"folder {path} has no files matching --glob {glob!r}")
+            raise GPT2Error(f"folder {path} has no files matching --glob {glob!r}")
         return files
     if path.is_file():
         return [path]
     if any(ch in item for ch in "*?["):
         files = sorted(Path(p) for p in globlib.glob(item, recursive=True) if Path(p).is_file())
         if not files:
-            raise ValueError(f"the glob {item!r} matches no files")
+            raise GPT2Error(f"the glob {item!r} matches no files")
         return files
     raise FileNotFoundError(f"input {item} does not exist (expected a file, a folder, a glob, "
                             f"or the built-in corpus {', '.join(BUILTIN_CORPORA)})")
@@ -66,7 +86,7 @@ def _expand(item: str, glob: str) -> list[Path]:
 def resolve_sources(inputs: list[str], glob: str = "**/*.txt") -> list[Source]:
     """Expand inputs into a de-duplicated, ordered list of files; refuses an empty corpus."""
     if not inputs:
-        raise ValueError("no inputs: give text files, folders, .jsonl files or 'shakespeare'")
+        raise GPT2Error("no inputs: give text files, folders, .jsonl files or 'shakespeare'")
     seen, sources = set(), []
     for item in inputs:
         for path in _expand(str(item), glob):
@@ -76,7 +96,7 @@ def resolve_sources(inputs: list[str], glob: str = "**/*.txt") -> list[Source]:
                 sources.append(Source(key, _kind(path), path.stat().st_size))
     if sum(s.size for s in sources) == 0:
         names = ", ".join(str(s.path) for s in sources[:3])
-        raise ValueError(f"the corpus is empty: {names}{' ...' if len(sources) > 3 else ''} hold 0 bytes")
+        raise GPT2Error(f"the corpus is empty: {names}{' ...' if len(sources) > 3 else ''} hold 0 bytes")
     return sources
 
 
@@ -130,7 +150,7 @@ def decode_utf8(data: bytes, path: Path, offset: int, errors: str) -> str:
     try:
         return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as err:
-        raise ValueError(f"{path}: byte {offset + err.start:,} is not valid UTF-8 ({data[err.start]:#04x}); "
+        raise GPT2Error(f"{path}: byte {offset + err.start:,} is not valid UTF-8 ({data[err.start]:#04x}); "
                          "fix the file or pass --errors replace to substitute U+FFFD") from None
 
 
@@ -153,11 +173,11 @@ def _record_text(line: bytes, path: Path, offset: int, errors: str, field: str) 
     try:
         record = json.loads(decode_utf8(line, path, offset, errors))
     except json.JSONDecodeError as err:
-        raise ValueError(f"{path}: the line at byte {offset:,} is not valid JSON ({err.msg})") from None
+        raise GPT2Error(f"{path}: the line at byte {offset:,} is not valid JSON ({err.msg})") from None
     if not isinstance(record, dict) or field not in record:
         keys = sorted(record)[:8] if isinstance(record, dict) else type(record).__name__
-        raise ValueError(f"{path}: the record at byte {offset:,} has no {field!r} field (it has {keys}); "
+        raise GPT2Error(f"{path}: the record at byte {offset:,} has no {field!r} field (it has {keys}); "
                          "choose the text field with --field")
     if not isinstance(record[field], str):
-        raise ValueError(f"{path}: the record at byte {offset:,} has a non-string {field!r} field")
+        raise GPT2Error(f"{path}: the record at byte {offset:,} has a non-string {field!r} field")
     return record[field]

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from gpt2.errors import GPT2Error
 from gpt2.tokenizers import Tokenizer, get_tokenizer
 
 
@@ -19,13 +20,13 @@ class GPTDatasetV1(Dataset):
 
     def __init__(self, txt: str, tokenizer: Any, max_length: int, stride: int) -> None:
         if max_length < 1 or stride < 1:
-            raise ValueError(f"max_length ({max_length}) and stride ({stride}) must be >= 1")
+            raise GPT2Error(f"max_length ({max_length}) and stride ({stride}) must be >= 1")
         if isinstance(tokenizer, Tokenizer):
             token_ids = tokenizer.encode(txt)
         else:  # a tiktoken Encoding, as in the original project
             token_ids = tokenizer.encode(txt, allowed_special={"<|endoftext|>"})
         if len(token_ids) <= max_length:
-            raise ValueError(f"the text has {len(token_ids):,} tokens, fewer than one window of "
+            raise GPT2Error(f"the text has {len(token_ids):,} tokens, fewer than one window of "
                              f"max_length + 1 = {max_length + 1:,}; use a smaller max_length or more text")
         ids = torch.tensor(token_ids, dtype=torch.long)
         starts = range(0, len(token_ids) - max_length, stride)

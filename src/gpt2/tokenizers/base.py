@@ -7,44 +7,22 @@ so that whoever reads that directory later gets exactly the same tokenizer back.
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+
+from gpt2.files import json_bytes, sha256_bytes, write_bytes_atomic
 
 TOKENIZER_FILE = "gpt2_tokenizer.json"  # names the kind; never config.json (that is the model's)
 FORMAT_VERSION = 1
 
 
-def sha256_bytes(data: bytes) -> str:
-    """Hex sha256 of `data`: how tokenizer files are identified and checked."""
-    return hashlib.sha256(data).hexdigest()
-
-
-def write_bytes_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
-    """Write `data` to `path` via a temporary name, so a crash never leaves half a file.
-    fsync=True also flushes the data to disk before the rename (for a commit mark)."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def read_json(path: Path, fix: str) -> dict[str, Any]:
-    """The JSON object in `path`; a ValueError naming the file and saying what to do (`fix`)
-    when it is not one (a truncated or hand-edited file)."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except ValueError as err:  # JSONDecodeError and UnicodeDecodeError
-        raise ValueError(f"{path} is not valid JSON ({err}); {fix}") from None
-    if not isinstance(data, dict):
-        raise ValueError(f"{path} does not hold a JSON object; {fix}")
-    return data
+def same_ids(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two tokenizer identities (see `Tokenizer.identity`) give the same ids for every
+    text: equal kind and file hashes (vocab_size and eot_id follow from the files)."""
+    return a.get("kind") == b.get("kind") and a.get("sha256") == b.get("sha256")
 
 
 class Tokenizer(ABC):
@@ -59,6 +37,11 @@ class Tokenizer(ABC):
     def encode(self, text: str, *, allow_special: bool = True) -> list[int]:
         """Token ids of `text`. With allow_special=False a special token's spelling
         (e.g. "<|endoftext|>") inside the text is encoded as ordinary text."""
+
+    def encode_array(self, text: str) -> np.ndarray:
+        """Ids of `text` as an int64 array, special tokens' spellings encoded as plain text:
+        how `gpt2 prepare` encodes a corpus (the char tokenizer has a vectorised override)."""
+        return np.asarray(self.encode(text, allow_special=False), dtype=np.int64)
 
     @abstractmethod
     def decode(self, ids: list[int]) -> str:
@@ -84,7 +67,7 @@ class Tokenizer(ABC):
             write_bytes_atomic(directory / name, data)
         meta = {"format": "gpt2-from-scratch-tokenizer", "version": FORMAT_VERSION, **self.identity(),
                 "special_tokens": self.special_tokens}
-        write_bytes_atomic(directory / TOKENIZER_FILE, (json.dumps(meta, indent=2) + "\n").encode())
+        write_bytes_atomic(directory / TOKENIZER_FILE, json_bytes(meta))
         return directory
 
     def __repr__(self) -> str:

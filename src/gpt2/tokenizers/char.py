@@ -15,13 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from gpt2.errors import GPT2Error
 from gpt2.tokenizers.base import Tokenizer
 
 ENDOFTEXT = "<|endoftext|>"
 VOCAB_FILE = "char_vocab.json"
 
 
-class UnknownCharacterError(ValueError):
+class UnknownCharacterError(GPT2Error):
     """A character outside the vocabulary; `position` is its index in the encoded text."""
 
     def __init__(self, reason: str, position: int) -> None:
@@ -37,7 +38,7 @@ class CharTokenizer(Tokenizer):
     def __init__(self, chars: Iterable[str]) -> None:
         self.chars = sorted(set(chars))
         if not self.chars or any(len(c) != 1 for c in self.chars):
-            raise ValueError("a char tokenizer needs a non-empty set of single characters")
+            raise GPT2Error("a char tokenizer needs a non-empty set of single characters")
         self.stoi = {ch: i for i, ch in enumerate(self.chars)}
         self.eot_id = len(self.chars)
         self.vocab_size = len(self.chars) + 1
@@ -91,7 +92,7 @@ class CharTokenizer(Tokenizer):
         for i in ids:
             i = int(i)
             if not 0 <= i < self.vocab_size:
-                raise ValueError(f"token id {i} is outside the char vocabulary (0..{self.vocab_size - 1})")
+                raise GPT2Error(f"token id {i} is outside the char vocabulary (0..{self.vocab_size - 1})")
             out.append(ENDOFTEXT if i == self.eot_id else self.chars[i])
         return "".join(out)
 

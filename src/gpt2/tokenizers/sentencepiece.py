@@ -11,6 +11,7 @@ from pathlib import Path
 
 import sentencepiece as spm
 
+from gpt2.errors import GPT2Error
 from gpt2.tokenizers.base import Tokenizer
 
 MODEL_FILE = "tokenizer.model"  # the same name Hugging Face uses for SentencePiece models
@@ -27,9 +28,9 @@ class SentencePieceTokenizer(Tokenizer):
         try:
             self.sp.LoadFromSerializedProto(model_proto)
         except Exception as err:
-            raise ValueError(f"{source} is not a SentencePiece model ({err})") from None
+            raise GPT2Error(f"{source} is not a SentencePiece model ({err})") from None
         if self.sp.eos_id() < 0:
-            raise ValueError(f"SentencePiece model {source} has no end-of-text (</s>) piece; "
+            raise GPT2Error(f"SentencePiece model {source} has no end-of-text (</s>) piece; "
                              "train it with eos_id >= 0")
         self.vocab_size = self.sp.get_piece_size()
         self.eot_id = self.sp.eos_id()

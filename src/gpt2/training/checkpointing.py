@@ -14,8 +14,11 @@ checks it between steps, saves, and exits.
 
 from __future__ import annotations
 
+import math
 import random
 import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +26,44 @@ import numpy as np
 import torch
 
 from gpt2.checkpoint import load_training_state, recover_interrupted_save, save_checkpoint
+from gpt2.errors import GPT2Error
+from gpt2.training.distributed import DistInfo, barrier
 
 LATEST = "latest"
 BEST = "best"
 RUN_CONFIG = "train_config.json"
+
+
+@dataclass
+class Progress:
+    """Counters that advance with training and are saved in every checkpoint."""
+
+    step: int = 0  # optimizer steps done; fixes the position in the LR schedule
+    tokens_seen: int = 0  # training tokens consumed, over all processes
+    best_val_loss: float = math.inf
+    history: list[float] = field(default_factory=list)  # val losses at each evaluation
+
+
+def run_state(progress: Progress, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+              loader: Any) -> dict[str, Any]:
+    """Everything besides the weights that a bit-identical resume needs (plain data, so
+    `torch.load(weights_only=True)` reads it back)."""
+    p = progress
+    return {"step": p.step, "tokens_seen": p.tokens_seen, "best_val_loss": p.best_val_loss,
+            "history": list(p.history), "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
+            "loader": loader.state_dict(), "rng": capture_rng()}
+
+
+def restore_run_state(state: dict[str, Any], optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                      loader: Any) -> Progress:
+    """Undo `run_state`: load the optimizer, scaler, loader and RNG states; return the counters."""
+    optimizer.load_state_dict(state["optimizer"])
+    if state.get("scaler"):
+        scaler.load_state_dict(state["scaler"])
+    loader.load_state_dict(state["loader"])
+    restore_rng(state["rng"])
+    return Progress(state["step"], state["tokens_seen"], state["best_val_loss"],
+                    list(state.get("history", [])))
 
 
 def capture_rng() -> dict[str, Any]:
@@ -56,11 +93,29 @@ def restore_rng(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_run_checkpoint(path: Path, model: torch.nn.Module, tokenizer: Any, run_config: dict[str, Any],
-                        training_state: dict[str, Any]) -> Path:
-    """Write one checkpoint directory atomically (rank 0 only)."""
-    return save_checkpoint(path, model, tokenizer=tokenizer, training_state=training_state,
-                           json_files={RUN_CONFIG: run_config})
+class RunCheckpoints:
+    """The checkpoints of one run, <out_dir>/latest and <out_dir>/best: each a full checkpoint
+    directory with the tokenizer, the run config and the training state. Rank 0 writes them;
+    the other processes wait at a barrier, so all continue from the same saved step."""
+
+    def __init__(self, out_dir: Path, tokenizer: Any, run_config: dict[str, Any], info: DistInfo) -> None:
+        self.out_dir, self.tokenizer, self.run_config, self.info = out_dir, tokenizer, run_config, info
+        self._latest_step = -1
+
+    def save(self, which: str, step: int, model: torch.nn.Module,
+             training_state: Callable[[], dict[str, Any]]) -> Path:
+        """Write <out_dir>/<which> for optimizer step `step` atomically (latest/ at most once per
+        step); `training_state()` is called on rank 0 only."""
+        path = self.out_dir / which
+        if which == LATEST and self._latest_step == step:
+            return path  # already saved at this step
+        if which == LATEST:
+            self._latest_step = step
+        if self.info.is_main:
+            save_checkpoint(path, model, tokenizer=self.tokenizer, training_state=training_state(),
+                            json_files={RUN_CONFIG: self.run_config})
+        barrier(self.info)
+        return path
 
 
 def load_resume_state(path: Path) -> dict[str, Any]:
@@ -68,7 +123,7 @@ def load_resume_state(path: Path) -> dict[str, Any]:
     recover_interrupted_save(path)
     state = load_training_state(path)
     if state is None:
-        raise ValueError(f"{path}: has no training_state.pt, so there is nothing to resume; "
+        raise GPT2Error(f"{path}: has no training_state.pt, so there is nothing to resume; "
                          "start from it with --model.init instead")
     return state
 

@@ -2,45 +2,58 @@
 
 `gpt2 train` derives its command line and YAML/TOML config-file format from these
 classes (through jsonargparse), so `--optim.lr 3e-4` and `optim: {lr: 3e-4}` in a config
-file mean the same thing, and `gpt2 train --help` lists every field with its comment.
+file mean the same thing, and `gpt2 train --help` lists every field with its help.
+Each section checks its own values when it is built, before any work starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from gpt2.config import GPT2Config, PresetName
+from gpt2.device import DeviceOptions
+from gpt2.errors import GPT2Error
+from gpt2.generation.sampling import SamplingOptions
 
-@dataclass
-class ModelSection:
-    """Which model to train.
+
+def _positive(section: str, **values: float) -> None:
+    for name, value in values.items():
+        if not value > 0:
+            raise GPT2Error(f"--{section}.{name} must be positive, got {value}")
+
+
+def _not_negative(section: str, **values: float) -> None:
+    for name, value in values.items():
+        if value < 0:
+            raise GPT2Error(f"--{section}.{name} must be >= 0, got {value}")
+
+
+def _model_section() -> type:
+    """ModelSection: `init` and `preset`, then every GPT2Config field as an optional override
+    (None = the preset's or the loaded model's value), so the model's fields exist once."""
+    hints = typing.get_type_hints(GPT2Config)
+    overrides = [(f.name, hints[f.name] | None, None) for f in dataclasses.fields(GPT2Config)]
+    help_lines = GPT2Config.__doc__.split("Args:\n", 1)[1]
+    doc = f"""Which model to train.
 
     Args:
         init: 'scratch' for fresh weights, or a directory to start from: one of our
             checkpoints, or a local Hugging Face GPT-2 directory (fine-tuning).
-        preset: Model shape when init is 'scratch': gpt2, gpt2-medium, gpt2-large, gpt2-xl,
-            char-tiny, cpu-small, cpu-10m. The fields below override it.
-        vocab_size: Vocabulary size; default: the data's tokenizer's.
-        context_length: Positions the model knows (size of the position embedding).
-        emb_dim: Width of the residual stream.
-        n_heads: Attention heads.
-        n_layers: Transformer blocks.
-        drop_rate: Dropout probability (also applied when fine-tuning a loaded model).
-        bias: Biases in Linear and LayerNorm layers.
-        attention: 'sdpa' (fused kernel) or 'explicit' (readable reference).
-    """
+        preset: Model shape when init is 'scratch' (see gpt2.config.PRESETS); the fields below
+            override it. vocab_size defaults to the data's tokenizer's; a loaded model takes only
+            drop_rate and attention (neither changes a weight).
+{help_lines}"""
+    section = dataclasses.make_dataclass(
+        "ModelSection", [("init", str, "scratch"), ("preset", PresetName, "cpu-small"), *overrides])
+    section.__doc__, section.__module__ = doc, __name__
+    return section
 
-    init: str = "scratch"
-    preset: str = "cpu-small"
-    vocab_size: int | None = None
-    context_length: int | None = None
-    emb_dim: int | None = None
-    n_heads: int | None = None
-    n_layers: int | None = None
-    drop_rate: float | None = None
-    bias: bool | None = None
-    attention: Literal["sdpa", "explicit"] | None = None
+
+ModelSection = _model_section()
+MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(GPT2Config))
 
 
 @dataclass
@@ -80,6 +93,14 @@ class OptimSection:
     grad_clip: float = 1.0
     impl: Literal["auto", "fused", "foreach", "loop"] = "auto"
 
+    def __post_init__(self) -> None:
+        _positive("optim", lr=self.lr, eps=self.eps)
+        _not_negative("optim", warmup_steps=self.warmup_steps, weight_decay=self.weight_decay,
+                      grad_clip=self.grad_clip, min_lr=self.min_lr or 0.0)
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise GPT2Error(f"--optim.beta1 and --optim.beta2 must be in [0, 1), "
+                            f"got {self.beta1}, {self.beta2}")
+
 
 @dataclass
 class TrainSection:
@@ -110,6 +131,12 @@ class TrainSection:
     stop_after_steps: int = 0
     log_interval: int = 10
 
+    def __post_init__(self) -> None:
+        _positive("train", max_steps=self.max_steps, batch_size=self.batch_size,
+                  grad_accum_steps=self.grad_accum_steps, log_interval=self.log_interval,
+                  context_length=self.context_length or 1)
+        _not_negative("train", max_seconds=self.max_seconds, stop_after_steps=self.stop_after_steps)
+
 
 @dataclass
 class EvalSection:
@@ -122,8 +149,7 @@ class EvalSection:
         final_full: At the end, compute the loss over the whole validation split.
         prompt: Text the sample at each evaluation starts from.
         sample_tokens: Tokens to sample at each evaluation; 0 disables samples.
-        temperature: Sampling temperature of the samples (0 = greedy).
-        top_k: Sample only among the k most likely tokens; 0 = all.
+        sampling: How the samples are drawn (temperature, top_k, top_p, repetition_penalty).
     """
 
     interval: int = 250
@@ -132,8 +158,11 @@ class EvalSection:
     final_full: bool = True
     prompt: str = "\n"
     sample_tokens: int = 100
-    temperature: float = 0.8
-    top_k: int = 200
+    sampling: SamplingOptions = field(default_factory=SamplingOptions)
+
+    def __post_init__(self) -> None:
+        _positive("eval", batches=self.batches, batch_size=self.batch_size or 1)
+        _not_negative("eval", interval=self.interval, sample_tokens=self.sample_tokens)
 
 
 @dataclass
@@ -148,23 +177,24 @@ class CheckpointSection:
     interval: int = 0
     keep_best: bool = True
 
+    def __post_init__(self) -> None:
+        _not_negative("checkpoint", interval=self.interval)
 
-@dataclass
-class SystemSection:
+
+@dataclass(frozen=True)
+class SystemSection(DeviceOptions):
     """Hardware and numerics.
 
     Args:
         device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.
-        dtype: float32, or autocast in bf16 (CPU and CUDA) or fp16 (CUDA, with a GradScaler).
+        dtype: Precision the model computes in: auto (the fastest this hardware runs well), float32,
+            bf16 or fp16 (CUDA only, with a GradScaler). Training autocasts; weights stay float32.
+        threads: CPU threads for torch; 0 = auto.
         compile: Compile the model with torch.compile (slower start, faster steps).
-        threads: CPU threads for torch; 0 = torch's default.
         progress: Show a progress bar (rank 0 only).
     """
 
-    device: str = "auto"
-    dtype: Literal["float32", "bf16", "fp16"] = "float32"
     compile: bool = False
-    threads: int = 0
     progress: bool = True
 
 

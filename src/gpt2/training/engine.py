@@ -7,47 +7,47 @@ resume bit for bit, a progress bar and a metrics log.
 
 The engine does not know where batches come from: `train_batches` is any object with
 `next_batch() -> (x, y)`, `state_dict()` and `load_state_dict()`, and `val_batches(n)`
-returns an iterable of the first n validation batches (all of them for None).
+returns a sized iterable of the first n validation batches (all of them for None).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 
+from gpt2.data.loaders import BatchSource
 from gpt2.device import autocast, resolve_dtype
-from gpt2.loss import cross_entropy_loss, mean_loss
-from gpt2.training.checkpointing import BEST, LATEST, StopFlag, capture_rng, restore_rng, save_run_checkpoint
+from gpt2.errors import GPT2Error
+from gpt2.loss import cross_entropy_loss
+from gpt2.training.checkpointing import (
+    BEST,
+    LATEST,
+    Progress,
+    RunCheckpoints,
+    StopFlag,
+    restore_run_state,
+    run_state,
+)
 from gpt2.training.config import RunConfig
 from gpt2.training.distributed import (
     DistInfo,
     all_reduce_mean,
-    all_reduce_sum,
-    barrier,
     broadcast_flag,
     sync_context,
     wrap_model,
 )
-from gpt2.training.metrics import MetricsLog, perplexity
+from gpt2.training.metrics import MetricsLog, perplexity, progress_bar
 from gpt2.training.optim import build_optimizer, lr_at, set_lr
+from gpt2.training.validation import Validator
 
 
-class BatchSource(Protocol):
-    """Training batches: an endless stream whose position can be saved and restored."""
-
-    def next_batch(self) -> tuple[Tensor, Tensor]: ...  # (B, T) inputs, (B, T) targets
-    def state_dict(self) -> dict[str, Any]: ...
-    def load_state_dict(self, state: dict[str, Any]) -> None: ...
-
-
-class TrainingDivergedError(ValueError):
+class TrainingDivergedError(GPT2Error):
     """The loss became NaN or infinite; the run stops without overwriting the last good checkpoint."""
 
 
@@ -55,24 +55,17 @@ class TrainingInterruptedError(Exception):
     """Ctrl-C: the run saved <out_dir>/latest and stopped."""
 
 
-@dataclass
-class Progress:
-    """Counters that advance with training and are saved in every checkpoint."""
-
-    step: int = 0  # optimizer steps done; fixes the position in the LR schedule
-    tokens_seen: int = 0  # training tokens consumed, over all processes
-    best_val_loss: float = math.inf
-    history: list[float] = field(default_factory=list)  # val losses at each evaluation
-
-
 class Trainer:
     """Runs `cfg.train.max_steps` optimizer steps of `model` on `train_batches`."""
 
     def __init__(self, cfg: RunConfig, model: nn.Module, train_batches: BatchSource,
-                 val_batches: Callable[[int | None], Iterable[tuple[Tensor, Tensor]]],
-                 tokenizer: Any = None, info: DistInfo | None = None) -> None:
+                 val_batches: Callable[[int | None], Collection[tuple[Tensor, Tensor]]],
+                 tokenizer: Any = None, info: DistInfo | None = None, amp_dtype: torch.dtype | None = None,
+                 window: int | None = None) -> None:
+        """amp_dtype: the autocast precision (default: cfg.system.dtype, auto meaning float32);
+        window: tokens per training sequence (default: cfg.train.context_length or the model's)."""
         self.cfg = cfg
-        self.info = info or DistInfo(device=next(model.parameters()).device)
+        self.info = info or DistInfo(device=model.device)
         self.device = self.info.device
         self.raw_model = model  # unwrapped: what checkpoints and samples use
         o = cfg.optim
@@ -80,52 +73,29 @@ class Trainer:
         self.fast_model = torch.compile(model) if cfg.system.compile else model  # forward for train/eval
         self.model = wrap_model(self.fast_model, self.info)  # what backward runs through (DDP or not)
         self.train_batches = train_batches
-        self.val_batches = val_batches
-        self.tokenizer = tokenizer
         self.progress = Progress()
         self.out_dir = Path(cfg.train.out_dir)
-        self.amp_dtype = resolve_dtype(cfg.system.dtype)
+        explicit = "float32" if cfg.system.dtype == "auto" else cfg.system.dtype
+        self.amp_dtype = amp_dtype or resolve_dtype(explicit)
+        self.window = window or cfg.train.context_length or model.cfg.context_length
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
+        self.validator = Validator(self.fast_model, model, val_batches, tokenizer, cfg.eval, cfg.train.seed,
+                                   self.info, self.amp_dtype)
+        self.checkpoints = RunCheckpoints(self.out_dir, tokenizer, cfg.to_dict(), self.info)
         self.metrics: MetricsLog | None = None
-        self._latest_step = -1
-        self._eval_cache: dict[tuple, float] = {}
 
-    # --- state -------------------------------------------------------------------------
 
     def training_state(self) -> dict[str, Any]:
         """Everything besides the weights that a bit-identical resume needs."""
-        p = self.progress
-        return {
-            "step": p.step, "tokens_seen": p.tokens_seen, "best_val_loss": p.best_val_loss,
-            "history": list(p.history), "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(), "loader": self.train_batches.state_dict(),
-            "rng": capture_rng(),
-        }
+        return run_state(self.progress, self.optimizer, self.scaler, self.train_batches)
 
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from `training_state()` of an earlier run (the weights are loaded already)."""
-        self.progress = Progress(state["step"], state["tokens_seen"], state["best_val_loss"],
-                                 list(state.get("history", [])))
-        self.optimizer.load_state_dict(state["optimizer"])
-        if state.get("scaler"):
-            self.scaler.load_state_dict(state["scaler"])
-        self.train_batches.load_state_dict(state["loader"])
-        restore_rng(state["rng"])
+        self.progress = restore_run_state(state, self.optimizer, self.scaler, self.train_batches)
 
     def save(self, which: str) -> Path:
         """Write <out_dir>/<which> (rank 0 only; the others wait)."""
-        path = self.out_dir / which
-        if which == LATEST and self._latest_step == self.progress.step:
-            return path  # already saved at this step
-        if which == LATEST:
-            self._latest_step = self.progress.step
-        if self.info.is_main:
-            state = self.training_state()
-            save_run_checkpoint(path, self.raw_model, self.tokenizer, self.cfg.to_dict(), state)
-        barrier(self.info)
-        return path
-
-    # --- one step ----------------------------------------------------------------------
+        return self.checkpoints.save(which, self.progress.step, self.raw_model, self.training_state)
 
     def train_step(self, lr: float) -> tuple[float, float]:
         """One optimizer step over grad_accum_steps micro-batches -> (loss, gradient norm).
@@ -138,8 +108,7 @@ class Trainer:
         accum = self.cfg.train.grad_accum_steps
         total = torch.zeros((), device=self.device)
         for micro in range(accum):
-            x, y = self.train_batches.next_batch()  # (B, T) each
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x, y = self.train_batches.next_batch()  # (B, T) each, already on the device
             with sync_context(self.model, sync=micro == accum - 1):
                 with autocast(self.device, self.amp_dtype):
                     loss = cross_entropy_loss(self.model(x), y) / accum
@@ -167,38 +136,6 @@ class Trainer:
                 f"(now {self.cfg.optim.lr:g}), gradient clipping (--optim.grad_clip 1.0), "
                 "more warmup (--optim.warmup_steps), or --system.dtype float32")
 
-    # --- evaluation --------------------------------------------------------------------
-
-    @torch.no_grad()
-    def evaluate(self, max_batches: int | None) -> float:
-        """Mean per-token loss over the first `max_batches` validation batches (None: all),
-        over all processes."""
-        batches = self.val_batches(max_batches)
-        key = (self.progress.step, len(batches) if hasattr(batches, "__len__") else max_batches)
-        # e.g. the final whole-split pass right after an evaluation that already covered the split
-        # (one process only: under DDP every rank must take part in the all-reduce below)
-        if key in self._eval_cache and not self.info.enabled:
-            return self._eval_cache[key]
-        self.fast_model.eval()
-        loss, count = mean_loss(self.fast_model, batches, autocast(self.device, self.amp_dtype))
-        self.fast_model.train()
-        total, count = all_reduce_sum([loss * count if count else 0.0, float(count)], self.info)
-        if count == 0:
-            raise ValueError("the validation split yielded no batches; it is shorter than one context window")
-        self._eval_cache = {key: total / count}
-        return total / count
-
-    def sample(self) -> str:
-        """eval.prompt and a short sampled continuation (fixed seed, so samples are comparable)."""
-        e = self.cfg.eval
-        if self.tokenizer is None or e.sample_tokens <= 0:
-            return ""
-        from gpt2.training.sampling import sample_text
-
-        return e.prompt + sample_text(self.raw_model, self.tokenizer, e.prompt, e.sample_tokens,
-                                      e.temperature, e.top_k, seed=self.cfg.train.seed, device=self.device)
-
-    # --- the loop ----------------------------------------------------------------------
 
     def fit(self) -> dict[str, Any]:
         """Train to max_steps (or max_seconds, or Ctrl-C); returns the run summary."""
@@ -206,10 +143,10 @@ class Trainer:
         if self.info.is_main:
             self.metrics = MetricsLog(self.out_dir, resume_step=self.progress.step)
         start = time.perf_counter()
-        bar = _progress_bar(t.max_steps, self.progress.step, self.info.is_main and self.cfg.system.progress)
+        bar = progress_bar(t.max_steps, self.progress.step, self.info.is_main and self.cfg.system.progress)
         try:  # the bar and the TensorBoard writer are closed also on an error or Ctrl-C
             self._loop(start, bar)
-            bar.close()
+            bar.close()  # before the final evaluation, so the summary is not drawn over
             return self._finish(time.perf_counter() - start)
         finally:
             bar.close()
@@ -221,7 +158,7 @@ class Trainer:
         t = self.cfg.train
         self.raw_model.train()
         first_step = self.progress.step
-        tokens_per_step = t.batch_size * self._context_len()
+        tokens_per_step = t.batch_size * self.window
         window_t, window_tokens = time.perf_counter(), 0
         with StopFlag() as stop:
             while self.progress.step < t.max_steps:
@@ -256,9 +193,6 @@ class Trainer:
         min_lr = o.min_lr if o.min_lr is not None else o.lr / 10
         return lr_at(self.progress.step, o.lr, o.warmup_steps, self.cfg.train.max_steps, min_lr)
 
-    def _context_len(self) -> int:
-        return self.cfg.train.context_length or self.raw_model.cfg.context_length
-
     def _after_step(self, loss: float, lr: float, grad_norm: float, bar: Any) -> None:
         step, t, e = self.progress.step, self.cfg.train, self.cfg.eval
         last = step == t.max_steps
@@ -275,13 +209,13 @@ class Trainer:
             self.save(LATEST)
 
     def _evaluate_and_report(self, bar: Any) -> None:
-        val = self.evaluate(self.cfg.eval.batches)
+        val = self.validator.loss(self.cfg.eval.batches, self.progress.step)
         p = self.progress
         p.history.append(val)
         improved = val < p.best_val_loss
         if improved:
             p.best_val_loss = val
-        text = self.sample() if self.info.is_main else ""
+        text = self.validator.sample() if self.info.is_main else ""
         if self.metrics is not None:
             self.metrics.log({"step": p.step, "tokens": p.tokens_seen, "val_loss": val,
                               "val_perplexity": perplexity(val), "sample": text})
@@ -305,7 +239,7 @@ class Trainer:
         if self.cfg.checkpoint.keep_best and (self.out_dir / BEST).exists():
             summary["best_checkpoint"] = str(self.out_dir / BEST)
         if self.cfg.eval.final_full:
-            full = self.evaluate(None)
+            full = self.validator.loss(None, p.step)
             summary["final_val_loss"] = full
             summary["final_val_perplexity"] = perplexity(full)
             if self.metrics is not None:
@@ -314,10 +248,3 @@ class Trainer:
             summary["metrics"] = str(self.metrics.path)
             summary["plot"] = str(self.metrics.plot())
         return summary
-
-
-def _progress_bar(total: int, initial: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True,
-                desc="train")

@@ -82,6 +82,14 @@ class MetricsLog:
             self.writer.close()
 
 
+def progress_bar(total: int, initial: int, enabled: bool) -> Any:
+    """The training progress bar (a no-op object when disabled, e.g. on ranks other than 0)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, disable=not enabled, unit="step", dynamic_ncols=True,
+                desc="train")
+
+
 def perplexity(loss: float) -> float:
     """exp(loss), the effective number of equally likely next tokens; inf when it overflows."""
     try:

@@ -14,6 +14,8 @@ import math
 import torch
 from torch import nn
 
+from gpt2.errors import GPT2Error
+
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     """Split trainable parameters into a decayed group (tensors with >= 2 dims: weights of
@@ -45,15 +47,42 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.1,
                     betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
                     impl: str = "auto") -> torch.optim.AdamW:
     """AdamW over `param_groups`. impl: 'fused' (one kernel for all parameters),
-    'foreach' (batched ops, the portable fast path), 'loop' (one parameter at a time,
-    the readable reference) or 'auto' (fused where supported, else foreach)."""
+    'foreach' (batched ops, the portable fast path), 'loop' (torch's one-parameter-at-a-time
+    kernel) or 'auto' (fused where supported, else foreach). `adamw_reference_step` is the
+    same update written out; tests check every kernel against it."""
     device = next(model.parameters()).device
     if impl == "auto":
         impl = "fused" if fused_supported(device) else "foreach"
     if impl not in ("fused", "foreach", "loop"):
-        raise ValueError(f"optim.impl must be auto, fused, foreach or loop, got {impl!r}")
+        raise GPT2Error(f"optim.impl must be auto, fused, foreach or loop, got {impl!r}")
     kwargs = {"fused": True} if impl == "fused" else {"foreach": impl == "foreach"}
     return torch.optim.AdamW(param_groups(model, weight_decay), lr=lr, betas=betas, eps=eps, **kwargs)
+
+
+@torch.no_grad()
+def adamw_reference_step(groups: list[dict], state: dict[int, dict], lr: float,
+                         betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8) -> None:
+    """One AdamW step, written out, for the parameters of `groups` (as `param_groups` makes
+    them, each with its weight_decay). `state` keeps each parameter's moments between calls.
+
+        p <- p * (1 - lr * weight_decay)          decoupled weight decay (the "W" in AdamW)
+        m <- beta1 * m + (1 - beta1) * g          running mean of the gradient
+        v <- beta2 * v + (1 - beta2) * g^2        running mean of its square
+        p <- p - lr * m_hat / (sqrt(v_hat) + eps)  m_hat, v_hat: m, v corrected for starting at 0
+    """
+    beta1, beta2 = betas
+    for group in groups:
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            s = state.setdefault(id(p), {"t": 0, "m": torch.zeros_like(p), "v": torch.zeros_like(p)})
+            s["t"] += 1
+            p.mul_(1 - lr * group["weight_decay"])
+            s["m"].mul_(beta1).add_(p.grad, alpha=1 - beta1)
+            s["v"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+            m_hat = s["m"] / (1 - beta1 ** s["t"])
+            v_hat = s["v"] / (1 - beta2 ** s["t"])
+            p.sub_(lr * m_hat / (v_hat.sqrt() + eps))
 
 
 def lr_at(step: int, lr: float, warmup_steps: int, max_steps: int, min_lr: float) -> float:

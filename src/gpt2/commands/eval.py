@@ -1,0 +1,108 @@
+"""`gpt2 eval`: the exact mean next-token loss of a checkpoint over a text file or a shard split.
+
+A text file is encoded exactly as `gpt2 prepare` encodes one (special tokens' spellings as
+plain text, end-of-text after it) and windowed by the same `SequentialLoader`, so the loss
+and token count on a file equal those on the shards prepared from it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gpt2.checkpoint import read_config
+from gpt2.commands.options import flat_command
+from gpt2.data.loaders import SequentialLoader
+from gpt2.data.shards import SPLITS, open_data
+from gpt2.data.sources import decode_utf8
+from gpt2.device import DeviceOptions, autocast
+from gpt2.errors import GPT2Error
+from gpt2.gpt_model import GPT2
+from gpt2.loss import mean_loss
+from gpt2.runtime import resolve_runtime
+from gpt2.tokenizers import Tokenizer, same_ids, tokenizer_for_checkpoint
+from gpt2.training.metrics import perplexity
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What to evaluate.
+
+    Args:
+        checkpoint: A checkpoint directory (ours, or a Hugging Face GPT-2 directory with a tokenizer).
+        data: A text file (encoded with the checkpoint's tokenizer) or a folder of token shards.
+        split: Which split of a shard folder: val or train.
+        batch_size: Windows per forward pass.
+        context_length: Tokens per window; default the model's context length.
+        json_output: Print one JSON object instead of text.
+    """
+
+    checkpoint: str
+    data: str
+    split: str = "val"
+    batch_size: int = 8
+    context_length: int | None = None
+    json_output: bool = False
+
+    def __post_init__(self) -> None:
+        if self.split not in SPLITS:
+            raise GPT2Error(f"--split {self.split!r} must be one of {', '.join(SPLITS)}")
+        if self.batch_size < 1:
+            raise GPT2Error(f"--batch_size must be at least 1, got {self.batch_size}")
+        if self.context_length is not None and self.context_length < 1:
+            raise GPT2Error(f"--context_length must be at least 1, got {self.context_length}")
+
+
+def _text_ids(path: Path, tokenizer: Tokenizer) -> list[np.ndarray]:
+    """A UTF-8 text file as `gpt2 prepare` encodes one document: ids, then end-of-text."""
+    text = decode_utf8(path.read_bytes(), path, 0, "strict")
+    return [np.append(tokenizer.encode_array(text), tokenizer.eot_id)]
+
+
+def _tokens(data: Path, split: str, tokenizer: Tokenizer) -> Path | list[np.ndarray]:
+    """What the windower reads: a shard folder (checked to share the checkpoint's tokenizer)
+    or the ids of a text file."""
+    if data.is_dir():
+        _, data_tokenizer = open_data(data, (split,))
+        if not same_ids(data_tokenizer.identity(), tokenizer.identity()):
+            raise GPT2Error(f"{data}: the shards were made with a different tokenizer than the checkpoint's")
+        return data
+    if not data.is_file():
+        raise GPT2Error(f"--data {data}: no such file or folder")
+    return _text_ids(data, tokenizer)
+
+
+def evaluate_checkpoint(options: EvalOptions, system: DeviceOptions = DeviceOptions()) -> dict[str, Any]:
+    """{"loss", "perplexity", "tokens"}: mean loss per predicted token. The tokenizer is found
+    before the weights are read, so a checkpoint without one fails fast."""
+    checkpoint, data = Path(options.checkpoint), Path(options.data)
+    cfg = read_config(checkpoint)
+    tokenizer = tokenizer_for_checkpoint(checkpoint, None, cfg.vocab_size)
+    ctx = options.context_length or cfg.context_length
+    if ctx > cfg.context_length:
+        raise GPT2Error(f"--context_length {ctx} exceeds the model's {cfg.context_length}")
+    runtime = resolve_runtime(system, cfg, purpose="eval")
+    batches = SequentialLoader(_tokens(data, options.split, tokenizer), split=options.split,
+                               batch_size=options.batch_size, context_length=ctx, device=str(runtime.device))
+    model = GPT2.from_pretrained(checkpoint, device=runtime.device)
+    loss, count = mean_loss(model, batches, autocast(runtime.device, runtime.dtype))
+    return {"loss": loss, "perplexity": perplexity(loss), "tokens": count}
+
+
+def _run(options: EvalOptions, system: DeviceOptions) -> None:
+    result = evaluate_checkpoint(options, system)
+    if options.json_output:
+        print(json.dumps(result))
+    else:
+        print(f"loss {result['loss']:.4f}  perplexity {result['perplexity']:.3f}  "
+              f"({result['tokens']:,} tokens of {options.data})")
+
+
+evaluate = flat_command(_run, EvalOptions, DeviceOptions, name="eval", doc="""\
+Loss and perplexity of a checkpoint on a text file or a `gpt2 prepare` folder.
+
+Example: gpt2 eval --checkpoint runs/shakespeare_cpu/best --data data/shakespeare_char""")

@@ -1,0 +1,55 @@
+"""Validation during a run: the exact mean loss over validation batches, over every process,
+and the short samples that show what the model has learned so far."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gpt2.device import autocast
+from gpt2.errors import GPT2Error
+from gpt2.generation.text import sample_text
+from gpt2.loss import mean_loss
+from gpt2.training.config import EvalSection
+from gpt2.training.distributed import DistInfo, all_reduce_sum
+
+
+class Validator:
+    """Computes validation losses with `model` (maybe compiled) and samples with `raw_model`."""
+
+    def __init__(self, model: nn.Module, raw_model: nn.Module,
+                 val_batches: Callable[[int | None], Collection[tuple[Tensor, Tensor]]], tokenizer: Any,
+                 settings: EvalSection, seed: int, info: DistInfo, amp_dtype: torch.dtype) -> None:
+        self.model, self.raw_model, self.val_batches = model, raw_model, val_batches
+        self.tokenizer, self.settings, self.seed = tokenizer, settings, seed
+        self.info, self.amp_dtype = info, amp_dtype
+        self._last: tuple[tuple[int, int], float] | None = None  # (step, batches) -> loss
+
+    def loss(self, max_batches: int | None, step: int) -> float:
+        """Mean per-token loss over the first `max_batches` validation batches (None: all),
+        over all processes. At the same step, the same batches are not evaluated twice (e.g. a
+        final whole-split pass right after an evaluation that covered the whole split) - on one
+        process only: under DDP every rank must take part in the all-reduce."""
+        batches = self.val_batches(max_batches)
+        key = (step, len(batches))
+        if self._last is not None and self._last[0] == key and not self.info.enabled:
+            return self._last[1]
+        self.model.eval()
+        loss, count = mean_loss(self.model, batches, autocast(self.info.device, self.amp_dtype))
+        self.model.train()
+        total, count = all_reduce_sum([loss * count if count else 0.0, float(count)], self.info)
+        if count == 0:
+            raise GPT2Error("the validation split yielded no batches; it is shorter than one context window")
+        self._last = (key, total / count)
+        return total / count
+
+    def sample(self) -> str:
+        """eval.prompt and a short sampled continuation (fixed seed, so samples are comparable)."""
+        e = self.settings
+        if self.tokenizer is None or e.sample_tokens <= 0:
+            return ""
+        return e.prompt + sample_text(self.raw_model, self.tokenizer, e.prompt, e.sampling, e.sample_tokens,
+                                      seed=self.seed)
