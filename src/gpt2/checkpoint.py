@@ -30,6 +30,7 @@ from gpt2.config import GPT2Config
 from gpt2.errors import CheckpointError
 from gpt2.files import (
     json_bytes,
+    member,
     read_json,
     readable_dir,
     recover_dir,
@@ -108,7 +109,7 @@ def verify_checkpoint(path: str | Path, names: Iterable[str] | None = None) -> N
                               f"this gpt2 package understands ({FORMAT_VERSION}); upgrade it")
     files = manifest.get("files", {})
     for name in files if names is None else [n for n in names if n in files]:
-        info, file = files[name], path / name
+        info, file = files[name], member(path, name, manifest_path)
         if not isinstance(info, dict) or not {"bytes", "sha256"} <= info.keys():
             raise CheckpointError(f"{manifest_path}: malformed entry for {name!r}; {_FIX}")
         if not file.exists():
@@ -140,17 +141,18 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     index = path / "model.safetensors.index.json"
     try:
         if (path / WEIGHTS).exists():
-            return load_file(path / WEIGHTS)
+            return load_file(member(path, WEIGHTS, "the checkpoint"))
         if index.exists():
             shards = sorted(set(read_json(index, _FIX, CheckpointError)["weight_map"].values()))
-            return {k: v for shard in shards for k, v in load_file(path / shard).items()}
+            return {k: v for shard in shards for k, v in load_file(member(path, shard, index)).items()}
         if (path / "pytorch_model.bin").exists():
-            return torch.load(path / "pytorch_model.bin", map_location="cpu", weights_only=True)
+            bin_file = member(path, "pytorch_model.bin", "the checkpoint")
+            return torch.load(bin_file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(f"{path / 'pytorch_model.bin'}: refused, it holds more than plain tensors "
                               "(loading it could run code); re-save the weights as model.safetensors"
                               ) from None
-    except (SafetensorError, OSError, RuntimeError, KeyError) as err:
+    except (SafetensorError, OSError, RuntimeError, KeyError, AttributeError, TypeError) as err:
         raise CheckpointError(
             f"{path}: cannot read the weights ({err}); the file is truncated or corrupt"
         ) from None

@@ -8,6 +8,10 @@
   either the old directory or the new one. Between the two renames only `.NAME.old`
   exists; readers use `readable_dir` to find it and writers `recover_dir` to put it back.
 - `read_json`, `sha256_file`, `sha256_bytes`: the one JSON reader and the two hash helpers.
+- `member`: the one place a file name read from a folder's own files (a weight index, a
+  tokenizer's sha256 map, a shard list, a manifest) becomes a path. Such a folder may come
+  from anywhere, so the name must stay inside the folder (after symlinks), name a regular
+  file (never a device or a fifo) and, where a bound is given, not be larger than it.
 """
 
 from __future__ import annotations
@@ -37,11 +41,40 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+MAX_JSON_BYTES = 64 << 20  # far above any JSON file we write; bounds what a crafted one can cost
+
+
+def member(folder: Path, name: object, listed_in: Path | str, max_bytes: int | None = None) -> Path:
+    """The path of the file `name` (read from `listed_in`) inside `folder`, after checking that
+    it is a relative name that stays inside `folder` once symlinks are resolved and, if it
+    exists, a regular file of at most `max_bytes`. A missing file is returned as is: the caller
+    says what is missing. Anything else is a one-line GPT2Error naming the folder, the listing
+    file and the entry."""
+    where = f"{listed_in}: entry {name!r} in {folder}"
+    if not isinstance(name, str) or not name or Path(name).is_absolute():
+        raise GPT2Error(f"{where} is not a relative file name; the folder is damaged or was crafted")
+    path = Path(folder) / name
+    if not path.resolve().is_relative_to(Path(folder).resolve()):
+        raise GPT2Error(f"{where} points outside the folder; refusing to read it")
+    if not os.path.lexists(path):
+        return path
+    if not path.is_file():
+        raise GPT2Error(f"{where} is not a regular file; refusing to read it")
+    if max_bytes is not None and path.stat().st_size > max_bytes:
+        raise GPT2Error(f"{where} is {path.stat().st_size:,} bytes, more than the {max_bytes:,} such a file "
+                        "can be; refusing to read it")
+    return path
+
+
 def read_json(path: Path, fix: str, error: type[GPT2Error] = GPT2Error) -> dict[str, Any]:
     """The JSON object in `path`; an `error` naming the file and saying what to do (`fix`)
-    when it is missing or not a JSON object (a truncated or hand-edited file)."""
+    when it is missing, not a regular file of sane size, or not a JSON object (a truncated or
+    hand-edited file)."""
+    path = Path(path)
+    if path.exists() and (not path.is_file() or path.stat().st_size > MAX_JSON_BYTES):
+        raise error(f"{path}: not a regular JSON file of at most {MAX_JSON_BYTES:,} bytes; {fix}")
     try:
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise error(f"{path}: not found; {fix}") from None
     except ValueError as err:  # JSONDecodeError and UnicodeDecodeError

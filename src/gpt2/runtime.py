@@ -1,14 +1,25 @@
 """From `DeviceOptions` (what the user asked for, maybe `auto`) to what a run uses: the device,
-the precision, the attention kernel and the CPU threads, with one line saying why."""
+the precision, the attention kernel and the CPU threads, with one line saying why.
+
+`auto` is decided by autotune.py from the hardware at hand: rules on a GPU, a short cached
+probe on a CPU (bf16 only where the CPU computes it natively and measurably faster). An
+explicit `bf16` on a CPU that only emulates it still runs, with a warning giving the
+measured slowdown.
+"""
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 
 import torch
 
+from gpt2 import autotune
 from gpt2.config import GPT2Config
-from gpt2.device import DeviceOptions, check_dtype, pick_device, resolve_dtype
+from gpt2.device import DTYPES, DeviceOptions, check_dtype, pick_device
+from gpt2.hardware import cpu_info, describe, native_bf16
+
+PURPOSES = ("train", "eval", "generate")
 
 
 @dataclass(frozen=True)
@@ -17,19 +28,51 @@ class Runtime:
 
     device: torch.device
     dtype: torch.dtype
-    attention: str | None  # "sdpa" / "explicit", or None to keep the model's own
+    attention: str | None  # "sdpa" / "explicit" chosen by auto; None: keep the model's own
     threads: int
     reason: str
 
+    def record(self) -> dict:
+        """What a run stores in train_config.json about where and how it ran."""
+        hardware = describe() if self.device.type == "cpu" else torch.cuda.get_device_name(self.device)
+        return {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
+                "attention": self.attention, "threads": self.threads, "reason": self.reason,
+                "hardware": hardware}
 
-def resolve_runtime(options: DeviceOptions, cfg: GPT2Config, purpose: str) -> Runtime:
-    """Resolve `options` for running `cfg` for `purpose` ("train", "eval" or "generate"),
-    and apply the thread count."""
+
+def _choose(options: DeviceOptions, device: torch.device, cfg: GPT2Config, purpose: str,
+            batch_size: int, seq_len: int, probe: bool) -> autotune.Choice:
+    if purpose == "generate":
+        return autotune.choose_decoding(device)
+    if device.type == "cpu" and not probe:  # e.g. several processes: they would time each other
+        native = native_bf16(cpu_info())
+        return autotune.Choice("bf16" if native else "float32", "sdpa", None,
+                               f"{'bf16' if native else 'float32'} by rule (no probe with several processes)")
+    return autotune.choose_training(device, cfg, batch_size, seq_len)
+
+
+def resolve_runtime(options: DeviceOptions, cfg: GPT2Config, purpose: str, batch_size: int = 1,
+                    seq_len: int | None = None, probe: bool = True, verbose: bool = True) -> Runtime:
+    """Resolve `options` for running `cfg` on `batch_size` x `seq_len` token batches for
+    `purpose` ("train", "eval" or "generate"), set torch's thread count, and (verbose) print
+    whatever `auto` chose in one line on stderr."""
     device = pick_device(options.device)
-    dtype = torch.float32 if options.dtype == "auto" else resolve_dtype(options.dtype)
+    auto = options.dtype == "auto" or options.threads == 0
+    choice = _choose(options, device, cfg, purpose, batch_size, seq_len or cfg.context_length, probe) \
+        if auto else None
+    name = choice.dtype if options.dtype == "auto" else options.dtype
+    dtype = DTYPES[name]
     check_dtype(dtype, device)
-    threads = options.threads or torch.get_num_threads()
+    threads = options.threads or (choice.threads if choice and choice.threads else torch.get_num_threads())
     if device.type == "cpu":
         torch.set_num_threads(threads)
-    reason = f"{device.type}, {str(dtype).removeprefix('torch.')}, {threads} thread(s)"
-    return Runtime(device, dtype, None, threads, reason)
+    attention = choice.attention if choice is not None else None
+    reason = choice.reason if choice is not None and options.dtype == "auto" else f"{name} as asked"
+    if device.type == "cpu" and dtype == torch.bfloat16 and not native_bf16(cpu_info()):
+        slower = autotune.bf16_slowdown(cfg, batch_size, seq_len or cfg.context_length)
+        print(f"gpt2: warning: bf16 is emulated on this CPU ({describe()}): measured {slower:.1f}x slower "
+              "than float32; use --dtype auto or float32", file=sys.stderr)
+    runtime = Runtime(device, dtype, attention, threads, reason)
+    if verbose and choice is not None:  # something was decided for the user: say what and why
+        print(f"gpt2: {purpose} on {device.type}, {name}, {threads} thread(s): {reason}", file=sys.stderr)
+    return runtime

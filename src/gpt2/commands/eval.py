@@ -7,6 +7,7 @@ and token count on a file equal those on the shards prepared from it.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,10 +86,12 @@ def evaluate_checkpoint(options: EvalOptions, system: DeviceOptions = DeviceOpti
     ctx = options.context_length or cfg.context_length
     if ctx > cfg.context_length:
         raise GPT2Error(f"--context_length {ctx} exceeds the model's {cfg.context_length}")
-    runtime = resolve_runtime(system, cfg, purpose="eval")
+    runtime = resolve_runtime(system, cfg, "eval", options.batch_size, ctx)
     batches = SequentialLoader(_tokens(data, options.split, tokenizer), split=options.split,
                                batch_size=options.batch_size, context_length=ctx, device=str(runtime.device))
     model = GPT2.from_pretrained(checkpoint, device=runtime.device)
+    if runtime.attention is not None:  # the kernel auto measured faster here; the weights are the same
+        model.set_runtime_options(dataclasses.replace(model.cfg, attention=runtime.attention))
     loss, count = mean_loss(model, batches, autocast(runtime.device, runtime.dtype))
     return {"loss": loss, "perplexity": perplexity(loss), "tokens": count}
 

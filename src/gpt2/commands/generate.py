@@ -131,7 +131,7 @@ def load_session(options: GenerateOptions, sampling: SamplingOptions, system: De
     """Resolve the device and precision for this checkpoint, then load it."""
     if not Path(options.checkpoint).is_dir():
         raise GPT2Error(f"--checkpoint {options.checkpoint}: no such directory")
-    runtime = resolve_runtime(system, read_config(options.checkpoint), purpose="generate")
+    runtime = resolve_runtime(system, read_config(options.checkpoint), "generate")
     text = TextGenerator.from_checkpoint(options.checkpoint, options.tokenizer, runtime.device, runtime.dtype)
     return Session(text, options, sampling)
 

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from gpt2.errors import GPT2Error
-from gpt2.files import json_bytes, read_json, readable_dir, write_bytes_atomic
+from gpt2.files import json_bytes, member, read_json, readable_dir, write_bytes_atomic
 from gpt2.tokenizers import Tokenizer, load_tokenizer, same_ids
 
 MAGIC = b"GPT2TOKS"
@@ -190,7 +190,8 @@ def split_shards(data_dir: str | Path, split: str) -> list[Path]:
         raise GPT2Error(f"unknown split {split!r}: expected one of {SPLITS}")
     meta = read_meta(data_dir)
     folder = readable_dir(Path(data_dir), META_FILE)
-    return [folder / shard["file"] for shard in meta["splits"][split]["shards"]]
+    shards = meta["splits"][split]["shards"]
+    return [member(folder, shard.get("file"), folder / META_FILE) for shard in shards]
 
 
 def open_data(data_dir: str | Path, splits: tuple[str, ...] = SPLITS) -> tuple[Path, Tokenizer]:
@@ -206,7 +207,7 @@ def open_data(data_dir: str | Path, splits: tuple[str, ...] = SPLITS) -> tuple[P
         if not shards:
             raise GPT2Error(f"{data_dir}: meta.json lists no {split} shards; re-run `gpt2 prepare`")
         for shard in shards:
-            if not (folder / shard["file"]).is_file():
+            if not member(folder, shard.get("file"), folder / META_FILE).is_file():
                 raise GPT2Error(f"{data_dir}: shard {shard['file']} listed in meta.json is missing; "
                                 "re-run `gpt2 prepare`")
     tokenizer = load_tokenizer(folder / TOKENIZER_DIR)

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 from gpt2.errors import GPT2Error
-from gpt2.files import read_json, sha256_bytes
-from gpt2.tokenizers.base import TOKENIZER_FILE, Tokenizer, same_ids
+from gpt2.files import member, read_json, sha256_bytes
+from gpt2.tokenizers.base import MAX_FILE_BYTES, TOKENIZER_FILE, Tokenizer, same_ids
 from gpt2.tokenizers.char import CharTokenizer
 from gpt2.tokenizers.gpt2_bpe import GPT2_VOCAB_SIZE, GPT2BPETokenizer
 from gpt2.tokenizers.sentencepiece import MODEL_FILE, SentencePieceTokenizer
@@ -51,8 +51,11 @@ def find_tokenizer(directory: str | Path) -> Tokenizer | None:
     kind = meta.get("kind")
     if kind not in _KINDS:
         raise GPT2Error(f"{meta_path}: unknown tokenizer kind {kind!r} (expected one of {sorted(_KINDS)})")
-    for name, expected in meta.get("sha256", {}).items():
-        path = directory / name
+    hashes = meta.get("sha256", {})
+    if not isinstance(hashes, dict):
+        raise GPT2Error(f"{meta_path}: 'sha256' is not a map of file names to hashes; {_FIX}")
+    for name, expected in hashes.items():
+        path = member(directory, name, meta_path, MAX_FILE_BYTES)
         if not path.is_file() or sha256_bytes(path.read_bytes()) != expected:
             raise GPT2Error(f"{path} is missing or does not match its sha256 in {TOKENIZER_FILE}")
     tokenizer = _KINDS[kind].from_directory(directory)

@@ -13,10 +13,22 @@ from typing import Any
 
 import numpy as np
 
-from gpt2.files import json_bytes, sha256_bytes, write_bytes_atomic
+from gpt2.errors import GPT2Error
+from gpt2.files import json_bytes, member, sha256_bytes, write_bytes_atomic
 
 TOKENIZER_FILE = "gpt2_tokenizer.json"  # names the kind; never config.json (that is the model's)
 FORMAT_VERSION = 1
+MAX_FILE_BYTES = 256 << 20  # GPT-2's BPE files are 1.5 MB; a large SentencePiece model ~10 MB
+
+
+def read_tokenizer_file(directory: str | Path, name: str,
+                        listed_in: Path | str = "the tokenizer folder") -> bytes:
+    """The bytes of a tokenizer's file `name` in `directory`, checked by `gpt2.files.member`
+    (inside the folder, a regular file, at most MAX_FILE_BYTES)."""
+    path = member(Path(directory), name, listed_in, MAX_FILE_BYTES)
+    if not path.is_file():
+        raise GPT2Error(f"{path}: missing from the tokenizer folder")
+    return path.read_bytes()
 
 
 def same_ids(a: dict[str, Any], b: dict[str, Any]) -> bool:

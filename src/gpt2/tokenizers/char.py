@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from gpt2.errors import GPT2Error
-from gpt2.tokenizers.base import Tokenizer
+from gpt2.tokenizers.base import Tokenizer, read_tokenizer_file
 
 ENDOFTEXT = "<|endoftext|>"
 VOCAB_FILE = "char_vocab.json"
@@ -53,7 +53,7 @@ class CharTokenizer(Tokenizer):
 
     @classmethod
     def from_directory(cls, directory: str | Path) -> CharTokenizer:
-        return cls(json.loads((Path(directory) / VOCAB_FILE).read_text(encoding="utf-8"))["chars"])
+        return cls(json.loads(read_tokenizer_file(directory, VOCAB_FILE).decode("utf-8"))["chars"])
 
     def encode_reference(self, text: str, *, allow_special: bool = True) -> list[int]:
         """Readable reference for `encode`: look each character up in turn."""

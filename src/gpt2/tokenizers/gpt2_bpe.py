@@ -22,7 +22,7 @@ import tiktoken
 
 from gpt2.errors import GPT2Error
 from gpt2.files import read_json, sha256_bytes
-from gpt2.tokenizers.base import Tokenizer
+from gpt2.tokenizers.base import Tokenizer, read_tokenizer_file
 
 ENDOFTEXT = "<|endoftext|>"
 GPT2_VOCAB_SIZE = 50257  # 50,000 merges + 256 bytes + <|endoftext|>
@@ -164,7 +164,7 @@ class GPT2BPETokenizer(Tokenizer):
     def from_directory(cls, directory: str | Path) -> GPT2BPETokenizer:
         """Load vocab.json + merges.txt (our save, or any Hugging Face GPT-2 directory)."""
         directory = Path(directory)
-        return cls({orig: (directory / hf).read_bytes() for orig, hf in HF_NAMES.items()})
+        return cls({orig: read_tokenizer_file(directory, hf) for orig, hf in HF_NAMES.items()})
 
     @classmethod
     def from_hf_tokenizer_json(cls, path: str | Path) -> GPT2BPETokenizer:

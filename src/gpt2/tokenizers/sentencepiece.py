@@ -12,7 +12,7 @@ from pathlib import Path
 import sentencepiece as spm
 
 from gpt2.errors import GPT2Error
-from gpt2.tokenizers.base import Tokenizer
+from gpt2.tokenizers.base import Tokenizer, read_tokenizer_file
 
 MODEL_FILE = "tokenizer.model"  # the same name Hugging Face uses for SentencePiece models
 
@@ -46,7 +46,7 @@ class SentencePieceTokenizer(Tokenizer):
 
     @classmethod
     def from_directory(cls, directory: str | Path) -> SentencePieceTokenizer:
-        return cls.from_file(Path(directory) / MODEL_FILE)
+        return cls(read_tokenizer_file(directory, MODEL_FILE), source=str(Path(directory) / MODEL_FILE))
 
     def encode(self, text: str, *, allow_special: bool = True) -> list[int]:
         # SentencePiece never parses control pieces from text, so allow_special changes nothing.

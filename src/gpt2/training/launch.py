@@ -8,6 +8,7 @@ for a reason that was visible at step 0.
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ from gpt2.runtime import resolve_runtime
 from gpt2.tokenizers import Tokenizer, find_tokenizer, same_ids
 from gpt2.training.checkpointing import LATEST, load_resume_state
 from gpt2.training.config import MODEL_FIELDS, RunConfig
-from gpt2.training.distributed import DistInfo, dist_info_from_env, init_distributed
+from gpt2.training.distributed import DistInfo, dist_info_from_env, init_distributed, launched_by_torchrun
 from gpt2.training.engine import Trainer
 
 
@@ -37,9 +38,14 @@ def build_trainer(cfg: RunConfig, resume: bool = False) -> Trainer:
         if not ckpt.is_dir():
             raise GPT2Error(f"--resume: no checkpoint at {ckpt}; run without --resume to start the run")
     model_cfg = model_config(cfg, source, tokenizer)
-    runtime = resolve_runtime(cfg.system, model_cfg, purpose="train")
-    info = dist_info_from_env(runtime.device)
     window = cfg.train.context_length or model_cfg.context_length  # decided once, used everywhere
+    single = not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1
+    micro = cfg.train.batch_size // (int(os.environ.get("WORLD_SIZE", 1)) * cfg.train.grad_accum_steps)
+    runtime = resolve_runtime(cfg.system, model_cfg, "train", max(1, micro), window, probe=single,
+                              verbose=int(os.environ.get("RANK", 0)) == 0)
+    if cfg.model.attention is None and runtime.attention is not None:  # auto picked the faster kernel
+        model_cfg = dataclasses.replace(model_cfg, attention=runtime.attention)
+    info = dist_info_from_env(runtime.device)
     check_settings(cfg, info, model_cfg, tokenizer, source, window)
     init_distributed(info)  # only now wait for the other processes
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every process
@@ -47,6 +53,7 @@ def build_trainer(cfg: RunConfig, resume: bool = False) -> Trainer:
     torch.manual_seed(cfg.train.seed + info.rank)  # dropout differs between processes
     train_batches, val_batches = make_loaders(cfg, data_dir, info, window)
     trainer = Trainer(cfg, model, train_batches, val_batches, tokenizer, info, runtime.dtype, window)
+    trainer.checkpoints.run_config["runtime"] = runtime.record()  # train_config.json says how it ran
     if resume:
         trainer.restore(load_resume_state(ckpt))
     return trainer

@@ -1,0 +1,138 @@
+"""Choose precision, attention kernel and thread count for the hardware at hand ("auto").
+
+On CPU the answer depends on the chip and the model width: bf16 autocast is ~2x faster than
+float32 with AVX512_BF16 but 8-15x slower where it is emulated (AVX2), and tiny models often run
+faster on one thread. So on CPU we time forward+backward of one TransformerBlock per sensible
+combination and cache the timings; CUDA and MPS get fixed rules. The `decide_*` functions are
+pure functions of facts and timings, so tests can inject both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import torch
+
+from gpt2.autotune_probe import ATTENTIONS, Combo, cached_timings, combo_key
+from gpt2.config import GPT2Config
+from gpt2.hardware import CpuInfo, bf16_support, cpu_info
+
+
+@dataclass(frozen=True)
+class Choice:
+    """What to run with, and one human line saying why. None means "leave as it is"."""
+
+    dtype: str  # "float32", "bf16" or "fp16" (autocast for training, weights for decoding)
+    attention: str | None  # "explicit" or "sdpa"
+    threads: int | None  # for torch.set_num_threads
+    reason: str
+    timings: dict[str, float] = field(default_factory=dict)  # seconds per step, by combo_key
+    probe_shape: tuple[int, int] | None = None  # (batch, seq) that was timed
+
+
+def candidates(info: CpuInfo) -> list[Combo]:
+    """Combos worth timing: bf16 only where native; 1 thread or all usable cores."""
+    dtypes = ["float32", "bf16"] if bf16_support(info)[0] else ["float32"]
+    return [(dt, a, t) for t in sorted({1, info.cores}) for dt in dtypes for a in ATTENTIONS]
+
+
+def _compare(t: float, other: float, what: str) -> str:
+    """How time t compares with another: '1.8x faster than float32'."""
+    if abs(other / t - 1) < 0.05:
+        return f"about as fast as {what}"
+    return f"{other / t:.1f}x faster than {what}" if other > t else f"{t / other:.1f}x slower than {what}"
+
+
+def _threads(n: int | str) -> str:
+    return f"{n} thread{'' if str(n) == '1' else 's'}"
+
+
+def decide_cpu(info: CpuInfo, timings: dict[str, float]) -> Choice:
+    """The fastest timed combo, bf16 only where native; pure: give it any info and timings."""
+    native, why = bf16_support(info)
+    allowed = {k: s for k, s in timings.items() if native or not k.startswith("bf16/")}
+    if not allowed:
+        return Choice("float32", "sdpa", None, f"float32: {why}; nothing measured, sdpa attention")
+    best = min(allowed, key=allowed.__getitem__)
+    dtype, attention, threads = best.split("/")
+    t, bf16 = allowed[best], timings.get(combo_key("bf16", attention, threads))
+    if dtype == "bf16":
+        fp32 = timings[combo_key("float32", attention, threads)]
+        parts = [f"bf16 autocast: {why} and bf16 measured {_compare(t, fp32, 'float32')} for this shape"]
+    elif native and bf16 is not None:
+        parts = [f"float32: {why} but bf16 measured {_compare(bf16, t, 'float32')} for this shape"]
+    else:
+        parts = [f"float32: {why}"]
+    rival = "sdpa" if attention == "explicit" else "explicit"
+    rival_t = timings.get(combo_key(dtype, rival, threads))
+    parts.append(f"{attention} attention" + (f" {_compare(t, rival_t, rival)}" if rival_t else ""))
+    parts.append(_threads(threads) + "".join(f" ({_compare(t, s, _threads(k.split('/')[2]))})"
+                                             for k, s in allowed.items()
+                                             if k.startswith(f"{dtype}/{attention}/") and k != best))
+    return Choice(dtype, attention, int(threads), "; ".join(parts), dict(timings))
+
+
+def decide_cuda(bf16_native: bool, capability: tuple[int, int]) -> Choice:
+    """CUDA rules: bf16 where native (Ampere+), else fp16 with a GradScaler on tensor-core GPUs."""
+    sm = f"GPU sm_{capability[0]}{capability[1]}"
+    if bf16_native:
+        return Choice("bf16", "sdpa", None, f"bf16 autocast: {sm} has native bf16; sdpa attention")
+    if capability >= (7, 0):
+        return Choice("fp16", "sdpa", None, f"fp16 autocast + GradScaler: {sm} has fp16 tensor cores "
+                      "but no native bf16; sdpa attention")
+    return Choice("float32", "sdpa", None, f"float32: {sm} has no native bf16 nor fp16 tensor cores")
+
+
+def _cuda_bf16_native() -> bool:
+    """Without including_emulation=False, recent torch says True even where bf16 is emulated (< sm_80)."""
+    try:
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    except TypeError:  # an older torch without the argument, which did not count emulation either
+        return torch.cuda.is_bf16_supported()
+
+
+def choose_training(device: torch.device | str, cfg: GPT2Config, batch_size: int, seq_len: int,
+                    info: CpuInfo | None = None, refresh: bool = False) -> Choice:
+    """Precision, attention and threads for training `cfg` at this micro-batch on `device`.
+
+    On CPU this times one block (about a second) unless the cache already has the timings.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return decide_cuda(_cuda_bf16_native(), torch.cuda.get_device_capability(device))
+    if device.type != "cpu":
+        return Choice("float32", "sdpa", None, f"float32 on {device.type}: autocast there is not "
+                      "reliably faster; sdpa attention")
+    info = info or cpu_info()
+    timings, shape = cached_timings(info, cfg, batch_size, seq_len, candidates(info), refresh)
+    return dataclasses.replace(decide_cpu(info, timings), probe_shape=shape)
+
+
+def bf16_slowdown(cfg: GPT2Config, batch_size: int, seq_len: int, info: CpuInfo | None = None) -> float:
+    """Measured bf16-autocast time / float32 time on CPU at the current thread count (> 1: slower).
+
+    For warning a user who asks for bf16 where it is emulated: "measured 9.1x slower".
+    """
+    info, threads = info or cpu_info(), torch.get_num_threads()
+    fp32, bf16 = [(dt, cfg.attention, threads) for dt in ("float32", "bf16")]
+    timings, _ = cached_timings(info, cfg, batch_size, seq_len, [fp32, bf16])
+    return timings[combo_key(*bf16)] / timings[combo_key(*fp32)]
+
+
+def decide_decoding(device_type: str, bf16_native: bool, why: str = "") -> Choice:
+    """Weights dtype for generation (batch 1): bf16 only where the device computes it natively."""
+    if device_type in ("cpu", "cuda") and bf16_native:
+        extra = "; oneDNN's prepacked bf16 linear is ~2x faster" if device_type == "cpu" else ""
+        return Choice("bf16", None, None, f"bf16 weights: {why or 'native bf16'}{extra}")
+    return Choice("float32", None, None, f"float32 weights: {why or f'no native bf16 on {device_type}'}")
+
+
+def choose_decoding(device: torch.device | str, info: CpuInfo | None = None) -> Choice:
+    """`decide_decoding` with this machine's facts; no probe."""
+    device = torch.device(device)
+    if device.type == "cpu":
+        return decide_decoding("cpu", *bf16_support(info or cpu_info()))
+    if device.type == "cuda":
+        return decide_decoding("cuda", _cuda_bf16_native())
+    return decide_decoding(device.type, False)
