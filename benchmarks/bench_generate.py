@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import tempfile
 import time
 from collections.abc import Callable
 
 import torch
 
-from gpt2 import GPT2, GPT2Config
+from gpt2 import GPT2
 from gpt2.generation import generate, generate_text, prepare_for_decoding
 from gpt2.generation.sampling import SamplingOptions
+from gpt2.hardware import GPT2Config, describe
 
 PROMPT_LEN, NEW_TOKENS = 16, 128
 
@@ -137,8 +137,7 @@ def main() -> None:
         ("matrix-vector, float32", model), ("matrix-vector, float32, prepared", fast32),
         ("matrix-vector, bf16", bf16), ("matrix-vector, bf16, prepared", fast16))}
     ref = tps["transformers generate, float32"]
-    print(f"\nmachine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}")
+    print(f"\nmachine: {describe()}, {torch.get_num_threads()} threads, load {os.getloadavg()[0]:.1f}")
     print(f"gpt2 preset (random weights), batch 1, {PROMPT_LEN}-token prompt, {NEW_TOKENS} new tokens, "
           f"greedy, best of {args.repeats}\n")
     print(f"| {'contender':<42} | {'tokens/s':>8} | {'vs transformers fp32':>20} |")

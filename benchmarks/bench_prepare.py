@@ -31,6 +31,7 @@ from pathlib import Path
 
 from gpt2.data.corpus import shakespeare_files
 from gpt2.data.prepare import default_workers
+from gpt2.hardware import describe
 from gpt2.tokenizers import GPT2BPETokenizer
 
 RUN_PREPARE = """
@@ -182,7 +183,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=default_workers())
     parser.add_argument("--sizes", default="", help="comma-separated corpus sizes in MB for the memory table")
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
+    print(f"machine: {describe()}, "
           f"python {platform.python_version()}, load average {os.getloadavg()[0]:.1f}; "
           "corpus: shakespeare (5.06 MB), GPT-2 BPE")
     with tempfile.TemporaryDirectory() as tmp:

@@ -26,6 +26,7 @@ from collections.abc import Callable
 import torch
 
 from gpt2 import GPT2, GPT2Config
+from gpt2.hardware import describe
 from gpt2.loss import cross_entropy_loss
 from gpt2.training.optim import build_optimizer
 
@@ -136,7 +137,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    print(f"machine: {describe()}, {torch.get_num_threads()} threads")
     for name in args.configs:
         bench_config(name, args.modes, args.hf_modes, args.steps or (20 if name == "a" else 2), args.rounds)
 

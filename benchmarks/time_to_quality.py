@@ -1,7 +1,7 @@
 """Time to quality: seconds for `gpt2 train` to reach a validation loss on char-level
 tiny Shakespeare, start-up included.
 
-The corpus is /work/shared/data/tinyshakespeare.txt (or --text): characters, the first
+The corpus is ../shared/data/tinyshakespeare.txt beside the repo (or --text): characters, the first
 90% for training and the last 10% for validation, as nanoGPT's shakespeare_char does.
 The data folder is written first (timed separately); then one `gpt2 train --config ...`
 process runs the recipe and the wall time of that whole process (Python start-up,
@@ -26,10 +26,11 @@ from pathlib import Path
 import numpy as np
 
 from gpt2.data.shards import write_prepared
+from gpt2.hardware import describe
 from gpt2.tokenizers import get_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_TEXT = Path("/work/shared/data/tinyshakespeare.txt")
+DEFAULT_TEXT = ROOT.parent / "shared" / "data" / "tinyshakespeare.txt"  # ../shared beside the repo
 
 
 def prepare_char_split(text_path: Path, out: Path, train_fraction: float = 0.9) -> Path:
@@ -76,6 +77,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         data = prepare_char_split(text, Path(tmp) / "data")
+        print(f"machine: {describe()}")
         print(f"data prepared in {time.perf_counter() - t0:.1f} s (not counted)")
         for name, config in recipes:
             extra = args.overrides if name == "fast" else []

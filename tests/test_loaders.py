@@ -92,6 +92,18 @@ def test_random_windows_resume_exactly(data_dir):
         c.load_state_dict(state)
 
 
+def test_resume_refuses_other_data_with_the_same_token_count(data_dir, tmp_path):
+    a = RandomWindowLoader(data_dir, batch_size=4, context_length=32, seed=7)
+    a.next_batch()
+    rng = np.random.default_rng(1)  # the same shard sizes, other ids
+    other = make_data_dir(tmp_path / "other", {"train": [rng.integers(0, 1000, n) for n in (500, 37, 1200)],
+                                               "val": [np.arange(0, 203) % 1000]})
+    b = RandomWindowLoader(other, batch_size=4, context_length=32, seed=7)
+    assert b.n_tokens == a.n_tokens
+    with pytest.raises(ValueError, match="not the ones the run was trained on"):
+        b.load_state_dict(a.state_dict())
+
+
 def test_two_ranks_of_b_equal_one_rank_of_2b(data_dir):
     whole = RandomWindowLoader(data_dir, batch_size=6, context_length=16, seed=3)
     ranks = [RandomWindowLoader(data_dir, batch_size=3, context_length=16, seed=3, rank=r, world_size=2)

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
 
 import gpt2.checkpoint
 from conftest import tiny_config
@@ -155,7 +154,8 @@ def test_a_pickle_payload_in_pytorch_model_bin_never_runs(tmp_path, capsys, comm
     text.write_text(TEXT[:300])
     args = {"generate": ["generate", "--checkpoint", str(ckpt), "--prompt", "a", *PINNED],
             "eval": ["eval", "--checkpoint", str(ckpt), "--data", str(text), *PINNED],
-            "train": tiny_args(make_char_data(tmp_path / "data"), tmp_path / "out", **{"model.init": ckpt})}[command]
+            "train": tiny_args(make_char_data(tmp_path / "data"), tmp_path / "out", **{"model.init": ckpt}),
+            }[command]
     err = _one_line_error(capsys, *args)
     assert "pytorch_model.bin: refused" in err and "safetensors" in err
     assert not marker.exists()

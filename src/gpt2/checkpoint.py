@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import pickle
 import shutil
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -147,7 +148,9 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
             return {k: v for shard in shards for k, v in load_file(member(path, shard, index)).items()}
         if (path / "pytorch_model.bin").exists():
             bin_file = member(path, "pytorch_model.bin", "the checkpoint")
-            return torch.load(bin_file, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch's note on pickle protocols is not the user's concern
+                warnings.simplefilter("ignore", UserWarning)
+                return torch.load(bin_file, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise CheckpointError(f"{path / 'pytorch_model.bin'}: refused, it holds more than plain tensors "
                               "(loading it could run code); re-save the weights as model.safetensors"
@@ -168,5 +171,9 @@ def load_training_state(path: str | Path) -> dict[str, Any] | None:
     verify_checkpoint(path, [TRAINING_STATE])
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, RuntimeError, OSError, ValueError, EOFError) as err:  # non-data pickles
+    except pickle.UnpicklingError:  # weights_only refuses anything but plain data
+        raise CheckpointError(f"{file}: cannot load the training state: it holds more than plain data "
+                              "(loading it could run code); the checkpoint is damaged or was crafted"
+                              ) from None
+    except (RuntimeError, OSError, ValueError, EOFError) as err:
         raise CheckpointError(f"{file}: cannot load the training state ({err}); {_FIX}") from None

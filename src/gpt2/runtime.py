@@ -73,6 +73,7 @@ def resolve_runtime(options: DeviceOptions, cfg: GPT2Config, purpose: str, batch
         print(f"gpt2: warning: bf16 is emulated on this CPU ({describe()}): measured {slower:.1f}x slower "
               "than float32; use --dtype auto or float32", file=sys.stderr)
     runtime = Runtime(device, dtype, attention, threads, reason)
-    if verbose and choice is not None:  # something was decided for the user: say what and why
+    decided = choice is not None and (options.dtype == "auto" or choice.threads is not None)
+    if verbose and decided:  # something was decided for the user: say what and why
         print(f"gpt2: {purpose} on {device.type}, {name}, {threads} thread(s): {reason}", file=sys.stderr)
     return runtime

@@ -60,7 +60,7 @@ class EvalOptions:
 
 def _text_ids(path: Path, tokenizer: Tokenizer) -> list[np.ndarray]:
     """A UTF-8 text file as `gpt2 prepare` encodes one document: ids, then end-of-text."""
-    text = decode_utf8(path.read_bytes(), path, 0, "strict")
+    text = decode_utf8(path.read_bytes(), path, 0, "strict", "give a UTF-8 text file")
     return [np.append(tokenizer.encode_array(text), tokenizer.eot_id)]
 
 
@@ -86,9 +86,10 @@ def evaluate_checkpoint(options: EvalOptions, system: DeviceOptions = DeviceOpti
     ctx = options.context_length or cfg.context_length
     if ctx > cfg.context_length:
         raise GPT2Error(f"--context_length {ctx} exceeds the model's {cfg.context_length}")
+    tokens = _tokens(data, options.split, tokenizer)  # bad data fails before any probe or load
     runtime = resolve_runtime(system, cfg, "eval", options.batch_size, ctx)
-    batches = SequentialLoader(_tokens(data, options.split, tokenizer), split=options.split,
-                               batch_size=options.batch_size, context_length=ctx, device=str(runtime.device))
+    batches = SequentialLoader(tokens, split=options.split, batch_size=options.batch_size,
+                               context_length=ctx, device=str(runtime.device))
     model = GPT2.from_pretrained(checkpoint, device=runtime.device)
     if runtime.attention is not None:  # the kernel auto measured faster here; the weights are the same
         model.set_runtime_options(dataclasses.replace(model.cfg, attention=runtime.attention))

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from gpt2.data.shards import open_shard, read_meta, split_shards
+from gpt2.data.shards import open_shard, read_meta, split_sha256, split_shards
 from gpt2.data.text_dataset import GPTDatasetV1, create_dataloader_v1
 from gpt2.errors import GPT2Error
 
@@ -68,6 +68,7 @@ class RandomWindowLoader:
         self.batch_size, self.context_length = batch_size, context_length
         self.seed, self.rank, self.world_size, self.device = seed, rank, world_size, device
         self.shards = _open_split(data_dir, split)
+        self.data_sha256 = split_sha256(data_dir, split)
         # A window needs context_length + 1 tokens; shard i offers len_i - context_length starts.
         self._starts = np.array([max(0, len(s) - context_length) for s in self.shards], dtype=np.int64)
         self.n_tokens = int(sum(len(s) for s in self.shards))
@@ -100,11 +101,16 @@ class RandomWindowLoader:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to continue the exact same stream (plain ints and strings)."""
         return {"seed": self.seed, "step": self.step, "split": self.split, "n_tokens": self.n_tokens,
-                "global_batch_size": self.batch_size * self.world_size, "context_length": self.context_length}
+                "global_batch_size": self.batch_size * self.world_size, "context_length": self.context_length,
+                "data_sha256": self.data_sha256}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a saved position; refuses a state from different data or batch shape."""
         mine = self.state_dict()
+        if state.get("data_sha256", mine["data_sha256"]) != mine["data_sha256"]:  # absent: saved by v0.1
+            raise GPT2Error(f"cannot resume the data stream: the {self.split} shards in {self.data_dir} are "
+                            "not the ones the run was trained on (their sha256 differ); resume with that "
+                            "data, or start a new run")
         for key in ("split", "n_tokens", "global_batch_size", "context_length"):
             if state.get(key) != mine[key]:
                 raise GPT2Error(f"cannot resume the data stream: saved {key}={state.get(key)!r}, "

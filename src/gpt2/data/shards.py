@@ -194,6 +194,13 @@ def split_shards(data_dir: str | Path, split: str) -> list[Path]:
     return [member(folder, shard.get("file"), folder / META_FILE) for shard in shards]
 
 
+def split_sha256(data_dir: str | Path, split: str) -> str:
+    """One hash of a split's content: of the sha256 of each of its shards, in order (from
+    meta.json, so nothing is read). Equal hashes <=> the same token stream."""
+    shards = read_meta(data_dir)["splits"][split]["shards"]
+    return hashlib.sha256("".join(str(s.get("sha256")) for s in shards).encode()).hexdigest()
+
+
 def open_data(data_dir: str | Path, splits: tuple[str, ...] = SPLITS) -> tuple[Path, Tokenizer]:
     """A prepared folder and its tokenizer, checked to belong together, with `splits` not empty
     and every listed shard present (so a run fails at step 0, not at its first validation)."""

@@ -145,13 +145,16 @@ def plan_chunks(sources: list[Source], target: int) -> list[Chunk]:
     return chunks
 
 
-def decode_utf8(data: bytes, path: Path, offset: int, errors: str) -> str:
-    """UTF-8 text of a chunk; a bad byte is a ValueError naming the file and byte offset."""
+REPLACE_HINT = "fix the file or pass --errors replace to substitute U+FFFD"
+
+
+def decode_utf8(data: bytes, path: Path, offset: int, errors: str, fix: str = REPLACE_HINT) -> str:
+    """UTF-8 text of a chunk; a bad byte is a GPT2Error naming the file and byte offset, and `fix`."""
     try:
         return data.decode("utf-8", errors=errors)
     except UnicodeDecodeError as err:
         raise GPT2Error(f"{path}: byte {offset + err.start:,} is not valid UTF-8 ({data[err.start]:#04x}); "
-                         "fix the file or pass --errors replace to substitute U+FFFD") from None
+                        f"{fix}") from None
 
 
 def read_chunk(source: Source, chunk: Chunk, errors: str = "strict", field: str = "text") -> list[str]:
