@@ -190,6 +190,8 @@ BAD = {
     "missing prompt file": (["--checkpoint", "{root}/char", "--prompt_file", "{root}/no"], "no such file"),
     "no samples": (["--checkpoint", "{root}/char", "--num_samples", "0"], "num_samples"),
     "unknown dtype": (["--checkpoint", "{root}/char", "--dtype", "int3"], "unknown dtype"),
+    "unknown quantization": (["--checkpoint", "{root}/char", "--quantize", "int4"], "--quantize 'int4'"),
+    "int8 with bf16": (["--checkpoint", "{root}/char", "--quantize", "int8", "--dtype", "bf16"], "float32"),
 }
 
 
@@ -229,3 +231,10 @@ def test_a_reader_that_stops_early_gets_no_traceback(ckpts):
     err = proc.stderr.read().decode()
     assert proc.wait(timeout=120) == 0
     assert "Traceback" not in err
+
+
+def test_int8_generation_from_the_command_line(ckpts, capsys):
+    main(["generate", *PINNED, "--checkpoint", str(ckpts["root"] / "char"), "--prompt", CORPUS[:6],
+          "--quantize", "int8", "--temperature", "0", "--max_new_tokens", "8"])
+    out = capsys.readouterr().out
+    assert out.startswith(CORPUS[:6]) and len(out) > len(CORPUS[:6]) + 1

@@ -7,6 +7,7 @@ is found is `gpt2.tokenizers.tokenizer_for_checkpoint`.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 from dataclasses import dataclass
@@ -38,6 +39,8 @@ class GenerateOptions:
         seed: Makes sampling reproducible.
         interactive: Read prompts from stdin one line at a time without reloading (`--interactive true`).
         tokenizer: Override the checkpoint's tokenizer: gpt2, a tokenizer directory, or a .model file.
+        quantize: int8: weight-only int8 (per-channel, activations in float32) for faster CPU decoding;
+            needs float32 (--dtype auto or float32).
     """
 
     checkpoint: str
@@ -49,8 +52,11 @@ class GenerateOptions:
     seed: int | None = None
     interactive: bool = False
     tokenizer: str | None = None
+    quantize: str | None = None
 
     def __post_init__(self) -> None:
+        if self.quantize not in (None, "int8"):
+            raise GPT2Error(f"--quantize {self.quantize!r}: the only choice is int8 (or leave it out)")
         if isinstance(self.num_samples, bool) or self.num_samples < 1:
             raise GPT2Error(f"--num_samples must be at least 1, got {self.num_samples}")
         if self.max_new_tokens < 0:
@@ -131,8 +137,14 @@ def load_session(options: GenerateOptions, sampling: SamplingOptions, system: De
     """Resolve the device and precision for this checkpoint, then load it."""
     if not Path(options.checkpoint).is_dir():
         raise GPT2Error(f"--checkpoint {options.checkpoint}: no such directory")
+    if options.quantize and system.dtype not in ("auto", "float32"):
+        raise GPT2Error(f"--quantize int8 keeps activations in float32; use --dtype float32, "
+                        f"not {system.dtype}")
+    if options.quantize:  # int8 weights replace the choice of a float precision
+        system = dataclasses.replace(system, dtype="float32")
     runtime = resolve_runtime(system, read_config(options.checkpoint), "generate")
-    text = TextGenerator.from_checkpoint(options.checkpoint, options.tokenizer, runtime.device, runtime.dtype)
+    text = TextGenerator.from_checkpoint(options.checkpoint, options.tokenizer, runtime.device, runtime.dtype,
+                                         options.quantize)
     return Session(text, options, sampling)
 
 

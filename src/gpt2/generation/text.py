@@ -17,6 +17,7 @@ from gpt2.checkpoint import read_config
 from gpt2.errors import GPT2Error
 from gpt2.generation.decode import generate_stream
 from gpt2.generation.fast_linear import prepare_for_decoding
+from gpt2.generation.quantize import quantize_int8
 from gpt2.generation.sampling import SamplingOptions
 from gpt2.generation.streaming import stream_text
 from gpt2.gpt_model import GPT2
@@ -31,14 +32,17 @@ class TextGenerator:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, tokenizer: str | None = None,
-                        device: torch.device | str = "cpu",
-                        dtype: torch.dtype | None = None) -> TextGenerator:
+                        device: torch.device | str = "cpu", dtype: torch.dtype | None = None,
+                        quantize: str | None = None) -> TextGenerator:
         """Load a checkpoint (ours or a Hugging Face GPT-2 directory) for generation: its
         tokenizer first (so a directory without one fails before the weights are read), then
-        the weights in `dtype`, laid out for fast decoding (see fast_linear.py)."""
+        the weights in `dtype` - or int8 with quantize="int8" (see quantize.py) - laid out for
+        fast decoding (see fast_linear.py)."""
         path = Path(checkpoint)
         tok = tokenizer_for_checkpoint(path, tokenizer, read_config(path).vocab_size)
         model = GPT2.from_pretrained(path, device=device, dtype=dtype)
+        if quantize == "int8":
+            quantize_int8(model)
         return cls(prepare_for_decoding(model), tok)
 
     def encode(self, text: str) -> list[int]:
