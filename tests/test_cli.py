@@ -42,3 +42,24 @@ def test_mistakes_are_one_line_errors(tmp_path, args, message):
     errors = [line for line in out.stderr.splitlines() if line.startswith("gpt2: error:")]
     assert len(errors) == 1 and message in errors[0], out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "--bogus", "1"], "unrecognized arguments: --bogus 1"),
+    (["train", "--optim.lr", "nan"], "--optim.lr: expected a float, got nan"),
+    (["train", "--train.batch_size", "abc"], "--train.batch_size: expected a int, got abc"),
+    (["prepare", "--input", "x", "--out", "y", "--workers", "abc"], "--workers: expected int or null"),
+    (["train", "--config", "{missing}"], "--config: File does not exist"),
+    (["train", "--config", "{bad_yaml}"], "Problems parsing config"),
+    (["generate", "--checkpoint", "x", "--stop", "notalist"], "--stop: expected list or null, got notalist"),
+    ([], "expected \"subcommand\" to be one of"),
+])
+def test_command_line_mistakes_are_one_line(tmp_path, capsys, args, message):
+    """Parser errors name the option and the fix in one line, not a usage dump."""
+    (tmp_path / "bad.yaml").write_text("a: [\n")
+    args = [a.format(missing=tmp_path / "nope.yaml", bad_yaml=tmp_path / "bad.yaml") for a in args]
+    with pytest.raises(SystemExit) as stop:
+        main(args)
+    err = capsys.readouterr().err
+    assert stop.value.code == 1 and err.count("\n") == 1 and err.startswith("gpt2: error: "), err
+    assert message in err and "--help" in err

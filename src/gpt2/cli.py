@@ -8,6 +8,7 @@ status 1; anything else is a bug and keeps its traceback.
 
 from __future__ import annotations
 
+import re
 import sys
 
 import jsonargparse
@@ -22,6 +23,33 @@ from gpt2.commands.train import train
 from gpt2.errors import GPT2Error
 
 
+class OneLineErrorParser(jsonargparse.ArgumentParser):
+    """jsonargparse's parser, but a command-line mistake (unknown option, a value of the wrong
+    type, a missing or invalid config file) is one line naming it, not the whole usage."""
+
+    def error(self, message: str, ex: Exception | None = None) -> None:
+        command = self.prog.replace(" [options]", "")
+        raise GPT2Error(f"{_one_line(str(message))}; see `{command} --help`")
+
+
+def _one_line(message: str) -> str:
+    """jsonargparse's (possibly multi-line, repetitive) message as one short line."""
+    parts: list[str] = []
+    for line in message.splitlines():
+        part = line.strip(" -.").replace("(", "").replace(")", "")
+        part = re.sub(r'Parser key "([^"]+)":?', r"--\1:", part)
+        part = re.sub(r"Expected a <class '(\w+)'>\.? ?(?:Got value: (.*))?",
+                      lambda m: f"expected a {m[1]}" + (f", got {m[2]}" if m[2] else ""), part)
+        if part and part not in " ".join(parts):
+            parts.append(part)
+    text = " ".join(parts) or "invalid arguments"
+    union = re.match(r"(--\S+:) Does not validate against any of the Union subtypes.*Given value: (.*)", text)
+    if union:  # e.g. `int | None` given "abc": name the types in plain words
+        kinds = " or ".join(dict.fromkeys(re.findall(r"expected a (\w+)", text))).replace("NoneType", "null")
+        return f"{union[1]} expected {kinds}, got {union[2]}"
+    return text
+
+
 def commands() -> dict:
     """Subcommand name -> function."""
     return {"info": info, "train": train, "eval": evaluate, "prepare": prepare_command,
@@ -31,7 +59,8 @@ def commands() -> dict:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `gpt2` console script."""
     try:
-        jsonargparse.auto_cli(commands(), args=argv, as_positional=False, parser_mode=CONFIG_MODE)
+        jsonargparse.auto_cli(commands(), args=argv, as_positional=False, parser_mode=CONFIG_MODE,
+                              parser_class=OneLineErrorParser, prog="gpt2")
     except (GPT2Error, OSError) as err:
         print(f"gpt2: error: {err}", file=sys.stderr)
         sys.exit(1)
