@@ -124,7 +124,7 @@ def test_toml_config_file(data: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     main([args[0], "--config", str(config), *[a for a in args[1:] if "optim.lr" not in a]])
     saved = json.loads((tmp_path / "out" / "latest" / "train_config.json").read_text())
     assert saved["optim"]["lr"] == 2.5e-3 and saved["eval"]["prompt"] == "All: "
-    main([*args, "--eval.prompt=A = b", "--eval.sample_tokens=0"])  # one line: never read as TOML
+    main([*args, "--eval.prompt=A = b", "--eval.sample_tokens=0", "--overwrite=true"])  # never read as TOML
     saved = json.loads((tmp_path / "out" / "latest" / "train_config.json").read_text())
     assert saved["eval"]["prompt"] == "A = b"
 
@@ -170,8 +170,12 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(data: Path, tmp_path:
     main(tiny_args(data, tmp_path, steps=20, **{"train.stop_after_steps": 3}))
     capsys.readouterr()
     manifest = (tmp_path / "latest" / "gpt2_checkpoint.json").read_text()
-    err = _fails([*tiny_args(data, tmp_path, steps=20, **{"optim.lr": 1e30, "optim.grad_clip": 0}),
-                  "--resume=true"], capsys)
+    with pytest.raises(SystemExit):
+        main([*tiny_args(data, tmp_path, steps=20, **{"optim.lr": 1e30, "optim.grad_clip": 0}),
+              "--resume=true", "--allow_changes=true"])
+    lines = capsys.readouterr().err.strip().splitlines()
+    note, err = lines[0], lines[-1]  # the changes first, the one error line last
+    assert "changed for this resume: --optim.grad_clip 0.0 (saved 1.0)" in note
     assert "loss became" in err and "at step" in err and "lower --optim.lr" in err and "float32" in err
     assert (tmp_path / "latest" / "gpt2_checkpoint.json").read_text() == manifest  # untouched
     assert load_training_state(tmp_path / "latest")["step"] == 3
@@ -396,3 +400,52 @@ def test_autocast_and_mean_loss_helpers() -> None:
     assert tokens == 32 and loss == pytest.approx(cross_entropy_loss(model(x), y).item(), rel=1e-5)
     loss, tokens = mean_loss(model, [])
     assert tokens == 0 and loss != loss  # nan
+
+
+def test_a_new_run_never_silently_replaces_another(data: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    main(tiny_args(data, out, steps=2))
+    before = (out / "latest" / "model.safetensors").read_bytes()
+    err = _fails(tiny_args(data, out, steps=2, **{"train.seed": 99}), capsys)
+    assert "holds a run already" in err and "--resume true" in err and "--overwrite true" in err
+    assert (out / "latest" / "model.safetensors").read_bytes() == before  # untouched
+    main([*tiny_args(data, out, steps=2, **{"train.seed": 99}), "--overwrite=true"])
+    assert (out / "latest" / "model.safetensors").read_bytes() != before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # the old run is gone
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_has_a_checkpoint(data: Path, tmp_path: Path,
+                                                                       capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    main(tiny_args(data, out, steps=2))
+    before = (out / "latest" / "model.safetensors").read_bytes()
+    # diverges at once (lr 1e9 -> inf loss) before any checkpoint of the new run exists
+    _fails([*tiny_args(data, out, steps=4, **{"optim.lr": 1e30, "optim.grad_clip": 0}), "--overwrite=true"],
+           capsys)
+    assert (out / "latest" / "model.safetensors").read_bytes() == before
+
+
+def test_resume_refuses_changes_that_alter_the_result_and_says_where_it_resumed(
+        data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    main(tiny_args(data, out, steps=4, **{"train.stop_after_steps": 2}))
+    capsys.readouterr()
+    err = _fails([*tiny_args(data, out, steps=4, **{"optim.lr": 1e-3}), "--resume=true"], capsys)
+    assert "--optim.lr 0.001 (saved 0.003)" in err and "--allow_changes true" in err
+    main([*tiny_args(data, out, steps=4, **{"eval.sample_tokens": 0}), "--resume=true"])
+    err = capsys.readouterr().err
+    assert "resumed from" in err and "at step 2 of 4" in err and "--eval.sample_tokens 0 (saved 8)" in err
+    rows = (out / "metrics.jsonl").read_text()
+    main([*tiny_args(data, out, steps=4), "--resume=true"])  # finished: says so, writes nothing
+    assert "already finished at step 4" in capsys.readouterr().err
+    assert (out / "metrics.jsonl").read_text() == rows
+
+
+def test_resume_keeps_the_saved_seed(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    main(tiny_args(data, out, steps=4, **{"train.stop_after_steps": 2}))
+    main([*tiny_args(data, out, steps=4, **{"train.seed": 8}), "--resume=true", "--allow_changes=true"])
+    assert "continues with its saved seed 7" in capsys.readouterr().err
+    saved = json.loads((out / "latest" / "train_config.json").read_text())
+    assert saved["train"]["seed"] == 7  # the record tells the truth

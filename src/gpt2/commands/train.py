@@ -22,7 +22,7 @@ from gpt2.training.launch import build_trainer
 
 def train(model: ModelSection, data: DataSection, optim: OptimSection, train: TrainSection,
           eval: EvalSection, checkpoint: CheckpointSection, system: SystemSection,
-          resume: bool = False) -> None:
+          resume: bool = False, overwrite: bool = False, allow_changes: bool = False) -> None:
     """Train a GPT-2 on token shards made by `gpt2 prepare`.
 
     Example: gpt2 train --config configs/shakespeare_cpu.yaml --optim.lr 3e-4.
@@ -30,15 +30,27 @@ def train(model: ModelSection, data: DataSection, optim: OptimSection, train: Tr
 
     Args:
         resume: Continue the run in --train.out_dir from its latest/ checkpoint (give `--resume true`).
+        overwrite: Start a new run in a --train.out_dir that holds one; the old run is kept aside until
+            the new one's first checkpoint exists, then deleted.
+        allow_changes: With --resume, accept settings that differ from the saved run's and change its
+            result (a different learning rate, max_steps, batch, ...); they are listed either way.
     """
-    trainer = build_trainer(RunConfig(model, data, optim, train, eval, checkpoint, system), resume=resume)
+    cfg = RunConfig(model, data, optim, train, eval, checkpoint, system)
+    trainer = build_trainer(cfg, resume=resume, allow_changes=allow_changes, overwrite=overwrite)
     with process_group(trainer.info):
+        if resume and trainer.progress.step >= train.max_steps:
+            print(f"gpt2: the run in {train.out_dir} already finished at step {trainer.progress.step}; "
+                  "nothing to do (raise --train.max_steps to train further)", file=sys.stderr)
+            return
         try:
             summary = trainer.fit()
         except TrainingInterruptedError as stop:
             if trainer.info.is_main:
                 print(f"gpt2: {stop}", file=sys.stderr)
             sys.exit(130)
+        except BaseException:
+            trainer.checkpoints.restore_replaced()  # failed before its first checkpoint: the old run is back
+            raise
     if trainer.info.is_main:
         print_summary(summary)
 

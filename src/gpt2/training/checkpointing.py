@@ -15,7 +15,9 @@ checks it between steps, saves, and exits.
 from __future__ import annotations
 
 import math
+import os
 import random
+import shutil
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpt2.checkpoint import load_training_state, recover_interrupted_save, save_checkpoint
+from gpt2.checkpoint import load_training_state, readable_path, recover_interrupted_save, save_checkpoint
 from gpt2.errors import GPT2Error
 from gpt2.training.distributed import DistInfo, barrier
 
@@ -101,6 +103,7 @@ class RunCheckpoints:
     def __init__(self, out_dir: Path, tokenizer: Any, run_config: dict[str, Any], info: DistInfo) -> None:
         self.out_dir, self.tokenizer, self.run_config, self.info = out_dir, tokenizer, run_config, info
         self._latest_step = -1
+        self.replaced: Path | None = None  # an old run set aside by --overwrite (see claim_out_dir)
 
     def save(self, which: str, step: int, model: torch.nn.Module,
              training_state: Callable[[], dict[str, Any]]) -> Path:
@@ -114,8 +117,42 @@ class RunCheckpoints:
         if self.info.is_main:
             save_checkpoint(path, model, tokenizer=self.tokenizer, training_state=training_state(),
                             json_files={RUN_CONFIG: self.run_config})
+            if self.replaced is not None:  # the new run has a checkpoint: the old one can go
+                shutil.rmtree(self.replaced, ignore_errors=True)
+                self.replaced = None
         barrier(self.info)
         return path
+
+    def restore_replaced(self) -> None:
+        """Put an old run set aside by --overwrite back, if the new one never saved a checkpoint."""
+        if self.replaced is not None and self.replaced.exists():
+            shutil.rmtree(self.out_dir, ignore_errors=True)
+            os.rename(self.replaced, self.out_dir)
+            self.replaced = None
+
+
+def holds_run(out_dir: Path) -> bool:
+    """Whether `out_dir` holds (part of) a training run: a checkpoint or a metrics log."""
+    return any(readable_path(out_dir / name).exists() for name in (LATEST, BEST)) or \
+        (out_dir / "metrics.jsonl").exists()
+
+
+def check_out_dir(out_dir: Path, overwrite: bool) -> None:
+    """A new run never silently replaces another: refuse a folder holding a run unless `overwrite`."""
+    if holds_run(out_dir) and not overwrite:
+        raise GPT2Error(f"--train.out_dir {out_dir} holds a run already; continue it with --resume true, "
+                        "or replace it with --overwrite true (or choose another --train.out_dir)")
+
+
+def claim_out_dir(out_dir: Path, overwrite: bool) -> Path | None:
+    """Rename a run in `out_dir` aside (returned) for --overwrite; it is deleted once the new
+    run has its first checkpoint (RunCheckpoints.save), or put back if it fails before."""
+    check_out_dir(out_dir, overwrite)
+    if not holds_run(out_dir):
+        return None
+    aside = out_dir.parent / f".{out_dir.name}.replaced-{os.getpid()}"
+    os.rename(out_dir, aside)
+    return aside
 
 
 def load_resume_state(path: Path) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -22,21 +23,30 @@ from gpt2.errors import GPT2Error
 from gpt2.gpt_model import GPT2
 from gpt2.runtime import resolve_runtime
 from gpt2.tokenizers import Tokenizer, find_tokenizer, same_ids
-from gpt2.training.checkpointing import LATEST, load_resume_state
+from gpt2.training.checkpointing import LATEST, check_out_dir, claim_out_dir, load_resume_state
 from gpt2.training.config import MODEL_FIELDS, RunConfig
 from gpt2.training.distributed import DistInfo, dist_info_from_env, init_distributed, launched_by_torchrun
 from gpt2.training.engine import Trainer
+from gpt2.training.resume import check_changes, pin_saved_choices, saved_config
 
 
-def build_trainer(cfg: RunConfig, resume: bool = False) -> Trainer:
+def build_trainer(cfg: RunConfig, resume: bool = False, allow_changes: bool = False,
+                  overwrite: bool = False) -> Trainer:
     """Check the settings, build every piece, and restore the run's state when resuming."""
     data_dir, tokenizer = _open_data(cfg.data.dir)
     ckpt = Path(cfg.train.out_dir) / LATEST
     source = str(ckpt) if resume else cfg.model.init
-    if resume and not ckpt.is_dir():
+    if not resume:
+        check_out_dir(Path(cfg.train.out_dir), overwrite)  # before any work
+    if resume:
         recover_interrupted_save(ckpt)  # a save that died between its two renames
         if not ckpt.is_dir():
             raise GPT2Error(f"--resume: no checkpoint at {ckpt}; run without --resume to start the run")
+        saved = saved_config(ckpt)
+        notes = check_changes(cfg, saved, allow_changes)
+        cfg = pin_saved_choices(cfg, saved)
+        if notes and int(os.environ.get("RANK", 0)) == 0:
+            print(f"gpt2: note: changed for this resume: {'; '.join(notes)}", file=sys.stderr)
     model_cfg = model_config(cfg, source, tokenizer)
     window = cfg.train.context_length or model_cfg.context_length  # decided once, used everywhere
     single = not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1
@@ -54,8 +64,13 @@ def build_trainer(cfg: RunConfig, resume: bool = False) -> Trainer:
     train_batches, val_batches = make_loaders(cfg, data_dir, info, window)
     trainer = Trainer(cfg, model, train_batches, val_batches, tokenizer, info, runtime.dtype, window)
     trainer.checkpoints.run_config["runtime"] = runtime.record()  # train_config.json says how it ran
+    if not resume and info.is_main:  # never replace another run without being asked
+        trainer.checkpoints.replaced = claim_out_dir(Path(cfg.train.out_dir), overwrite)
     if resume:
         trainer.restore(load_resume_state(ckpt))
+        if info.is_main:
+            print(f"gpt2: resumed from {ckpt} at step {trainer.progress.step} of {cfg.train.max_steps}",
+                  file=sys.stderr)
     return trainer
 
 
