@@ -15,7 +15,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_every_subcommand():
     out = run("--help")
     assert out.returncode == 0
-    for name in ("info", "prepare", "tokenizer", "train", "eval", "generate"):
+    for name in ("info", "prepare", "tokenizer", "train", "eval", "generate", "serve"):
         assert name in out.stdout
 
 
@@ -63,3 +63,22 @@ def test_command_line_mistakes_are_one_line(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert stop.value.code == 1 and err.count("\n") == 1 and err.startswith("gpt2: error: "), err
     assert message in err and "--help" in err
+
+
+def test_verify_reports_a_good_checkpoint_and_names_a_corrupt_file(tmp_path, capsys):
+    import torch
+
+    from gpt2 import GPT2, GPT2Config
+
+    torch.manual_seed(0)
+    GPT2(GPT2Config(vocab_size=20, context_length=8, emb_dim=8, n_heads=2, n_layers=1)).save_pretrained(
+        tmp_path / "ck")
+    main(["verify", "--dir", str(tmp_path / "ck")])
+    assert "checkpoint OK: 2 files verified" in capsys.readouterr().out
+    weights = tmp_path / "ck" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 1
+    weights.write_bytes(bytes(data))
+    with pytest.raises(SystemExit):
+        main(["verify", "--dir", str(tmp_path / "ck")])
+    assert "model.safetensors: sha256 does not match the manifest" in capsys.readouterr().err

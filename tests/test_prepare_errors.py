@@ -299,3 +299,30 @@ def test_tokenizer_train_never_deletes_other_files_in_out(tmp_path, good, capsys
     line = cli_error(capsys, "tokenizer", "train", "--input", str(good), "--out", str(out),
                      "--vocab_size", "300")
     assert "already holds a tokenizer" in line
+
+
+def test_an_output_folder_inside_the_inputs_is_refused(tmp_path, good, capsys):
+    line = cli_error(capsys, "prepare", "--input", str(tmp_path), "--glob", "**/*", "--out",
+                     str(tmp_path / "out"), "--tokenizer", "char", "--errors", "replace")
+    assert "is inside the input folder" in line and not (tmp_path / "out").exists()
+
+
+def test_a_tiny_corpus_still_gets_a_validation_split(tmp_path):
+    (tmp_path / "tiny.txt").write_text("To be, or not to be, that is the question.\n" * 40)  # 1.7 KB
+    meta = prepare([str(tmp_path / "tiny.txt")], tmp_path / "out", tokenizer="char",
+                   options=PrepareOptions(workers=1, progress=False))
+    assert meta["splits"]["val"]["tokens"] > 0 and meta["splits"]["train"]["tokens"] > 0
+
+
+def test_a_shard_changed_in_place_is_caught_before_training(tmp_path, good, capsys):
+    out = tmp_path / "out"
+    prepare([str(good)], out, tokenizer="char", options=PrepareOptions(workers=1, progress=False))
+    shard = out / "train_000000.bin"
+    data = bytearray(shard.read_bytes())
+    j = next(j for j in range(len(data) - 4, 64, -2) if data[j] != data[-2])  # another low byte
+    data[-2], data[j] = data[j], data[-2]  # two ids swapped: same size, ids still in the vocabulary
+    shard.write_bytes(bytes(data))
+    line = cli_error(capsys, "verify", "--dir", str(out))
+    assert "train_000000.bin: its tokens do not match their sha256" in line
+    line = cli_error(capsys, "train", "--data.dir", str(out), "--train.out_dir", str(tmp_path / "run"))
+    assert "do not match their sha256" in line and not (tmp_path / "run").exists()

@@ -20,6 +20,7 @@ from gpt2.commands.info import info
 from gpt2.commands.prepare import prepare_command
 from gpt2.commands.tokenizer import tokenizer_train
 from gpt2.commands.train import train
+from gpt2.commands.verify import verify
 from gpt2.errors import GPT2Error
 
 
@@ -53,7 +54,7 @@ def _one_line(message: str) -> str:
 def commands() -> dict:
     """Subcommand name -> function."""
     return {"info": info, "train": train, "eval": evaluate, "prepare": prepare_command,
-            "generate": generate, "tokenizer": {"train": tokenizer_train}}
+            "generate": generate, "verify": verify, "tokenizer": {"train": tokenizer_train}}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -102,6 +102,16 @@ def _val_chunks(n_chunks: int, val_ratio: float, seed: int) -> set[int]:
     return set(np.random.default_rng(seed).permutation(n_chunks)[:n_val].tolist())
 
 
+def _refuse_output_inside_inputs(out: Path, inputs: list[str]) -> None:
+    """A prepared folder inside an input folder would be read back as text by the next run
+    (its own shards and meta.json tokenized as a corpus): refuse it from the first run on."""
+    root = out.resolve()
+    for folder in (Path(i).resolve() for i in inputs if Path(i).is_dir()):
+        if root == folder or folder in root.parents:
+            raise GPT2Error(f"--out {out} is inside the input folder {folder}, so a later run would read its "
+                            "shards as text; choose an --out outside the inputs")
+
+
 def _existing(out: Path) -> dict[str, Any] | None:
     """The meta.json of the data set in `out`, None if there is none; refuses an `out` that
     holds anything else (swapping it out would delete those files)."""
@@ -157,9 +167,12 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2",
     tokenizer: gpt2, char (the corpus's characters), a SentencePiece .model file or a folder
     holding a saved tokenizer. Re-running with unchanged inputs and options does nothing.
     See the module docstring and docs/data.md for the format and the guarantees."""
-    o, out = options, Path(out)
-    sources = resolve_sources(list(inputs), corpus.glob)
+    o, out, inputs = options, Path(out), list(inputs)
+    sources = resolve_sources(inputs, corpus.glob)
+    _refuse_output_inside_inputs(out, inputs)
     chunks = plan_chunks(sources, chunk_size_for(sum(s.size for s in sources)))
+    if len(chunks) < 2 and o.val_ratio > 0:  # a tiny corpus: cut finer, so validation gets some of it
+        chunks = plan_chunks(sources, max(64, sum(s.size for s in sources) // 16))
     val = _val_chunks(len(chunks), o.val_ratio, o.seed)
     n_workers = min(o.workers or workers.default_workers(), len(chunks))  # no idle workers on a small corpus
     old = _existing(out)

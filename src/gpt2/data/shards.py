@@ -201,6 +201,28 @@ def split_sha256(data_dir: str | Path, split: str) -> str:
     return hashlib.sha256("".join(str(s.get("sha256")) for s in shards).encode()).hexdigest()
 
 
+def verify_shards(data_dir: str | Path) -> int:
+    """Check every shard of a prepared folder against the size and sha256 of its tokens in
+    meta.json (a byte changed in place is caught, not only a truncated file); returns the
+    number of shards checked."""
+    folder = readable_dir(Path(data_dir), META_FILE)
+    count = 0
+    for split in SPLITS:
+        for shard, path in zip(read_meta(data_dir)["splits"][split]["shards"], split_shards(data_dir, split),
+                               strict=True):
+            read_header(path)  # magic, version, size
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                f.seek(HEADER_SIZE)
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(block)
+            if digest.hexdigest() != shard.get("sha256"):
+                raise GPT2Error(f"{path}: its tokens do not match their sha256 in {folder / META_FILE}; the "
+                                "shard changed since `gpt2 prepare` wrote it: prepare the data again")
+            count += 1
+    return count
+
+
 def open_data(data_dir: str | Path, splits: tuple[str, ...] = SPLITS) -> tuple[Path, Tokenizer]:
     """A prepared folder and its tokenizer, checked to belong together, with `splits` not empty
     and every listed shard present (so a run fails at step 0, not at its first validation)."""

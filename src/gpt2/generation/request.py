@@ -9,6 +9,8 @@ from torch import Tensor
 from gpt2.errors import GPT2Error
 from gpt2.gpt_model import GPT2
 
+MAX_NEW_TOKENS = 10_000_000
+
 
 def check_request(model: GPT2, idx: Tensor, max_new_tokens: int,
                    attention_mask: Tensor | None) -> Tensor | None:
@@ -24,6 +26,9 @@ def check_request(model: GPT2, idx: Tensor, max_new_tokens: int,
                          f"shorten it (e.g. keep idx[:, -{ctx}:])")
     if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise GPT2Error(f"max_new_tokens must be an integer >= 0, got {max_new_tokens!r}")
+    if max_new_tokens > MAX_NEW_TOKENS:  # the ids are kept in one buffer: bound what it may take
+        raise GPT2Error(f"max_new_tokens {max_new_tokens:,} is more than {MAX_NEW_TOKENS:,}; "
+                        "generate in parts")
     lo, hi = int(idx.min()), int(idx.max())
     if lo < 0 or hi >= model.cfg.vocab_size:
         raise GPT2Error(f"token id {lo if lo < 0 else hi} is outside the vocabulary "

@@ -18,7 +18,7 @@ import torch
 from gpt2.checkpoint import read_config, recover_interrupted_save
 from gpt2.config import GPT2Config
 from gpt2.data.loaders import RandomWindowLoader, SequentialLoader
-from gpt2.data.shards import open_data
+from gpt2.data.shards import open_data, verify_shards
 from gpt2.errors import GPT2Error
 from gpt2.gpt_model import GPT2
 from gpt2.runtime import resolve_runtime
@@ -75,8 +75,11 @@ def build_trainer(cfg: RunConfig, resume: bool = False, allow_changes: bool = Fa
 
 
 def _open_data(data_dir: str) -> tuple[Path, Tokenizer]:
+    """The data folder and its tokenizer, every shard verified against its sha256."""
     try:
-        return open_data(data_dir)
+        opened = open_data(data_dir)
+        verify_shards(data_dir)
+        return opened
     except GPT2Error as err:
         raise GPT2Error(f"--data.dir {err}") from None
 
