@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
+from torch import Tensor
 
 from gpt2.checkpoint import read_config
 from gpt2.commands.options import flat_command
@@ -77,9 +81,23 @@ def _tokens(data: Path, split: str, tokenizer: Tokenizer) -> Path | list[np.ndar
     return _text_ids(data, tokenizer)
 
 
+def bits_per_byte(loss: float, tokens: int, text_bytes: int) -> float:
+    """The mean loss per token (nats) as bits per byte of text: comparable across tokenizers
+    (a char model and a BPE model of the same text predict the same bytes)."""
+    return loss * tokens / (math.log(2) * text_bytes) if text_bytes else math.nan
+
+
+def _counting_bytes(batches: Iterable[tuple[Tensor, Tensor]], table: Tensor, total: list[int]) -> Iterator:
+    """The batches, adding the UTF-8 bytes their targets stand for to total[0]."""
+    for x, y in batches:
+        total[0] += int(table[y.cpu()].sum())
+        yield x, y
+
+
 def evaluate_checkpoint(options: EvalOptions, system: DeviceOptions = DeviceOptions()) -> dict[str, Any]:
-    """{"loss", "perplexity", "tokens"}: mean loss per predicted token. The tokenizer is found
-    before the weights are read, so a checkpoint without one fails fast."""
+    """{"loss", "perplexity", "bits_per_byte", "tokens"}: mean loss per predicted token, and
+    per byte of the text those tokens stand for. The tokenizer is found before the weights
+    are read, so a checkpoint without one fails fast."""
     checkpoint, data = Path(options.checkpoint), Path(options.data)
     cfg = read_config(checkpoint)
     tokenizer = tokenizer_for_checkpoint(checkpoint, None, cfg.vocab_size)
@@ -93,8 +111,14 @@ def evaluate_checkpoint(options: EvalOptions, system: DeviceOptions = DeviceOpti
     model = GPT2.from_pretrained(checkpoint, device=runtime.device)
     if runtime.attention is not None:  # the kernel auto measured faster here; the weights are the same
         model.set_runtime_options(dataclasses.replace(model.cfg, attention=runtime.attention))
-    loss, count = mean_loss(model, batches, autocast(runtime.device, runtime.dtype))
-    return {"loss": loss, "perplexity": perplexity(loss), "tokens": count}
+    table = torch.zeros(cfg.vocab_size, dtype=torch.long)  # ids past the tokenizer's stand for no text
+    table[:tokenizer.vocab_size] = torch.from_numpy(tokenizer.token_bytes())
+    text_bytes = [0]
+    loss, count = mean_loss(model, _counting_bytes(batches, table, text_bytes),
+                            autocast(runtime.device, runtime.dtype))
+    bpb = bits_per_byte(loss, count, text_bytes[0])
+    return {"loss": loss, "perplexity": perplexity(loss), "bits_per_byte": bpb, "tokens": count,
+            "bytes": text_bytes[0]}
 
 
 def _run(options: EvalOptions, system: DeviceOptions) -> None:
@@ -102,8 +126,9 @@ def _run(options: EvalOptions, system: DeviceOptions) -> None:
     if options.json_output:
         print(json.dumps(result))
     else:
-        print(f"loss {result['loss']:.4f}  perplexity {result['perplexity']:.3f}  "
-              f"({result['tokens']:,} tokens of {options.data})")
+        print(f"loss {result['loss']:.4f}  perplexity {result['perplexity']:.3f}  bits/byte "
+              f"{result['bits_per_byte']:.4f}  ({result['tokens']:,} tokens, {result['bytes']:,} bytes of "
+              f"{options.data})")
 
 
 evaluate = flat_command(_run, EvalOptions, DeviceOptions, name="eval", doc="""\

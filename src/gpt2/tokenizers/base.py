@@ -50,6 +50,12 @@ class Tokenizer(ABC):
         """Token ids of `text`. With allow_special=False a special token's spelling
         (e.g. "<|endoftext|>") inside the text is encoded as ordinary text."""
 
+    @abstractmethod
+    def token_bytes(self) -> np.ndarray:
+        """(vocab_size,) int64: how many UTF-8 bytes of text each id stands for (0 for special
+        tokens). Summed over predicted tokens it turns a loss per token into bits per byte,
+        which compares models across tokenizers."""
+
     def encode_array(self, text: str) -> np.ndarray:
         """Ids of `text` as an int64 array, special tokens' spellings encoded as plain text:
         how `gpt2 prepare` encodes a corpus (the char tokenizer has a vectorised override)."""

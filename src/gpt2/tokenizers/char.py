@@ -87,6 +87,9 @@ class CharTokenizer(Tokenizer):
                                     f"vocabulary of {len(self.chars)} characters; build the vocabulary from "
                                     "a corpus that contains it", pos)
 
+    def token_bytes(self) -> np.ndarray:
+        return np.array([len(ch.encode("utf-8")) for ch in self.chars] + [0], dtype=np.int64)
+
     def decode(self, ids: list[int]) -> str:
         out = []
         for i in ids:

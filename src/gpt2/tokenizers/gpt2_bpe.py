@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import tiktoken
 
 from gpt2.errors import GPT2Error
@@ -193,6 +194,10 @@ class GPT2BPETokenizer(Tokenizer):
         if allow_special:
             return self.encoding.encode_batch(texts, allowed_special="all")
         return self.encoding.encode_ordinary_batch(texts)
+
+    def token_bytes(self) -> np.ndarray:
+        sizes = [len(self.encoding.decode_single_token_bytes(i)) for i in range(self.eot_id)]
+        return np.array([*sizes, 0], dtype=np.int64)  # <|endoftext|> stands for no text
 
     def decode(self, ids: list[int]) -> str:
         return self.encoding.decode(list(ids))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import sentencepiece as spm
 
 from gpt2.errors import GPT2Error
@@ -54,6 +55,19 @@ class SentencePieceTokenizer(Tokenizer):
 
     def encode_batch(self, texts: list[str], *, allow_special: bool = True) -> list[list[int]]:
         return self.sp.encode(texts, out_type=int)
+
+    def token_bytes(self) -> np.ndarray:
+        """Byte pieces (<0xAB>) are one byte, control pieces none, the rest their text (the
+        space marker U+2581 counts as the one-byte space it decodes to)."""
+        sizes = []
+        for i in range(self.vocab_size):
+            if self.sp.is_control(i) or self.sp.is_unknown(i):
+                sizes.append(0)
+            elif self.sp.is_byte(i):
+                sizes.append(1)
+            else:
+                sizes.append(len(self.sp.id_to_piece(i).replace("\u2581", " ").encode("utf-8")))
+        return np.array(sizes, dtype=np.int64)
 
     def decode(self, ids: list[int]) -> str:
         return self.sp.decode([int(i) for i in ids])
