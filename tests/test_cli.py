@@ -82,3 +82,26 @@ def test_verify_reports_a_good_checkpoint_and_names_a_corrupt_file(tmp_path, cap
     with pytest.raises(SystemExit):
         main(["verify", "--dir", str(tmp_path / "ck")])
     assert "model.safetensors: sha256 does not match the manifest" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("delay", [0.3, 1.0])
+def test_ctrl_c_while_starting_up_is_quiet(delay):
+    """Ctrl-C during the first seconds (imports) ends the command without a traceback."""
+    import signal
+    import time
+    from pathlib import Path
+
+    script = Path(sys.executable).with_name("gpt2")
+    proc = subprocess.Popen([str(script), "info", "--preset", "gpt2"], stderr=subprocess.PIPE, text=True)
+    time.sleep(delay)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    if proc.returncode == 0:
+        pytest.skip("the command finished before the signal arrived")
+    assert proc.returncode == 130 and "Traceback" not in err and "gpt2: interrupted" in err
+
+
+def test_a_device_file_is_not_read_as_text(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["prepare", "--input", "/dev/zero", "--out", str(tmp_path / "out")])
+    assert "input /dev/zero is not a regular file or a folder" in capsys.readouterr().err

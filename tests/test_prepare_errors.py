@@ -326,3 +326,33 @@ def test_a_shard_changed_in_place_is_caught_before_training(tmp_path, good, caps
     assert "train_000000.bin: its tokens do not match their sha256" in line
     line = cli_error(capsys, "train", "--data.dir", str(out), "--train.out_dir", str(tmp_path / "run"))
     assert "do not match their sha256" in line and not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("where", ["worker", "writer"])
+def test_a_full_disk_ends_prepare_in_seconds_and_keeps_the_old_data(tmp_path, good, monkeypatch, where):
+    """ENOSPC in a worker process or in the writer: one clear error within seconds (no hang on
+    the pool's shutdown) and the previous data set as it was."""
+    import errno
+    import time
+
+    import gpt2.data.shards
+    import gpt2.data.workers
+
+    out = tmp_path / "out"
+    prepare([str(good)], out, tokenizer="char", options=PrepareOptions(workers=1, progress=False))
+    before = snapshot(out)
+    big = tmp_path / "big.txt"
+    big.write_text(good.read_text() * 200)
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    target = ((gpt2.data.workers, "_chunk_tokens") if where == "worker"
+              else (gpt2.data.shards.ShardWriter, "write"))
+    monkeypatch.setattr(*target, full)  # forked workers inherit the patch
+    start = time.monotonic()
+    with pytest.raises(OSError, match="No space left"):
+        prepare([str(big)], out, tokenizer="char", options=PrepareOptions(workers=2, overwrite=True,
+                                                                          progress=False))
+    assert time.monotonic() - start < 30
+    assert snapshot(out) == before and [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -1,6 +1,20 @@
-"""`python -m gpt2 ...` is the same as the `gpt2` command (and works under torchrun)."""
+"""The `gpt2` command's entry point (also `python -m gpt2 ...`, which works under torchrun).
 
-from gpt2.cli import main
+It imports the commands inside a guard, so Ctrl-C during the first seconds (while torch is
+being imported) ends the command quietly too, with exit status 130.
+"""
+
+import sys
+
+
+def main() -> None:
+    try:
+        from gpt2.cli import main as run
+    except KeyboardInterrupt:
+        print("gpt2: interrupted", file=sys.stderr)
+        sys.exit(130)
+    run()
+
 
 if __name__ == "__main__":
     main()

@@ -79,6 +79,8 @@ def _expand(item: str, glob: str) -> list[Path]:
         if not files:
             raise GPT2Error(f"the glob {item!r} matches no files")
         return files
+    if path.exists():  # a device, a fifo, a socket: nothing to read text from
+        raise GPT2Error(f"input {item} is not a regular file or a folder")
     raise FileNotFoundError(f"input {item} does not exist (expected a file, a folder, a glob, "
                             f"or the built-in corpus {', '.join(BUILTIN_CORPORA)})")
 

@@ -145,11 +145,20 @@ def make_pool(workers: int, initargs: tuple) -> ProcessPoolExecutor | None:
 
 
 def stop_pool(pool: ProcessPoolExecutor | None, *, wait: bool) -> None:
-    """Shut the pool down; wait=False (an error or Ctrl-C) drops queued work and stops the
-    workers now."""
+    """Shut the pool down; wait=False (an error, a full disk, Ctrl-C) drops queued work and
+    ends the workers now, without waiting on the executor (whose shutdown can block forever
+    once a worker has died): each is terminated, joined for a moment, then killed."""
     if pool is None:
         return
-    if not wait:
-        for process in list(getattr(pool, "_processes", {}).values()):
-            process.terminate()
-    pool.shutdown(wait=True, cancel_futures=not wait)
+    if wait:
+        pool.shutdown(wait=True)
+        return
+    processes = list((getattr(pool, "_processes", None) or {}).values())
+    for process in processes:
+        process.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
+            process.join(timeout=5)
