@@ -28,6 +28,7 @@ import torch
 from gpt2 import GPT2, GPT2Config
 from gpt2.hardware import describe
 from gpt2.loss import cross_entropy_loss
+from gpt2.training.mfu import flops_per_step  # 6 N + 12 L T d per token: the one formula
 from gpt2.training.optim import build_optimizer
 
 CONFIGS = {
@@ -46,13 +47,6 @@ def matmul_ceiling(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
         a @ b
         times.append(time.perf_counter() - t)
     return 2 * n**3 / min(times)
-
-
-def flops_per_step(cfg: GPT2Config, batch: int, T: int) -> float:
-    """6 x (matmul parameters) per token, plus attention's scores and weighted sum (12 L T d)."""
-    d, L, V = cfg.emb_dim, cfg.n_layers, cfg.vocab_size
-    matmul_params = L * 12 * d * d + V * d  # qkv, proj, fc, proj per block; the LM head
-    return batch * T * (6 * matmul_params + 12 * L * T * d)
 
 
 def ours(cfg: GPT2Config, mode: str) -> tuple[Callable, torch.nn.Module]:

@@ -69,6 +69,26 @@ class LayerKVCache:
         return self.k[:, :, :end], self.v[:, :, :end]
 
 
+class StaticLayerKVCache:
+    """The same buffers as a `LayerKVCache`, written at a position held in a device tensor.
+
+    Every call sees the same shapes (the whole buffer, (B, H, max_len, hd)) and no Python
+    number that changes between tokens, so a decoding step through it can be captured once as
+    a CUDA graph and replayed. The caller masks keys after the position (see
+    generation/static_cache.py); the buffer's later slots hold stale or zero values.
+    """
+
+    def __init__(self, layer: LayerKVCache, position: Tensor) -> None:
+        self.k, self.v = layer.k, layer.v  # (B, H, max_len, hd), shared with `layer`
+        self.position = position  # (1,) long: where the next key and value go
+
+    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """Store k, v: (B, H, 1, hd) at `position`; return the whole buffers (B, H, max_len, hd)."""
+        self.k.index_copy_(2, self.position, k)
+        self.v.index_copy_(2, self.position, v)
+        return self.k, self.v
+
+
 class KVCache:
     """One `LayerKVCache` per transformer block; `length` is the number of cached positions."""
 
@@ -102,7 +122,7 @@ class MultiHeadAttention(nn.Module):
         self.attend = ATTENTION_IMPLS[cfg.attention]
 
     def forward(self, x: Tensor, mask: Tensor | None = None,
-                cache: LayerKVCache | None = None) -> Tensor:
+                cache: LayerKVCache | StaticLayerKVCache | None = None) -> Tensor:
         """x: (B, T, d). mask: bool (B or 1, 1, T, T_all) or None for plain causal attention."""
         B, T, d = x.shape
         q, k, v = self.qkv(x).split(d, dim=2)  # each (B, T, d)

@@ -135,7 +135,7 @@ class GPT2(nn.Module):
                 f"sequence length {past + idx.size(1)} exceeds the model's context_length "
                 f"{self.cfg.context_length}; crop the input to the last {self.cfg.context_length} tokens"
             )
-        if torch.compiler.is_compiling():
+        if not self._checks_ids(idx):
             return
         lo, hi = int(idx.min()), int(idx.max())
         if lo < 0 or hi >= self.cfg.vocab_size:
@@ -144,6 +144,14 @@ class GPT2(nn.Module):
                 f"token id {bad} is outside the vocabulary [0, {self.cfg.vocab_size}); "
                 "was the text encoded with a different tokenizer?"
             )
+
+    @staticmethod
+    def _checks_ids(idx: Tensor) -> bool:
+        """Whether `forward` checks the id range: on the CPU only. Reading min/max makes the host
+        wait for an accelerator (a sync every step), and a compiled graph cannot read them; there
+        the ids are checked at the boundaries instead (prompts in generation.request, the
+        tokenizer's vocabulary against the model's when training starts)."""
+        return idx.device.type == "cpu" and not torch.compiler.is_compiling()
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",

@@ -1,13 +1,25 @@
-"""The language-modelling objective, shared by the trainer, evaluation and benchmarks."""
+"""The language-modelling objective, shared by the trainer, evaluation and benchmarks.
+
+One definition (`cross_entropy_reference`) and the paths that compute it fast, all in float32:
+- float32 logits, or inside torch.compile: torch's fused `F.cross_entropy` (the compiler fuses
+  the upcast into its kernels, so a bf16 (B, T, V) tensor is never copied to float32 in memory);
+- bf16 / fp16 logits in eager mode: `ChunkedCrossEntropy`, which upcasts a slice of rows at a
+  time and computes the gradient during the forward pass. The plain path would hold a float32
+  copy of the logits, their float32 log-probabilities for backward and a float32 gradient: three
+  times the size of bf16 logits twice over (~10 GB at GPT-2's vocabulary, batch 16 x 1024).
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+CHUNK_ELEMENTS = 2**24  # float32 elements per slice of rows: 64 MB, whatever the vocabulary
 
 
 def cross_entropy_reference(logits: Tensor, targets: Tensor) -> Tensor:
@@ -20,12 +32,63 @@ def cross_entropy_reference(logits: Tensor, targets: Tensor) -> Tensor:
 
 
 def cross_entropy_loss(logits: Tensor, targets: Tensor) -> Tensor:
-    """Mean next-token cross-entropy in float32 (also under bf16 autocast): torch's fused
-    kernel for `cross_entropy_reference`.
+    """Mean next-token cross-entropy in float32 (also under bf16 autocast): a fast path for
+    `cross_entropy_reference` (see the module docstring for which one runs).
 
     logits: (B, T, V), targets: (B, T) with -100 marking positions to ignore.
     """
-    return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100)
+    flat, flat_targets = logits.flatten(0, 1), targets.flatten()  # (B*T, V), (B*T,)
+    if logits.dtype == torch.float32 or torch.compiler.is_compiling():
+        return F.cross_entropy(flat.float(), flat_targets, ignore_index=-100)
+    return ChunkedCrossEntropy.apply(flat, flat_targets)
+
+
+class ChunkedCrossEntropy(torch.autograd.Function):
+    """Cross-entropy of low-precision logits (N, V) in float32, one slice of rows at a time.
+
+    d loss / d logits = (softmax(logits) - onehot(target)) / count, so the forward pass computes
+    softmax - onehot slice by slice (in float32, stored in the logits' dtype) and the backward
+    pass only scales it. Peak memory: the gradient in the logits' dtype plus one float32 slice.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, logits: Tensor, targets: Tensor) -> Tensor:
+        """logits: (N, V) bf16/fp16, targets: (N,) ids, -100 = ignore -> the mean loss, float32 ()."""
+        keep = targets != -100  # (N,)
+        safe = targets.clamp(min=0)[:, None]  # (N, 1): a valid index also where ignored
+        grad = torch.empty_like(logits) if ctx.needs_input_grad[0] else None  # (N, V)
+        rows = max(1, CHUNK_ELEMENTS // logits.size(1))
+        picked = []
+        for start in range(0, logits.size(0), rows):
+            log_probs = logits[start:start + rows].float().log_softmax(dim=-1)  # (n, V) float32
+            picked.append(log_probs.gather(-1, safe[start:start + rows]).squeeze(-1))  # (n,)
+            if grad is not None:
+                probs = log_probs.exp_()  # softmax, in place
+                probs.scatter_add_(-1, safe[start:start + rows], probs.new_full((probs.size(0), 1), -1.0))
+                grad[start:start + rows] = probs  # softmax - onehot
+        count = keep.sum()
+        if grad is not None:
+            grad.mul_(keep[:, None])  # ignored rows contribute nothing
+            ctx.save_for_backward(grad, count)
+        return -(torch.cat(picked) * keep).sum() / count
+
+    @staticmethod
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None]:
+        grad, count = ctx.saved_tensors
+        return grad * (grad_output / count), None
+
+
+class NextTokenLoss(nn.Module):
+    """A model and its loss as one module, (x, y) -> mean loss: what training runs (and compiles,
+    so the compiler sees the logits and the loss together and fuses them)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: Tensor, y: Tensor) -> Tensor:
+        """x, y: (B, T) inputs and targets -> the mean loss, float32 ()."""
+        return cross_entropy_loss(self.model(x), y)
 
 
 @torch.no_grad()

@@ -6,7 +6,9 @@ Two paths that give the same greedy tokens (tests check it):
   keys and values kept in a `KVCache`; each later step feeds only the newest token. Adds
   sampling (temperature, top-k, top-p, repetition penalty), stopping (end-of-text id, stop
   strings), batched prompts of different lengths (left padding + attention mask) and a
-  sliding window when the text outgrows the model's context.
+  sliding window when the text outgrows the model's context. On CUDA each one-token step
+  runs as a replayed CUDA graph over a fixed-shape cache (static_cache.py), which removes
+  the per-kernel launch cost that bounds batch-1 decoding.
 """
 
 from __future__ import annotations
@@ -19,9 +21,11 @@ import torch
 from torch import Tensor
 
 from gpt2.attention import KVCache
+from gpt2.errors import GPT2Error
 from gpt2.generation.fast_linear import prepare_for_decoding
 from gpt2.generation.request import check_request, check_stride, make_generator
 from gpt2.generation.sampling import SamplingOptions, sample_next
+from gpt2.generation.static_cache import DECODERS, make_decoder
 from gpt2.generation.stopping import StopStrings
 from gpt2.gpt_model import GPT2
 
@@ -82,14 +86,15 @@ class _Request:
     pad_id: int | None  # what a row that stopped gets; None: rows never stop early
     stops: StopStrings
     generator: torch.Generator | None
+    decoder: str  # "auto", "dynamic", "static" or "cuda_graph" (see static_cache.py)
 
 
 def generate_stream(model: GPT2, idx: Tensor, max_new_tokens: int,
                     sampling: SamplingOptions = SamplingOptions(),
                     *, eos_id: int | None = None, stop_strings: Sequence[str] | None = None,
                     tokenizer: Any = None, generator: torch.Generator | None = None, seed: int | None = None,
-                    attention_mask: Tensor | None = None,
-                    window_stride: int | None = None) -> Iterator[GenerationStep]:
+                    attention_mask: Tensor | None = None, window_stride: int | None = None,
+                    decoder: str = "auto") -> Iterator[GenerationStep]:
     """The iterator behind `generate`: yields a `GenerationStep` as soon as each token is chosen.
 
     idx: (B, T) prompt ids, left-padded when prompts differ in length, with `attention_mask`
@@ -101,13 +106,20 @@ def generate_stream(model: GPT2, idx: Tensor, max_new_tokens: int,
     from the tokens still inside it: each step then sees the last tokens that fit, as
     `generate_text` does. With window_stride=1 every later step sees exactly the last
     context_length tokens, which gives `generate_text`'s tokens (slowly: a full re-read each step).
+    `decoder` picks how each one-token step runs: "auto" (a CUDA graph on CUDA, else
+    "dynamic"), "dynamic" (the cache sliced to its length), "static" (the fixed-shape step run
+    eagerly) or "cuda_graph"; all give the same tokens.
     Checks everything up front, so a mistake raises GPT2Error before any work is done.
     """
+    if decoder not in DECODERS or (decoder == "cuda_graph" and idx.device.type != "cuda"):
+        raise GPT2Error(f"decoder must be one of {', '.join(DECODERS)} (cuda_graph on CUDA only), "
+                        f"got {decoder!r} on {idx.device.type}")
     mask = check_request(model, idx, max_new_tokens, attention_mask)
     stops = StopStrings(stop_strings, tokenizer)
     pad_id = eos_id if eos_id is not None else (tokenizer.eot_id if stop_strings else None)
     request = _Request(max_new_tokens, sampling, mask, check_stride(window_stride, model.cfg.context_length),
-                       eos_id, pad_id, stops, make_generator(generator, seed, idx.device, sampling.greedy))
+                       eos_id, pad_id, stops, make_generator(generator, seed, idx.device, sampling.greedy),
+                       decoder)
     return _decode(model, idx, request)
 
 
@@ -140,6 +152,9 @@ def _decode_loop(model: GPT2, idx: Tensor, r: _Request) -> Iterator[GenerationSt
     seen = _seen_tokens(tokens[:, :T], mask, model.cfg.vocab_size) if penalise else None  # (B, V)
     done = torch.zeros(B, dtype=torch.bool, device=idx.device) if r.pad_id is not None else None
     logits, position, start = _prefill(model, tokens[:, :T], mask, cache, 0)
+    decoder = make_decoder(r.decoder, model, cache, B)  # None: the dynamic path
+    if decoder is not None:
+        decoder.set_padding(mask[:, :T] if mask is not None else None)
     n = T  # tokens written so far; the cache holds tokens[:, start:n - 1] once a new one is written
     for step in range(r.max_new_tokens):
         next_id = sample_next(logits, r.sampling, seen, r.generator)  # (B,)
@@ -160,6 +175,12 @@ def _decode_loop(model: GPT2, idx: Tensor, r: _Request) -> Iterator[GenerationSt
             return
         if cache.length == cache.max_len:  # no position left: slide the window
             logits, position, start = _prefill(model, tokens[:, :n], mask, cache, ctx - r.stride + 1)
+            if decoder is not None:
+                decoder.set_padding(mask[:, start:n] if mask is not None else None)
+            continue
+        if decoder is not None:
+            logits = decoder.step(next_id, position)  # (B, V)
+            position = position + 1
             continue
         step_mask = mask[:, start:n] if mask is not None else None  # (B, T_past + 1)
         step_pos = position[:, None] if mask is not None else None  # (B, 1)

@@ -96,15 +96,34 @@ def all_reduce_sum(values: list[float], info: DistInfo) -> list[float]:
     return t.tolist()
 
 
-def all_reduce_mean(value: float, info: DistInfo) -> float:
-    return all_reduce_sum([value], info)[0] / info.world_size
+class StepSignals:
+    """The one collective of an optimizer step: this process's loss and its two stop flags
+    (Ctrl-C, time budget) summed over all processes in a single all_reduce.
 
+    Nothing here waits for the device: the summed loss stays a tensor (read later, every
+    log_interval steps), and the summed flags of step k are read only after step k+1's work is
+    queued, so the device never idles while the host waits. Every process reads the same sums
+    at the same step, so all stop together. On one process there is nothing to exchange: the
+    loss is returned as it is and the flags count at once.
+    """
 
-def broadcast_flag(flag: bool, info: DistInfo) -> bool:
-    """True on every rank if it is True on any rank (used to stop all processes together)."""
-    if not info.enabled:
-        return flag
-    return all_reduce_sum([1.0 if flag else 0.0], info)[0] > 0
+    def __init__(self, info: DistInfo) -> None:
+        self.info = info
+        self._previous: torch.Tensor | None = None  # step k-1's sums: [loss, stop, out of time]
+
+    def exchange(self, loss: torch.Tensor, stop: bool, out_of_time: bool) -> tuple[torch.Tensor, bool, bool]:
+        """loss: () this process's mean loss on the device -> (mean over all processes, still a
+        tensor; whether any process asked to stop; whether any ran out of time)."""
+        if not self.info.enabled:
+            return loss, stop, out_of_time
+        # Filled on the device: a tensor made from Python values would be a blocking copy.
+        sums = torch.zeros(3, dtype=torch.float64, device=loss.device)  # float64: rounding barely
+        sums[0] = loss.detach()  # depends on the world size
+        sums[1], sums[2] = float(stop), float(out_of_time)
+        dist.all_reduce(sums, op=dist.ReduceOp.SUM)
+        previous, self._previous = self._previous, sums
+        stop_any, late_any = previous[1:].tolist() if previous is not None else (0.0, 0.0)  # step k-1
+        return sums[0] / self.info.world_size, stop_any > 0, late_any > 0
 
 
 def barrier(info: DistInfo) -> None:

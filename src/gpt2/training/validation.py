@@ -13,8 +13,10 @@ from gpt2.device import autocast
 from gpt2.errors import GPT2Error
 from gpt2.generation.text import sample_text
 from gpt2.loss import mean_loss
+from gpt2.training.checkpointing import Progress
 from gpt2.training.config import EvalSection
 from gpt2.training.distributed import DistInfo, all_reduce_sum
+from gpt2.training.metrics import MetricsLog, perplexity
 
 
 class Validator:
@@ -53,3 +55,23 @@ class Validator:
             return ""
         return e.prompt + sample_text(self.raw_model, self.tokenizer, e.prompt, e.sampling, e.sample_tokens,
                                       seed=self.seed)
+
+    def evaluate(self, progress: Progress, metrics: MetricsLog | None, write: Callable[[str], None]) -> bool:
+        """The evaluation during a run: the loss on eval.batches batches, recorded in `progress`
+        and `metrics` (with a sample), reported through `write`; True if it is the best so far."""
+        p = progress
+        val = self.loss(self.settings.batches, p.step)
+        p.history.append(val)
+        improved = val < p.best_val_loss
+        if improved:
+            p.best_val_loss = val
+        text = self.sample() if self.info.is_main else ""
+        if metrics is not None:
+            metrics.log({"step": p.step, "tokens": p.tokens_seen, "val_loss": val,
+                         "val_perplexity": perplexity(val), "sample": text})
+            metrics.plot()
+        best = " best" if improved else ""
+        write(f"step {p.step}: val loss {val:.4f} (perplexity {perplexity(val):.2f}){best}")
+        if text:
+            write(f"  sample: {text!r}")
+        return improved
