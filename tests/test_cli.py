@@ -15,7 +15,7 @@ def run(*args: str) -> subprocess.CompletedProcess:
 def test_help_lists_every_subcommand():
     out = run("--help")
     assert out.returncode == 0
-    for name in ("info", "prepare", "tokenizer", "train", "eval", "generate", "verify"):
+    for name in ("info", "prepare", "tokenizer", "train", "eval", "generate", "serve"):
         assert name in out.stdout
 
 

@@ -18,6 +18,7 @@ from gpt2.commands.eval import evaluate
 from gpt2.commands.generate import generate
 from gpt2.commands.info import info
 from gpt2.commands.prepare import prepare_command
+from gpt2.commands.serve import serve
 from gpt2.commands.tokenizer import tokenizer_train
 from gpt2.commands.train import train
 from gpt2.commands.verify import verify
@@ -54,7 +55,7 @@ def _one_line(message: str) -> str:
 def commands() -> dict:
     """Subcommand name -> function."""
     return {"info": info, "train": train, "eval": evaluate, "prepare": prepare_command,
-            "generate": generate, "verify": verify, "tokenizer": {"train": tokenizer_train}}
+            "generate": generate, "serve": serve, "verify": verify, "tokenizer": {"train": tokenizer_train}}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,151 @@
+"""The HTTP application: OpenAI's completions API, a health check and the playground.
+
+    GET  /v1/models          the one model served
+    POST /v1/completions     OpenAI's completions, streamed as server-sent events on request
+    GET  /health             liveness plus the worker's counters (no API key needed)
+    GET  /                   the playground (static/, no network needed)
+
+Requests are checked here (JSON shape, limits, the prompt's encoding) and queued; the model
+worker decodes them in batches; responses.py turns its events back into HTTP.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+
+from gpt2.generation.text import TextGenerator
+from gpt2.serving.errors import APIError, install_error_handlers
+from gpt2.serving.jobs import Job
+from gpt2.serving.options import ServeLimits
+from gpt2.serving.protocol import CompletionRequest, completion_id
+from gpt2.serving.responses import event_stream, whole_response
+from gpt2.serving.scheduler import QueueFullError, Scheduler
+from gpt2.serving.worker import ModelWorker
+
+STATIC = Path(__file__).parent / "static"
+
+
+def create_app(text: TextGenerator, model_name: str, limits: ServeLimits | None = None,
+               api_key: str | None = None) -> FastAPI:
+    """An app serving `text` under `model_name`; its model worker runs while the app does."""
+    limits = limits or ServeLimits()
+    worker = ModelWorker(text, Scheduler(limits.max_batch, limits.max_queue))
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        worker.start()
+        yield
+        await asyncio.to_thread(worker.stop)
+
+    app = FastAPI(title="gpt2 serve", lifespan=lifespan, docs_url=None, redoc_url=None)  # docs need a CDN
+    app.state.worker = worker
+    install_error_handlers(app)
+    authorized = [Depends(_bearer(api_key))]
+    created = int(time.time())
+    model_card = {"id": model_name, "object": "model", "created": created, "owned_by": "gpt2-from-scratch"}
+
+    @app.get("/health")
+    async def health() -> dict:
+        return {"status": "ok", "model": model_name, **worker.snapshot()}
+
+    @app.get("/v1/models", dependencies=authorized)
+    async def models() -> dict:
+        return {"object": "list", "data": [model_card]}
+
+    @app.get("/v1/models/{name}", dependencies=authorized)
+    async def model(name: str) -> dict:
+        if name != model_name:
+            raise APIError(404, f"the model {name!r} does not exist; this server has {model_name!r}",
+                           "model", "model_not_found")
+        return model_card
+
+    @app.post("/v1/completions", dependencies=authorized, response_model=None)
+    async def completions(request: Request) -> JSONResponse | StreamingResponse:
+        body = _parse(await _read_body(request, limits.max_request_bytes))
+        if body.model is not None and body.model != model_name:
+            raise APIError(404, f"the model {body.model!r} does not exist; this server has {model_name!r}",
+                           "model", "model_not_found")
+        job = _job(body, text, limits)
+        try:
+            worker.scheduler.submit(job)
+        except QueueFullError as err:
+            raise APIError(429, f"the server is busy ({err}); retry shortly", code="queue_full") from None
+        cid = completion_id()
+        if body.stream:
+            include_usage = body.stream_options is not None and body.stream_options.include_usage
+            return StreamingResponse(event_stream(job, cid, model_name, include_usage),
+                                     media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+        return JSONResponse(await whole_response(job, request, cid, model_name))
+
+    @app.get("/", include_in_schema=False)
+    async def playground() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+def _bearer(api_key: str | None):
+    """A dependency refusing requests without `Authorization: Bearer <api_key>` (if a key is set)."""
+
+    async def check(request: Request) -> None:
+        if api_key is None:
+            return
+        scheme, _, token = request.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not secrets.compare_digest(token.strip().encode(), api_key.encode()):
+            raise APIError(401, "missing or wrong API key: send the header 'Authorization: Bearer <key>'",
+                           code="invalid_api_key")
+
+    return check
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, refused with 413 as soon as it grows past `limit` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise APIError(413, f"the request body is {declared} bytes; the limit is {limit}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise APIError(413, f"the request body is over the limit of {limit} bytes")
+    return bytes(body)
+
+
+def _parse(raw: bytes) -> CompletionRequest:
+    try:
+        return CompletionRequest.model_validate_json(raw)
+    except ValidationError as err:
+        raise RequestValidationError(err.errors()) from None
+
+
+def _job(body: CompletionRequest, text: TextGenerator, limits: ServeLimits) -> Job:
+    """Encode the prompt and check the request against the limits: a refusal is a 400."""
+    if body.max_tokens > limits.max_tokens_limit:
+        raise APIError(400, f"max_tokens is {body.max_tokens}; this server allows at most "
+                            f"{limits.max_tokens_limit}", "max_tokens")
+    if body.n > limits.max_n:
+        raise APIError(400, f"n is {body.n}; this server allows at most {limits.max_n}", "n")
+    try:
+        ids = text.tokenizer.encode(body.prompt) or [text.tokenizer.eot_id]
+    except (ValueError, UnicodeError) as err:  # GPT2Error is a ValueError
+        raise APIError(400, f"the prompt cannot be encoded by this model's tokenizer: {err}",
+                       "prompt") from None
+    context = text.model.cfg.context_length
+    most = min(limits.max_prompt_tokens or context, context)
+    if len(ids) > most:
+        raise APIError(400, f"the prompt is {len(ids)} tokens; the limit is {most}", "prompt",
+                       "context_length_exceeded")
+    return Job(ids, body.sampling(), body.max_tokens, body.n, body.stop, body.seed, body.logprobs,
+               loop=asyncio.get_running_loop())

@@ -1,0 +1,83 @@
+"""A job: one accepted request on its way through the model worker, and the events it sends back.
+
+The HTTP side (an asyncio event loop) and the model worker (a thread) share nothing but
+jobs: the worker reads a job's fields, sends events into its asyncio queue with
+`loop.call_soon_threadsafe`, and checks `cancelled`, which the HTTP side sets when the
+client goes away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+
+from gpt2.generation.sampling import SamplingOptions
+
+
+@dataclass(frozen=True)
+class TokenInfo:
+    """One generated token for `logprobs`: its text, its log-probability under the model, and
+    the most likely alternatives at that position as (text, log-probability), best first."""
+
+    token: str
+    logprob: float
+    top: list[tuple[str, float]]
+
+
+@dataclass(frozen=True)
+class Piece:
+    """New text of choice `index` and the tokens it came from (text may be "" while a
+    character or a possible stop string is held back)."""
+
+    index: int
+    text: str
+    tokens: list[TokenInfo]
+
+
+@dataclass(frozen=True)
+class Finished:
+    """Choice `index` is complete: "stop" (end-of-text or a stop string) or "length"."""
+
+    index: int
+    reason: str
+    completion_tokens: int
+
+
+@dataclass(frozen=True)
+class Failed:
+    """The worker could not decode this job; the message is safe to show the client."""
+
+    message: str
+
+
+Event = Piece | Finished | Failed
+
+
+@dataclass
+class Job:
+    """One request: prompt ids, how to decode them, and where the results go."""
+
+    ids: list[int]
+    sampling: SamplingOptions
+    max_tokens: int
+    n: int = 1
+    stop: list[str] | None = None
+    seed: int | None = None
+    logprobs: int | None = None
+    loop: asyncio.AbstractEventLoop | None = None
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+
+    def send(self, event: Event) -> None:
+        """From the worker thread: hand an event to the request's event loop."""
+        if self.loop is None:
+            self.events.put_nowait(event)
+        elif not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+
+    def batch_key(self) -> tuple:
+        """Jobs with equal keys can be decoded in one batch: `generate_stream` takes one
+        SamplingOptions and one random generator per batch. A seeded job gets a key of its own,
+        so its result depends on its seed alone, never on what else was being served."""
+        return (self.sampling, id(self) if self.seed is not None else None)

@@ -1,0 +1,128 @@
+"""The playground in a real browser: headless Chromium (Debian's chromium + chromium-driver,
+driven by Selenium) types a prompt, generates with the keyboard only, watches the text stream
+in, stops it, checks the token colours and the top-5 alternatives, and saves screenshots."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+
+import httpx
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from test_serve_helpers import MODEL, running_server, tiny_text
+
+pytestmark = pytest.mark.slow
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+if not (CHROMIUM and DRIVER):
+    if os.environ.get("CI"):
+        raise RuntimeError("CI needs chromium and chromium-driver (apt-get install chromium chromium-driver)")
+    pytest.skip("needs Debian's chromium and chromium-driver (make browser)", allow_module_level=True)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with running_server(tiny_text(), max_tokens_limit=5000) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser():
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1000,1000"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
+    driver.set_script_timeout(30)
+    yield driver
+    driver.quit()
+
+
+def fill(browser, field: str, value: str) -> None:
+    """Type into a field as a user would (select all, then type over it)."""
+    element = browser.find_element(By.ID, field)
+    element.send_keys(Keys.CONTROL, "a")
+    element.send_keys(value)
+
+
+def colour(browser, element_or_css) -> str:
+    """The computed background colour of an element, or of a CSS colour, in the browser's words."""
+    return browser.execute_script(
+        "let e = arguments[0], probe = null;"
+        " if (typeof e === 'string') { probe = document.createElement('span'); probe.style.background = e;"
+        " document.body.append(probe); e = probe; }"
+        " const c = getComputedStyle(e).backgroundColor; if (probe) probe.remove(); return c;",
+        element_or_css)
+
+
+def open_playground(browser, server) -> WebDriverWait:
+    browser.get(server.url + "/")
+    wait = WebDriverWait(browser, 30)
+    wait.until(lambda b: MODEL in b.find_element(By.ID, "model").text)
+    return wait
+
+
+def test_text_streams_in_and_escape_stops_it(browser, server):
+    wait = open_playground(browser, server)
+    fill(browser, "prompt", "Once upon a time")
+    fill(browser, "max_tokens", "5000")
+    browser.find_element(By.ID, "prompt").send_keys(Keys.CONTROL, Keys.ENTER)  # keyboard only
+    wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "#output .tok")) >= 5)
+    assert browser.find_element(By.ID, "status").text == "generating…"  # text shows before the end
+    browser.find_element(By.ID, "prompt").send_keys(Keys.ESCAPE)
+    wait.until(lambda b: b.find_element(By.ID, "status").text == "stopped")
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#output .tok")) < 5000
+    wait.until(lambda b: httpx.get(server.url + "/health").json()["running"] == 0)  # the server stopped too
+
+
+def test_tokens_are_coloured_by_probability_with_their_alternatives(browser, server, tmp_path):
+    wait = open_playground(browser, server)
+    fill(browser, "prompt", "Once upon a time")
+    for field, value in (("max_tokens", "40"), ("temperature", "0.9"), ("seed", "3")):
+        fill(browser, field, value)
+    browser.find_element(By.ID, "prompt").send_keys(Keys.TAB)
+    browser.find_element(By.ID, "generate").send_keys(Keys.ENTER)  # a focused button answers Enter
+    wait.until(lambda b: b.find_element(By.ID, "status").text.startswith("done"))
+    same = {"prompt": "Once upon a time", "max_tokens": 40, "temperature": 0.9, "seed": 3, "logprobs": 5}
+    api = httpx.post(server.url + "/v1/completions", json=same).json()
+    choice = api["choices"][0]
+    output = browser.find_element(By.ID, "output")
+    assert output.text == "Once upon a time" + choice["text"]  # seeded: the same text the API gives
+    spans = output.find_elements(By.CSS_SELECTOR, ".tok")
+    assert len(spans) == 40
+    first = math.exp(choice["logprobs"]["token_logprobs"][0])
+    assert colour(browser, spans[0]) == colour(browser, f"hsl({round(120 * first)} 80% 80%)")
+    assert len({colour(browser, s) for s in spans}) > 3  # colours differ from token to token
+
+    output.send_keys(Keys.ARROW_RIGHT)  # keyboard: focus the first token, show its alternatives
+    tooltip = browser.find_element(By.ID, "tooltip")
+    wait.until(lambda b: tooltip.is_displayed())
+    rows = tooltip.find_elements(By.CSS_SELECTOR, "tr")
+    assert len(rows) == 5 and browser.switch_to.active_element == spans[0]
+    top = choice["logprobs"]["top_logprobs"][0]
+    best = max(top, key=top.get)
+    assert rows[0].find_elements(By.TAG_NAME, "td")[0].text == f'"{best}"'.replace("\n", "\\n")
+    browser.switch_to.active_element.send_keys(Keys.ARROW_RIGHT)  # the next token
+    assert browser.switch_to.active_element == spans[1] and tooltip.is_displayed()
+    browser.save_screenshot(str(tmp_path / "playground.png"))
+    assert (tmp_path / "playground.png").stat().st_size > 10_000
+
+
+def test_the_playground_fits_a_phone_width_screen(browser, server, tmp_path):
+    browser.set_window_size(390, 844)
+    try:
+        open_playground(browser, server)
+        width = browser.execute_script("return [document.documentElement.scrollWidth, window.innerWidth]")
+        assert width[0] <= width[1]  # no sideways scrolling
+        button = browser.find_element(By.ID, "generate")
+        assert button.is_displayed() and button.size["width"] >= 44  # a finger-sized target
+        browser.save_screenshot(str(tmp_path / "playground-phone.png"))
+    finally:
+        browser.set_window_size(1000, 1000)
