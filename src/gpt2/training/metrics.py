@@ -3,10 +3,13 @@ at each evaluation, and TensorBoard scalars when tensorboard is installed."""
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
 from typing import Any
+
+from gpt2.files import write_bytes_atomic
 
 
 class MetricsLog:
@@ -44,21 +47,20 @@ class MetricsLog:
     def plot(self) -> Path:
         """Redraw loss.png: train and validation loss against steps (bottom axis) and
         tokens seen (top axis)."""
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only; never needs a display
-        import matplotlib.pyplot as plt
+        from matplotlib.figure import Figure  # no pyplot: no global backend switch, no display
 
         train = [(r["step"], r["train_loss"]) for r in self.rows if "train_loss" in r]
         val = [(r["step"], r["val_loss"]) for r in self.rows if "val_loss" in r]
-        fig, ax = plt.subplots(figsize=(7, 4))
+        fig = Figure(figsize=(7, 4))
+        ax = fig.subplots()
         if train:
             ax.plot(*zip(*train, strict=True), label="train loss", alpha=0.7)
         if val:
             ax.plot(*zip(*val, strict=True), "o-", label="val loss")
         ax.set_xlabel("step")
         ax.set_ylabel("cross-entropy loss")
-        ax.legend()
+        if train or val:  # (a legend of nothing is a warning)
+            ax.legend()
         ax.grid(alpha=0.3)
         tokens_per_step = self._tokens_per_step()
         if tokens_per_step:
@@ -66,10 +68,9 @@ class MetricsLog:
                                                        lambda t: t / tokens_per_step))
             top.set_xlabel("tokens seen")
         fig.tight_layout()
-        tmp = self.plot_path.with_name(".loss.png.tmp")
-        fig.savefig(tmp, dpi=100, format="png")
-        plt.close(fig)
-        tmp.replace(self.plot_path)
+        image = io.BytesIO()
+        fig.savefig(image, dpi=100, format="png")
+        write_bytes_atomic(self.plot_path, image.getvalue())
         return self.plot_path
 
     def _tokens_per_step(self) -> float:
