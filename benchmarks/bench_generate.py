@@ -105,6 +105,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model.save_pretrained(tmp)
         hf = GPT2LMHeadModel.from_pretrained(tmp).eval()
+        hf16 = GPT2LMHeadModel.from_pretrained(tmp, dtype=torch.bfloat16).eval()
+        auto = GPT2.from_pretrained(tmp, dtype="auto")  # bf16 only where this CPU computes it natively
         bf16 = GPT2.from_pretrained(tmp, dtype=torch.bfloat16)
         fast32 = prepare_for_decoding(GPT2.from_pretrained(tmp))
         fast16 = prepare_for_decoding(GPT2.from_pretrained(tmp, dtype=torch.bfloat16))
@@ -112,6 +114,9 @@ def main() -> None:
 
     runs = {
         "transformers generate, float32": lambda: hf_generate(hf, idx),
+        "transformers generate, bf16": lambda: hf_generate(hf16, idx),
+        f"ours generate, dtype auto ({str(auto.dtype).removeprefix('torch.')})":
+            lambda: generate(auto, idx, NEW_TOKENS, SamplingOptions(temperature=0)),
         "ours generate, float32": lambda: generate(model, idx, NEW_TOKENS, SamplingOptions(temperature=0)),
         "ours generate, float32, prepared": lambda: generate(fast32, idx, NEW_TOKENS,
                                                              SamplingOptions(temperature=0)),
@@ -120,7 +125,7 @@ def main() -> None:
         "ours generate, bf16, prepared": lambda: generate(fast16, idx, NEW_TOKENS,
                                                           SamplingOptions(temperature=0)),
     }
-    for m in (model, fast32, bf16, fast16):  # warm up: first calls allocate and pick kernels
+    for m in (model, fast32, bf16, fast16, auto):  # warm up: first calls allocate and pick kernels
         generate(m, idx, 4, SamplingOptions(temperature=0))
     times: dict[str, float] = {name: float("inf") for name in runs}
     outputs: dict[str, torch.Tensor] = {}

@@ -71,6 +71,9 @@ def test_eval_matches_the_final_validation_loss(run: tuple[Path, str], data: Pat
           "--dtype", "float32", "--json_output", "true"])
     result = json.loads(capsys.readouterr().out)
     assert result["loss"] == pytest.approx(final, abs=1e-5)
+    # bits per byte, logged by training and reported by eval, agree: the same text, the same windows
+    assert result["bits_per_byte"] == pytest.approx(rows[-1]["full_val_bits_per_byte"], abs=1e-5)
+    assert any("val_bits_per_byte" in r for r in rows)
     assert result["perplexity"] == pytest.approx(torch.tensor(result["loss"]).exp())
 
 
@@ -449,3 +452,31 @@ def test_resume_keeps_the_saved_seed(data: Path, tmp_path: Path, capsys: pytest.
     assert "continues with its saved seed 7" in capsys.readouterr().err
     saved = json.loads((out / "latest" / "train_config.json").read_text())
     assert saved["train"]["seed"] == 7  # the record tells the truth
+
+
+
+@pytest.mark.parametrize(("option", "value", "message"), [
+    ("eval.sampling.temperature", "-1", "temperature must be"),
+    ("eval.sampling.top_k", "-3", "top_k must be"),
+    ("eval.batches", "0", "--eval.batches must be positive"),
+    ("checkpoint.interval", "-1", "--checkpoint.interval must be >= 0"),
+    ("train.max_seconds", "-1", "--train.max_seconds must be >= 0"),
+    ("train.stop_after_steps", "-1", "--train.stop_after_steps must be >= 0"),
+    ("train.grad_accum_steps", "0", "--train.grad_accum_steps must be positive"),
+    ("train.log_interval", "0", "--train.log_interval must be positive"),
+    ("optim.warmup_steps", "-5", "--optim.warmup_steps must be >= 0"),
+    ("eval.batch_size", "0", "--eval.batch_size must be positive"),
+    ("system.threads", "-1", "--threads must be 0"),
+    ("system.dtype", "fp8", "unknown dtype 'fp8'"),
+])
+def test_every_setting_is_checked_before_any_work(data: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                  option: str, value: str, message: str) -> None:
+    err = _fails([*tiny_args(data, tmp_path / "out"), f"--{option}={value}"], capsys)
+    assert message in err and not (tmp_path / "out").exists()
+
+
+def test_a_new_run_that_fails_before_its_first_checkpoint_leaves_nothing(
+        data: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    out = tmp_path / "out"
+    _fails(tiny_args(data, out, steps=4, **{"optim.lr": 1e30, "optim.grad_clip": 0}), capsys)
+    assert not out.exists()  # no metrics.jsonl or tensorboard/ that would look like a run

@@ -58,12 +58,21 @@ def commands() -> dict:
             "generate": generate, "serve": serve, "verify": verify, "tokenizer": {"train": tokenizer_train}}
 
 
+def _close_progress_bars() -> None:
+    """End any progress bar still drawn, so an error is printed on a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `gpt2` console script."""
     try:
         jsonargparse.auto_cli(commands(), args=argv, as_positional=False, parser_mode=CONFIG_MODE,
                               parser_class=OneLineErrorParser, prog="gpt2")
     except (GPT2Error, OSError) as err:
+        _close_progress_bars()
         print(f"gpt2: error: {err}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:

@@ -12,9 +12,11 @@ One definition (`cross_entropy_reference`) and the paths that compute it fast, a
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Iterator
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -107,3 +109,24 @@ def mean_loss(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
         total += loss.item() * y.numel()
         count += y.numel()
     return (total / count if count else float("nan")), count
+
+
+def bits_per_byte(loss: float, tokens: int, text_bytes: int) -> float:
+    """A mean loss per token (nats) as bits per byte of text: comparable across tokenizers
+    (a char model and a BPE model of the same text predict the same bytes)."""
+    return loss * tokens / (math.log(2) * text_bytes) if text_bytes else math.nan
+
+
+def byte_table(token_bytes: np.ndarray, vocab_size: int) -> Tensor:
+    """(vocab_size,) int64: the UTF-8 bytes each id stands for; ids past the tokenizer's
+    (a padded model vocabulary) stand for none."""
+    table = torch.zeros(vocab_size, dtype=torch.long)
+    table[:len(token_bytes)] = torch.from_numpy(np.asarray(token_bytes, dtype=np.int64))
+    return table
+
+
+def counting_bytes(batches: Iterable[tuple[Tensor, Tensor]], table: Tensor, total: list[int]) -> Iterator:
+    """The batches as they are, adding the bytes their targets stand for to total[0]."""
+    for x, y in batches:
+        total[0] += int(table[y.cpu()].sum())
+        yield x, y

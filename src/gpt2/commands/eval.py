@@ -9,15 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
-from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor
 
 from gpt2.checkpoint import read_config
 from gpt2.commands.options import flat_command
@@ -27,7 +23,7 @@ from gpt2.data.sources import decode_utf8
 from gpt2.device import DeviceOptions, autocast
 from gpt2.errors import GPT2Error
 from gpt2.gpt_model import GPT2
-from gpt2.loss import mean_loss
+from gpt2.loss import bits_per_byte, byte_table, counting_bytes, mean_loss
 from gpt2.runtime import resolve_runtime
 from gpt2.tokenizers import Tokenizer, same_ids, tokenizer_for_checkpoint
 from gpt2.training.metrics import perplexity
@@ -81,19 +77,6 @@ def _tokens(data: Path, split: str, tokenizer: Tokenizer) -> Path | list[np.ndar
     return _text_ids(data, tokenizer)
 
 
-def bits_per_byte(loss: float, tokens: int, text_bytes: int) -> float:
-    """The mean loss per token (nats) as bits per byte of text: comparable across tokenizers
-    (a char model and a BPE model of the same text predict the same bytes)."""
-    return loss * tokens / (math.log(2) * text_bytes) if text_bytes else math.nan
-
-
-def _counting_bytes(batches: Iterable[tuple[Tensor, Tensor]], table: Tensor, total: list[int]) -> Iterator:
-    """The batches, adding the UTF-8 bytes their targets stand for to total[0]."""
-    for x, y in batches:
-        total[0] += int(table[y.cpu()].sum())
-        yield x, y
-
-
 def evaluate_checkpoint(options: EvalOptions, system: DeviceOptions = DeviceOptions()) -> dict[str, Any]:
     """{"loss", "perplexity", "bits_per_byte", "tokens"}: mean loss per predicted token, and
     per byte of the text those tokens stand for. The tokenizer is found before the weights
@@ -111,11 +94,9 @@ def evaluate_checkpoint(options: EvalOptions, system: DeviceOptions = DeviceOpti
     model = GPT2.from_pretrained(checkpoint, device=runtime.device)
     if runtime.attention is not None:  # the kernel auto measured faster here; the weights are the same
         model.set_runtime_options(dataclasses.replace(model.cfg, attention=runtime.attention))
-    table = torch.zeros(cfg.vocab_size, dtype=torch.long)  # ids past the tokenizer's stand for no text
-    table[:tokenizer.vocab_size] = torch.from_numpy(tokenizer.token_bytes())
-    text_bytes = [0]
-    loss, count = mean_loss(model, _counting_bytes(batches, table, text_bytes),
-                            autocast(runtime.device, runtime.dtype))
+    text_bytes, table = [0], byte_table(tokenizer.token_bytes(), cfg.vocab_size)
+    amp = autocast(runtime.device, runtime.dtype)
+    loss, count = mean_loss(model, counting_bytes(batches, table, text_bytes), amp)
     bpb = bits_per_byte(loss, count, text_bytes[0])
     return {"loss": loss, "perplexity": perplexity(loss), "bits_per_byte": bpb, "tokens": count,
             "bytes": text_bytes[0]}

@@ -49,7 +49,7 @@ def train(model: ModelSection, data: DataSection, optim: OptimSection, train: Tr
                 print(f"gpt2: {stop}", file=sys.stderr)
             sys.exit(130)
         except BaseException:
-            trainer.checkpoints.restore_replaced()  # failed before its first checkpoint: the old run is back
+            trainer.checkpoints.undo_unsaved_run()  # failed before its first checkpoint
             raise
     if trainer.info.is_main:
         print_summary(summary)
@@ -60,7 +60,8 @@ def print_summary(summary: dict) -> None:
     print("\n== training summary ==")
     labels = [("steps", "steps"), ("tokens_seen", "tokens seen"), ("wall_seconds", "wall time (s)"),
               ("best_val_loss", "best val loss (subset)"), ("final_val_loss", "val loss (whole split)"),
-              ("final_val_perplexity", "val perplexity"), ("checkpoint", "checkpoint"),
+              ("final_val_perplexity", "val perplexity"),
+              ("final_val_bits_per_byte", "val bits per byte"), ("checkpoint", "checkpoint"),
               ("best_checkpoint", "best checkpoint"), ("metrics", "metrics"), ("plot", "loss plot")]
     for key, label in labels:
         if key in summary:

@@ -103,7 +103,9 @@ class RunCheckpoints:
     def __init__(self, out_dir: Path, tokenizer: Any, run_config: dict[str, Any], info: DistInfo) -> None:
         self.out_dir, self.tokenizer, self.run_config, self.info = out_dir, tokenizer, run_config, info
         self._latest_step = -1
+        self.saved = False  # whether this run has written a checkpoint yet
         self.replaced: Path | None = None  # an old run set aside by --overwrite (see claim_out_dir)
+        self.fresh = False  # a new run in a folder it created: nothing of it is worth keeping unsaved
 
     def save(self, which: str, step: int, model: torch.nn.Module,
              training_state: Callable[[], dict[str, Any]]) -> Path:
@@ -117,18 +119,25 @@ class RunCheckpoints:
         if self.info.is_main:
             save_checkpoint(path, model, tokenizer=self.tokenizer, training_state=training_state(),
                             json_files={RUN_CONFIG: self.run_config})
+            self.saved = True
             if self.replaced is not None:  # the new run has a checkpoint: the old one can go
                 shutil.rmtree(self.replaced, ignore_errors=True)
                 self.replaced = None
         barrier(self.info)
         return path
 
-    def restore_replaced(self) -> None:
-        """Put an old run set aside by --overwrite back, if the new one never saved a checkpoint."""
+    def undo_unsaved_run(self) -> None:
+        """A new run that failed before its first checkpoint leaves nothing behind (no metrics
+        log or TensorBoard files that look like a run), and an old run set aside by
+        --overwrite is put back."""
+        if self.saved or not self.info.is_main:
+            return
         if self.replaced is not None and self.replaced.exists():
             shutil.rmtree(self.out_dir, ignore_errors=True)
             os.rename(self.replaced, self.out_dir)
             self.replaced = None
+        elif self.fresh:
+            shutil.rmtree(self.out_dir, ignore_errors=True)
 
 
 def holds_run(out_dir: Path) -> bool:

@@ -134,7 +134,7 @@ class TrainSection:
     def __post_init__(self) -> None:
         _positive("train", max_steps=self.max_steps, batch_size=self.batch_size,
                   grad_accum_steps=self.grad_accum_steps, log_interval=self.log_interval,
-                  context_length=self.context_length or 1)
+                  context_length=1 if self.context_length is None else self.context_length)
         _not_negative("train", max_seconds=self.max_seconds, stop_after_steps=self.stop_after_steps)
 
 
@@ -161,7 +161,7 @@ class EvalSection:
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
 
     def __post_init__(self) -> None:
-        _positive("eval", batches=self.batches, batch_size=self.batch_size or 1)
+        _positive("eval", batches=self.batches, batch_size=1 if self.batch_size is None else self.batch_size)
         _not_negative("eval", interval=self.interval, sample_tokens=self.sample_tokens)
 
 

@@ -238,8 +238,10 @@ class Trainer:
             full = self.validator.loss(None, p.step)
             summary["final_val_loss"] = full
             summary["final_val_perplexity"] = perplexity(full)
+            summary["final_val_bits_per_byte"] = self.validator.bits_per_byte
             if self.metrics is not None:
-                self.metrics.log({"step": p.step, "tokens": p.tokens_seen, "full_val_loss": full})
+                self.metrics.log({"step": p.step, "tokens": p.tokens_seen, "full_val_loss": full,
+                                  "full_val_bits_per_byte": self.validator.bits_per_byte})
         if self.metrics is not None:
             summary["metrics"] = str(self.metrics.path)
             summary["plot"] = str(self.metrics.plot())

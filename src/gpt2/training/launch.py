@@ -65,7 +65,9 @@ def build_trainer(cfg: RunConfig, resume: bool = False, allow_changes: bool = Fa
     trainer = Trainer(cfg, model, train_batches, val_batches, tokenizer, info, runtime.dtype, window)
     trainer.checkpoints.run_config["runtime"] = runtime.record()  # train_config.json says how it ran
     if not resume and info.is_main:  # never replace another run without being asked
-        trainer.checkpoints.replaced = claim_out_dir(Path(cfg.train.out_dir), overwrite)
+        out = Path(cfg.train.out_dir)
+        trainer.checkpoints.replaced = claim_out_dir(out, overwrite)
+        trainer.checkpoints.fresh = not out.exists()
     if resume:
         trainer.restore(load_resume_state(ckpt))
         if info.is_main:

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from gpt2.device import autocast
 from gpt2.errors import GPT2Error
 from gpt2.generation.text import sample_text
-from gpt2.loss import mean_loss
+from gpt2.loss import bits_per_byte, byte_table, counting_bytes, mean_loss
 from gpt2.training.checkpointing import Progress
 from gpt2.training.config import EvalSection
 from gpt2.training.distributed import DistInfo, all_reduce_sum
@@ -28,7 +28,10 @@ class Validator:
         self.model, self.raw_model, self.val_batches = model, raw_model, val_batches
         self.tokenizer, self.settings, self.seed = tokenizer, settings, seed
         self.info, self.amp_dtype = info, amp_dtype
-        self._last: tuple[tuple[int, int], float] | None = None  # (step, batches) -> loss
+        vocab = raw_model.cfg.vocab_size
+        self.bytes = None if tokenizer is None else byte_table(tokenizer.token_bytes(), vocab)
+        self.bits_per_byte = float("nan")  # of the last loss measured (nan without a tokenizer)
+        self._last: tuple[tuple[int, int], float, float] | None = None  # (step, batches), loss, bpb
 
     def loss(self, max_batches: int | None, step: int) -> float:
         """Mean per-token loss over the first `max_batches` validation batches (None: all),
@@ -38,14 +41,20 @@ class Validator:
         batches = self.val_batches(max_batches)
         key = (step, len(batches))
         if self._last is not None and self._last[0] == key and not self.info.enabled:
+            self.bits_per_byte = self._last[2]
             return self._last[1]
+        text_bytes = [0]
+        if self.bytes is not None:
+            batches = counting_bytes(batches, self.bytes, text_bytes)
         self.model.eval()
         loss, count = mean_loss(self.model, batches, autocast(self.info.device, self.amp_dtype))
         self.model.train()
-        total, count = all_reduce_sum([loss * count if count else 0.0, float(count)], self.info)
+        total, count, n_bytes = all_reduce_sum([loss * count if count else 0.0, float(count),
+                                                float(text_bytes[0])], self.info)
         if count == 0:
             raise GPT2Error("the validation split yielded no batches; it is shorter than one context window")
-        self._last = (key, total / count)
+        self.bits_per_byte = bits_per_byte(total / count, int(count), int(n_bytes))
+        self._last = (key, total / count, self.bits_per_byte)
         return total / count
 
     def sample(self) -> str:
@@ -68,10 +77,12 @@ class Validator:
         text = self.sample() if self.info.is_main else ""
         if metrics is not None:
             metrics.log({"step": p.step, "tokens": p.tokens_seen, "val_loss": val,
-                         "val_perplexity": perplexity(val), "sample": text})
+                         "val_perplexity": perplexity(val), "val_bits_per_byte": self.bits_per_byte,
+                         "sample": text})
             metrics.plot()
         best = " best" if improved else ""
-        write(f"step {p.step}: val loss {val:.4f} (perplexity {perplexity(val):.2f}){best}")
-        if text:
-            write(f"  sample: {text!r}")
+        write(f"step {p.step}: val loss {val:.4f} (perplexity {perplexity(val):.2f}, "
+              f"{self.bits_per_byte:.3f} bits/byte){best}")
+        if text:  # as text, indented, so a newline in it reads as one
+            write("  sample: " + text.replace("\n", "\n          "))
         return improved
