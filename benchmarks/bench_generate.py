@@ -22,10 +22,10 @@ from collections.abc import Callable
 
 import torch
 
-from gpt2 import GPT2
+from gpt2 import GPT2, GPT2Config
 from gpt2.generation import generate, generate_text, prepare_for_decoding
 from gpt2.generation.sampling import SamplingOptions
-from gpt2.hardware import GPT2Config, describe
+from gpt2.hardware import describe
 
 PROMPT_LEN, NEW_TOKENS = 16, 128
 
