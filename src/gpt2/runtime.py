@@ -19,8 +19,6 @@ from gpt2.config import GPT2Config
 from gpt2.device import DTYPES, DeviceOptions, check_dtype, pick_device
 from gpt2.hardware import cpu_info, describe, native_bf16
 
-PURPOSES = ("train", "eval", "generate")
-
 
 @dataclass(frozen=True)
 class Runtime:
@@ -40,8 +38,9 @@ class Runtime:
                 "hardware": hardware}
 
 
-def _choose(options: DeviceOptions, device: torch.device, cfg: GPT2Config, purpose: str,
-            batch_size: int, seq_len: int, probe: bool) -> autotune.Choice:
+def _choose(device: torch.device, cfg: GPT2Config, purpose: str, batch_size: int, seq_len: int,
+            probe: bool) -> autotune.Choice:
+    """What `auto` means here: rules for decoding, else the (cached) probe of autotune.py."""
     if purpose == "generate":
         return autotune.choose_decoding(device)
     if device.type == "cpu" and not probe:  # e.g. several processes: they would time each other
@@ -58,8 +57,7 @@ def resolve_runtime(options: DeviceOptions, cfg: GPT2Config, purpose: str, batch
     whatever `auto` chose in one line on stderr."""
     device = pick_device(options.device)
     auto = options.dtype == "auto" or options.threads == 0
-    choice = _choose(options, device, cfg, purpose, batch_size, seq_len or cfg.context_length, probe) \
-        if auto else None
+    choice = _choose(device, cfg, purpose, batch_size, seq_len or cfg.context_length, probe) if auto else None
     name = choice.dtype if options.dtype == "auto" else options.dtype
     dtype = DTYPES[name]
     check_dtype(dtype, device)

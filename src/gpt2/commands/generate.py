@@ -7,7 +7,6 @@ is found is `gpt2.tokenizers.tokenizer_for_checkpoint`.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from dataclasses import dataclass
@@ -16,13 +15,11 @@ from typing import TextIO
 
 import torch
 
-from gpt2.checkpoint import read_config
 from gpt2.commands.options import flat_command
 from gpt2.device import DeviceOptions
 from gpt2.errors import GPT2Error
 from gpt2.generation.sampling import SamplingOptions
 from gpt2.generation.text import TextGenerator
-from gpt2.runtime import resolve_runtime
 
 
 @dataclass(frozen=True)
@@ -134,18 +131,9 @@ def utf8_stdout() -> None:
 
 
 def load_session(options: GenerateOptions, sampling: SamplingOptions, system: DeviceOptions) -> Session:
-    """Resolve the device and precision for this checkpoint, then load it."""
-    if not Path(options.checkpoint).is_dir():
-        raise GPT2Error(f"--checkpoint {options.checkpoint}: no such directory")
-    if options.quantize and system.dtype not in ("auto", "float32"):
-        raise GPT2Error(f"--quantize int8 keeps activations in float32; use --dtype float32, "
-                        f"not {system.dtype}")
-    if options.quantize:  # int8 weights replace the choice of a float precision
-        system = dataclasses.replace(system, dtype="float32")
-    runtime = resolve_runtime(system, read_config(options.checkpoint), "generate")
-    text = TextGenerator.from_checkpoint(options.checkpoint, options.tokenizer, runtime.device, runtime.dtype,
-                                         options.quantize)
-    return Session(text, options, sampling)
+    """Load the checkpoint (see TextGenerator.load) and keep the request's options with it."""
+    return Session(TextGenerator.load(options.checkpoint, options.tokenizer, system, options.quantize),
+                   options, sampling)
 
 
 def _run(options: GenerateOptions, sampling: SamplingOptions, system: DeviceOptions) -> None:

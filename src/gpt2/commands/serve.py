@@ -11,12 +11,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from gpt2.checkpoint import read_config
 from gpt2.commands.options import flat_command
 from gpt2.device import DeviceOptions
 from gpt2.errors import GPT2Error
 from gpt2.generation.text import TextGenerator
-from gpt2.runtime import resolve_runtime
 from gpt2.serving.options import ServeLimits
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -49,14 +47,6 @@ class ServeOptions:
             raise GPT2Error("--api_key must not be empty (leave it out for no key)")
 
 
-def load_text(options: ServeOptions, system: DeviceOptions) -> TextGenerator:
-    """Resolve the device and precision for this checkpoint, then load it (as `gpt2 generate` does)."""
-    if not Path(options.checkpoint).is_dir():
-        raise GPT2Error(f"--checkpoint {options.checkpoint}: no such directory")
-    runtime = resolve_runtime(system, read_config(options.checkpoint), "generate")
-    return TextGenerator.from_checkpoint(options.checkpoint, options.tokenizer, runtime.device, runtime.dtype)
-
-
 def _web_stack() -> tuple:
     """uvicorn and our app factory, imported only to serve: the web stack is the optional
     `serve` extra, and the other commands must work where it is not installed."""
@@ -71,7 +61,7 @@ def _web_stack() -> tuple:
 
 def _run(options: ServeOptions, limits: ServeLimits, system: DeviceOptions) -> None:
     uvicorn, create_app = _web_stack()
-    text = load_text(options, system)
+    text = TextGenerator.load(options.checkpoint, options.tokenizer, system)  # as gpt2 generate does
     name = options.model_name or Path(options.checkpoint).resolve().name
     app = create_app(text, name, limits, options.api_key)
     if options.host not in LOOPBACK and options.api_key is None:

@@ -7,6 +7,7 @@ The tokenizer turns the prompt into ids, `generate_stream` chooses new ids, and
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import torch
 
 from gpt2.checkpoint import read_config
+from gpt2.device import DeviceOptions
 from gpt2.errors import GPT2Error
 from gpt2.generation.decode import generate_stream
 from gpt2.generation.fast_linear import prepare_for_decoding
@@ -21,6 +23,7 @@ from gpt2.generation.quantize import quantize_int8
 from gpt2.generation.sampling import SamplingOptions
 from gpt2.generation.streaming import stream_text
 from gpt2.gpt_model import GPT2
+from gpt2.runtime import resolve_runtime
 from gpt2.tokenizers import Tokenizer, tokenizer_for_checkpoint
 
 
@@ -44,6 +47,21 @@ class TextGenerator:
         if quantize == "int8":
             quantize_int8(model)
         return cls(prepare_for_decoding(model), tok)
+
+    @classmethod
+    def load(cls, checkpoint: str | Path, tokenizer: str | None, system: DeviceOptions,
+             quantize: str | None = None) -> TextGenerator:
+        """What `gpt2 generate` and `gpt2 serve` load: the device, precision and threads
+        resolved for this checkpoint (`auto` too), then `from_checkpoint`."""
+        if not Path(checkpoint).is_dir():
+            raise GPT2Error(f"--checkpoint {checkpoint}: no such directory")
+        if quantize and system.dtype not in ("auto", "float32"):
+            raise GPT2Error(f"--quantize int8 keeps activations in float32; use --dtype float32, "
+                            f"not {system.dtype}")
+        if quantize:  # int8 weights replace the choice of a float precision
+            system = dataclasses.replace(system, dtype="float32")
+        runtime = resolve_runtime(system, read_config(checkpoint), "generate")
+        return cls.from_checkpoint(checkpoint, tokenizer, runtime.device, runtime.dtype, quantize)
 
     def encode(self, text: str) -> list[int]:
         """Prompt ids; an empty prompt starts from end-of-text, a too-long one is refused."""
