@@ -238,3 +238,20 @@ def test_int8_generation_from_the_command_line(ckpts, capsys):
           "--quantize", "int8", "--temperature", "0", "--max_new_tokens", "8"])
     out = capsys.readouterr().out
     assert out.startswith(CORPUS[:6]) and len(out) > len(CORPUS[:6]) + 1
+
+
+def test_every_reader_reads_a_checkpoint_in_the_middle_of_a_save(ckpts, tmp_path, capsys):
+    """Between a save's two renames only `.NAME.old` exists: generate and eval read it, as
+    from_pretrained and info do, and touch nothing."""
+    import shutil
+
+    shutil.copytree(ckpts["root"] / "char", tmp_path / ".ck.old")
+    main(["generate", *PINNED, "--checkpoint", str(tmp_path / "ck"), "--prompt", CORPUS[:4],
+          "--temperature", "0", "--max_new_tokens", "5"])
+    assert capsys.readouterr().out.startswith(CORPUS[:4])
+    text = tmp_path / "t.txt"
+    text.write_text(CORPUS * 4, encoding="utf-8")
+    main(["eval", *PINNED, "--checkpoint", str(tmp_path / "ck"), "--data", str(text),
+          "--context_length", "8"])
+    assert "bits/byte" in capsys.readouterr().out
+    assert not (tmp_path / "ck").exists()

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from gpt2.checkpoint import read_config
+from gpt2.checkpoint import read_config, readable_path
 from gpt2.commands.options import flat_command
 from gpt2.data.loaders import SequentialLoader
 from gpt2.data.shards import SPLITS, open_data
@@ -81,7 +81,7 @@ def evaluate_checkpoint(options: EvalOptions, system: DeviceOptions = DeviceOpti
     """{"loss", "perplexity", "bits_per_byte", "tokens"}: mean loss per predicted token, and
     per byte of the text those tokens stand for. The tokenizer is found before the weights
     are read, so a checkpoint without one fails fast."""
-    checkpoint, data = Path(options.checkpoint), Path(options.data)
+    checkpoint, data = readable_path(options.checkpoint), Path(options.data)  # readers agree mid-save
     cfg = read_config(checkpoint)
     tokenizer = tokenizer_for_checkpoint(checkpoint, None, cfg.vocab_size)
     ctx = options.context_length or cfg.context_length

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from gpt2.checkpoint import read_config
+from gpt2.checkpoint import read_config, readable_path
 from gpt2.device import DeviceOptions
 from gpt2.errors import GPT2Error
 from gpt2.generation.decode import generate_stream
@@ -41,7 +41,7 @@ class TextGenerator:
         tokenizer first (so a directory without one fails before the weights are read), then
         the weights in `dtype` - or int8 with quantize="int8" (see quantize.py) - laid out for
         fast decoding (see fast_linear.py)."""
-        path = Path(checkpoint)
+        path = readable_path(checkpoint)  # the previous checkpoint while a save swaps in a new one
         tok = tokenizer_for_checkpoint(path, tokenizer, read_config(path).vocab_size)
         model = GPT2.from_pretrained(path, device=device, dtype=dtype)
         if quantize == "int8":
@@ -53,7 +53,7 @@ class TextGenerator:
              quantize: str | None = None) -> TextGenerator:
         """What `gpt2 generate` and `gpt2 serve` load: the device, precision and threads
         resolved for this checkpoint (`auto` too), then `from_checkpoint`."""
-        if not Path(checkpoint).is_dir():
+        if not readable_path(checkpoint).is_dir():
             raise GPT2Error(f"--checkpoint {checkpoint}: no such directory")
         if quantize and system.dtype not in ("auto", "float32"):
             raise GPT2Error(f"--quantize int8 keeps activations in float32; use --dtype float32, "
