@@ -137,7 +137,7 @@ class Trainer:
                                 self.info.world_size, peak, self.progress.step)
         start = time.perf_counter()
         bar = progress_bar(t.max_steps, self.progress.step, self.info.is_main and self.cfg.system.progress)
-        try:  # the bar and the TensorBoard writer are closed also on an error or Ctrl-C
+        try:  # the bar and the metrics (TensorBoard) are closed also on an error or Ctrl-C
             self._loop(start, bar)
             bar.close()  # before the final evaluation, so the summary is not drawn over
             return self._finish(time.perf_counter() - start, bar)

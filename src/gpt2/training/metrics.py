@@ -1,5 +1,6 @@
 """What a run records: metrics.jsonl (one JSON object per line), a loss-curve PNG redrawn
-at each evaluation, and TensorBoard scalars when tensorboard is installed."""
+at each evaluation, and TensorBoard scalars (one event file, rewritten with the plot) when
+tensorboard is installed."""
 
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class MetricsLog:
         if resume_step is not None and self.path.exists():
             self.rows = [r for r in _read_rows(self.path) if r.get("step", 0) <= resume_step]
         self._rewrite()
-        self.writer = _tensorboard_writer(out_dir)
+        self.tensorboard = out_dir / "tensorboard"
 
     def _rewrite(self) -> None:
         with open(self.path, "w", encoding="utf-8") as f:
@@ -39,10 +40,6 @@ class MetricsLog:
         self.rows.append(row)
         with open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
-        if self.writer is not None:
-            for key, value in row.items():
-                if key != "step" and isinstance(value, (int, float)):
-                    self.writer.add_scalar(key, value, row["step"])
 
     def plot(self) -> Path:
         """Redraw loss.png: train and validation loss against steps (bottom axis) and
@@ -71,6 +68,7 @@ class MetricsLog:
         image = io.BytesIO()
         fig.savefig(image, dpi=100, format="png")
         write_bytes_atomic(self.plot_path, image.getvalue())
+        self._write_tensorboard()
         return self.plot_path
 
     def _tokens_per_step(self) -> float:
@@ -78,9 +76,23 @@ class MetricsLog:
         return rows[-1]["tokens"] / rows[-1]["step"] if rows else 0.0
 
     def close(self) -> None:
-        """Flush and close the TensorBoard writer (the other files are written as they go)."""
-        if self.writer is not None:
-            self.writer.close()
+        """Write the TensorBoard scalars (the other files are written as they go)."""
+        self._write_tensorboard()
+
+    def _write_tensorboard(self) -> None:
+        """TensorBoard's copy of the rows, rewritten whole as one event file: a resumed or
+        relaunched run keeps one file whose scalars equal metrics.jsonl (no step twice)."""
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError:  # tensorboard not installed: the jsonl file and the PNG are enough
+            return
+        for old in self.tensorboard.glob("events.out.tfevents.*"):
+            old.unlink()
+        with SummaryWriter(log_dir=str(self.tensorboard)) as writer:
+            for row in self.rows:
+                for key, value in row.items():
+                    if key != "step" and isinstance(value, (int, float)):
+                        writer.add_scalar(key, value, row["step"])
 
 
 def progress_bar(total: int, initial: int, enabled: bool) -> Any:
@@ -107,11 +119,3 @@ def _read_rows(path: Path) -> list[dict[str, Any]]:
         except json.JSONDecodeError:
             break  # a line cut short by a crash; everything after it is unreliable
     return rows
-
-
-def _tensorboard_writer(out_dir: Path) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard not installed: the jsonl file and the PNG are enough
-        return None
-    return SummaryWriter(log_dir=str(out_dir / "tensorboard"))
