@@ -108,3 +108,14 @@ def test_vocab_larger_than_corpus_allows(nepali_file, tmp_path):
     with pytest.raises(ValueError, match="--model_type 'wordpiece'"):
         train_sentencepiece(resolve_sources([str(nepali_file)]),
                             options=SentencePieceOptions(model_type="wordpiece"))
+
+
+def test_without_a_vocab_size_one_is_suggested_from_the_corpus_size(nepali_file, tmp_path, capsys):
+    from gpt2.data.train_tokenizer import suggested_vocab_size
+
+    assert [suggested_vocab_size(n) for n in (10_000, 580_000, 5_000_000, 10**8, 10**10)] == \
+        [1_000, 1_500, 4_500, 20_000, 32_000]
+    tokenizer_train(input=str(nepali_file), out=str(tmp_path / "tok"))
+    err = capsys.readouterr().err
+    assert "no --vocab_size: 1,000 pieces suggested" in err
+    assert load_tokenizer(tmp_path / "tok").vocab_size == 1_000

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from gpt2.commands.options import flat_command
 from gpt2.data.sources import CorpusOptions, resolve_sources
-from gpt2.data.train_tokenizer import SentencePieceOptions, train_sentencepiece
+from gpt2.data.train_tokenizer import SentencePieceOptions, suggested_vocab_size, train_sentencepiece
 from gpt2.errors import GPT2Error
 from gpt2.tokenizers.base import TOKENIZER_FILE
 
@@ -47,7 +48,12 @@ def _run(target: TokenizerOutput, corpus: CorpusOptions, options: SentencePieceO
     out_dir = Path(target.out)
     _check_out(out_dir, target.overwrite)
     inputs = [target.input] if isinstance(target.input, str) else list(target.input)
-    tok = train_sentencepiece(resolve_sources(inputs, corpus.glob), corpus, options)
+    sources = resolve_sources(inputs, corpus.glob)
+    if options.vocab_size is None:
+        size = sum(s.size for s in sources)
+        print(f"gpt2: note: no --vocab_size: {suggested_vocab_size(size):,} pieces suggested for "
+              f"{size / 1e6:.1f} MB of text", file=sys.stderr)
+    tok = train_sentencepiece(sources, corpus, options)
     tok.save(out_dir)  # each file atomically, gpt2_tokenizer.json last; nothing else is touched
     print(f"{out_dir}: SentencePiece {options.model_type}, {tok.vocab_size:,} pieces, "
           f"end-of-text id {tok.eot_id}")

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import re
@@ -48,7 +49,8 @@ class SentencePieceOptions:
     """How to train a SentencePiece tokenizer.
 
     Args:
-        vocab_size: Number of pieces (includes <unk>, <s>, </s> and, with byte fallback, 256 bytes).
+        vocab_size: Number of pieces (includes <unk>, <s>, </s> and, with byte fallback, 256 bytes);
+            default: suggested from the corpus size (see suggested_vocab_size).
         model_type: bpe or unigram.
         character_coverage: Share of characters covered by pieces (0.9995 for large alphabets,
             1.0 for small ones); the rest fall back to bytes.
@@ -58,7 +60,7 @@ class SentencePieceOptions:
         verbose: Show SentencePiece's own training log.
     """
 
-    vocab_size: int = 8000
+    vocab_size: int | None = None
     model_type: str = "bpe"
     character_coverage: float = 0.9995
     byte_fallback: bool = True
@@ -71,8 +73,15 @@ class SentencePieceOptions:
             raise GPT2Error(f"--model_type {self.model_type!r} must be one of {MODEL_TYPES}")
         if not 0 < self.character_coverage <= 1:
             raise GPT2Error(f"--character_coverage {self.character_coverage} must be in (0, 1]")
-        if self.vocab_size < 4:
+        if self.vocab_size is not None and self.vocab_size < 4:
             raise GPT2Error(f"--vocab_size {self.vocab_size} is too small")
+
+
+def suggested_vocab_size(corpus_bytes: int) -> int:
+    """A vocabulary for a corpus of this size: about 2 x sqrt(bytes), in steps of 500, from
+    1,000 to 32,000 (0.5 MB -> 1,500; 5 MB -> 4,500; 100 MB -> 20,000). Too many pieces for a
+    small corpus leave few tokens to train on and many pieces seen only a few times."""
+    return int(min(32_000, max(1_000, round(2 * corpus_bytes ** 0.5 / 500) * 500)))
 
 
 def iter_sentences(sources: list[Source], corpus: CorpusOptions) -> Iterator[str]:
@@ -86,6 +95,8 @@ def train_sentencepiece(sources: list[Source], corpus: CorpusOptions = CorpusOpt
                         options: SentencePieceOptions = SentencePieceOptions()) -> SentencePieceTokenizer:
     """Train a SentencePiece model on `sources` (see `gpt2.data.sources.resolve_sources`)."""
     o = options
+    if o.vocab_size is None:
+        o = dataclasses.replace(o, vocab_size=suggested_vocab_size(sum(s.size for s in sources)))
     model = io.BytesIO()
     try:
         spm.SentencePieceTrainer.train(

@@ -83,6 +83,7 @@ class Trainer:
         self.validator = Validator(self.fast_model, model, val_batches, tokenizer, cfg.eval, cfg.train.seed,
                                    self.info, self.amp_dtype)
         self.checkpoints = RunCheckpoints(self.out_dir, tokenizer, cfg.to_dict(), self.info)
+        self.header: dict[str, Any] = {}  # the run's facts (launch.run_header), first row of metrics.jsonl
         self.metrics: MetricsLog | None = None
         self.signals, self.reader = StepSignals(self.info), LossReader()
 
@@ -132,6 +133,7 @@ class Trainer:
         t = self.cfg.train
         if self.info.is_main:
             self.metrics = MetricsLog(self.out_dir, resume_step=self.progress.step)
+            self.metrics.log({"step": self.progress.step, **self.header})  # what the run is about to do
         peak = peak_flops(self.device, self.amp_dtype)  # before the clock starts (a CPU measures it)
         self.speed = Throughput(t.batch_size * self.window, flops_per_token(self.raw_model.cfg, self.window),
                                 self.info.world_size, peak, self.progress.step)

@@ -18,7 +18,7 @@ import torch
 from gpt2.checkpoint import read_config, recover_interrupted_save
 from gpt2.config import GPT2Config
 from gpt2.data.loaders import RandomWindowLoader, SequentialLoader
-from gpt2.data.shards import open_data, verify_shards
+from gpt2.data.shards import open_data, read_meta, verify_shards
 from gpt2.errors import GPT2Error
 from gpt2.gpt_model import GPT2
 from gpt2.runtime import resolve_runtime
@@ -64,6 +64,9 @@ def build_trainer(cfg: RunConfig, resume: bool = False, allow_changes: bool = Fa
     train_batches, val_batches = make_loaders(cfg, data_dir, info, window)
     trainer = Trainer(cfg, model, train_batches, val_batches, tokenizer, info, runtime.dtype, window)
     trainer.checkpoints.run_config["runtime"] = runtime.record()  # train_config.json says how it ran
+    trainer.header = run_header(cfg, model, data_dir, train_batches.n_tokens, window)
+    if info.is_main and cfg.system.progress:  # shown with the progress bar; always in metrics.jsonl
+        print("gpt2: " + describe_header(trainer.header), file=sys.stderr)
     if not resume and info.is_main:  # never replace another run without being asked
         out = Path(cfg.train.out_dir)
         trainer.checkpoints.replaced = claim_out_dir(out, overwrite)
@@ -74,6 +77,22 @@ def build_trainer(cfg: RunConfig, resume: bool = False, allow_changes: bool = Fa
             print(f"gpt2: resumed from {ckpt} at step {trainer.progress.step} of {cfg.train.max_steps}",
                   file=sys.stderr)
     return trainer
+
+
+def run_header(cfg: RunConfig, model: GPT2, data_dir: Path, train_tokens: int, window: int) -> dict[str, Any]:
+    """The facts a person wants before a run starts (also logged as the first metrics row)."""
+    per_step = cfg.train.batch_size * window
+    return {"parameters": model.num_parameters(), "train_tokens": train_tokens,
+            "val_tokens": read_meta(data_dir)["splits"]["val"]["tokens"], "tokens_per_step": per_step,
+            "planned_tokens": per_step * cfg.train.max_steps,
+            "passes": per_step * cfg.train.max_steps / max(1, train_tokens)}
+
+
+def describe_header(h: dict[str, Any]) -> str:
+    """The header as one line of text."""
+    return (f"{h['parameters'] / 1e6:.2f}M parameters; data {h['train_tokens']:,} train / "
+            f"{h['val_tokens']:,} val tokens; {h['planned_tokens']:,} tokens planned "
+            f"({h['tokens_per_step']:,} per step) = {h['passes']:.2f} passes over the train split")
 
 
 def _open_data(data_dir: str) -> tuple[Path, Tokenizer]:
