@@ -30,7 +30,8 @@ browser:
 
 demo: install
 	$(BIN)/gpt2 prepare --input shakespeare --out $(DATA) --tokenizer char
-	$(BIN)/gpt2 train --config configs/shakespeare_cpu.yaml --data.dir $(DATA) --train.out_dir $(RUN)
+	$(BIN)/gpt2 train --config configs/shakespeare_cpu.yaml --data.dir $(DATA) --train.out_dir $(RUN) \
+		--overwrite true  # each demo starts the run afresh
 	$(BIN)/gpt2 generate --checkpoint $(RUN)/best --prompt "ROMEO:" --num_samples 2 \
 		--max_new_tokens 300 --temperature 0.8 --seed 1
 	@echo "checkpoint: $(RUN)/best   loss plot: $(RUN)/loss.png   metrics: $(RUN)/metrics.jsonl"
