@@ -28,25 +28,13 @@ import torch
 from gpt2 import GPT2, GPT2Config
 from gpt2.hardware import describe
 from gpt2.loss import cross_entropy_loss
-from gpt2.training.mfu import flops_per_step  # 6 N + 12 L T d per token: the one formula
+from gpt2.training.mfu import cpu_matmul_ceiling, flops_per_step  # the same measures as training
 from gpt2.training.optim import build_optimizer
 
 CONFIGS = {
     "a": (dict(vocab_size=65, context_length=64, emb_dim=128, n_heads=4, n_layers=4, drop_rate=0.0), 12, 64),
     "b": (dict(GPT2Config.from_preset("gpt2").to_dict()), 4, 256),
 }
-
-
-def matmul_ceiling(dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
-    """FLOP/s of a large square matmul: the most this machine does in `dtype`."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b  # warm up
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        a @ b
-        times.append(time.perf_counter() - t)
-    return 2 * n**3 / min(times)
 
 
 def ours(cfg: GPT2Config, mode: str) -> tuple[Callable, torch.nn.Module]:
@@ -101,7 +89,8 @@ def bench_config(name: str, modes: list[str], hf_modes: list[str], steps: int, r
             for _ in range(steps):
                 step(x, y)
             times[label].append((time.perf_counter() - t) / steps)
-    ceiling = {"fp32": matmul_ceiling(torch.float32), "bf16": matmul_ceiling(torch.bfloat16)}
+    ceiling = {name: cpu_matmul_ceiling(dtype, n=2048, budget_s=5.0)  # the training's own measure, larger
+               for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16))}
     flops = flops_per_step(cfg, batch, T)
     base = statistics.median(times["transformers fp32"]) if "transformers fp32" in times else None
     print(f"\nconfig ({name}): L={cfg.n_layers} H={cfg.n_heads} d={cfg.emb_dim} V={cfg.vocab_size} "
