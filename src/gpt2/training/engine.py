@@ -9,9 +9,8 @@ The hot loop never waits for the device between reads (see step_stats.py): losse
 device until a log, evaluation or save step; the processes exchange one tensor per step
 (distributed.StepSignals); the next batch is fetched before the current one runs (prefetch.py).
 
-The engine does not know where batches come from: `train_batches` is any object with
-`next_batch() -> (x, y)`, `state_dict()` and `load_state_dict()`, and `val_batches(n)`
-returns a sized iterable of the first n validation batches (all of them for None).
+The engine does not know where batches come from: `train_batches` is any BatchSource, and
+`val_batches(n)` returns a sized iterable of the first n validation batches (None: all).
 """
 
 from __future__ import annotations
@@ -69,7 +68,8 @@ class Trainer:
         self.device = self.info.device
         self.raw_model = model  # unwrapped: what checkpoints and samples use
         o = cfg.optim
-        self.optimizer = build_optimizer(model, o.lr, o.weight_decay, (o.beta1, o.beta2), o.eps, o.impl)
+        self.optimizer = build_optimizer(model, o.lr, o.weight_decay, (o.beta1, o.beta2), o.eps, o.impl,
+                                         o.name, o.muon_lr, o.momentum)
         self.fast_model = torch.compile(model) if cfg.system.compile else model  # forward for evaluation
         objective = NextTokenLoss(model)  # (x, y) -> loss: compiled as one graph with the model
         self.model = wrap_model(torch.compile(objective) if cfg.system.compile else objective, self.info)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from gpt2.errors import GPT2Error
+from gpt2.training.muon import Muon, muon_groups
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
@@ -45,11 +46,17 @@ def fused_supported(device: torch.device) -> bool:
 
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.1,
                     betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
-                    impl: str = "auto") -> torch.optim.AdamW:
-    """AdamW over `param_groups`. impl: 'fused' (one kernel for all parameters),
+                    impl: str = "auto", name: str = "adamw", muon_lr: float = 0.02,
+                    momentum: float = 0.95) -> torch.optim.Optimizer:
+    """AdamW over `param_groups`, or (name 'muon') `Muon` with AdamW for the parameters
+    Muon does not take. impl (AdamW only): 'fused' (one kernel for all parameters),
     'foreach' (batched ops, the portable fast path), 'loop' (torch's one-parameter-at-a-time
     kernel) or 'auto' (fused where supported, else foreach). `adamw_reference_step` is the
     same update written out; tests check every kernel against it."""
+    if name == "muon":
+        return Muon(muon_groups(model, weight_decay, muon_lr / lr), lr, momentum, betas, eps)
+    if name != "adamw":
+        raise GPT2Error(f"optim.name must be adamw or muon, got {name!r}")
     device = next(model.parameters()).device
     if impl == "auto":
         impl = "fused" if fused_supported(device) else "foreach"
@@ -102,6 +109,7 @@ def lr_at(step: int, lr: float, warmup_steps: int, max_steps: int, min_lr: float
 
 
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Apply one learning rate to every parameter group."""
+    """Apply the schedule's learning rate to every parameter group, times the group's
+    `lr_scale` where it has one (Muon's matrices run at their own peak rate)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr
+        group["lr"] = lr * group.get("lr_scale", 1.0)

@@ -1,0 +1,118 @@
+"""Muon: the Newton-Schulz orthogonalisation against an exact SVD, the parameter split, the
+AdamW half against torch's AdamW, and a `gpt2 train --optim.name muon` run that learns and
+resumes bit for bit."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from gpt2 import GPT2, GPT2Config
+from gpt2.training.muon import muon_groups, orthogonalize, orthogonalize_reference
+from gpt2.training.optim import build_optimizer, set_lr
+from train_helpers import make_char_data, run_gpt2, tiny_args, train_losses
+
+
+def _model() -> GPT2:
+    torch.manual_seed(0)
+    cfg = GPT2Config(vocab_size=50, context_length=16, emb_dim=16, n_heads=2, n_layers=2, drop_rate=0.0)
+    return GPT2(cfg)
+
+
+def _step(model: GPT2, opt: torch.optim.Optimizer, seed: int) -> None:
+    x = torch.randint(0, 50, (2, 16), generator=torch.Generator().manual_seed(seed))
+    opt.zero_grad()
+    model(x).logsumexp(-1).mean().backward()
+    opt.step()
+
+
+def _spread(shape: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """A float64 matrix (or batch) whose singular values spread over a factor of 30."""
+    gen = torch.Generator().manual_seed(seed)
+    *batch, rows, cols = shape
+    r = min(rows, cols)
+    u = torch.linalg.qr(torch.randn(*batch, rows, r, generator=gen, dtype=torch.float64)).Q
+    v = torch.linalg.qr(torch.randn(*batch, cols, r, generator=gen, dtype=torch.float64)).Q
+    return u @ torch.diag(torch.logspace(0, math.log10(30), r, dtype=torch.float64)) @ v.mT
+
+
+@pytest.mark.parametrize("shape", [(384, 128), (128, 512), (64, 64), (3, 96, 32)])
+def test_newton_schulz_is_close_to_the_svd_orthogonal_factor(shape: tuple[int, ...]) -> None:
+    g = _spread(shape)
+    got = orthogonalize(g)
+    want = torch.stack([orthogonalize_reference(m) for m in g.reshape(-1, *shape[-2:])]).reshape(shape)
+    singular = torch.linalg.svdvals(got)
+    assert singular.min() > 0.6 and singular.max() < 1.2  # pushed near 1 from 1..30
+    cosine = (got * want).sum() / (got.norm() * want.norm())
+    assert cosine > 0.97  # the same directions as U V^T
+
+
+def test_a_batch_of_matrices_equals_each_alone() -> None:
+    g = torch.randn(4, 48, 16, generator=torch.Generator().manual_seed(1))
+    for batched, one in zip(orthogonalize(g), g, strict=True):
+        torch.testing.assert_close(batched, orthogonalize(one), rtol=1e-5, atol=1e-6)
+
+
+def test_groups_give_block_matrices_to_muon_and_the_rest_to_adamw() -> None:
+    model = _model()
+    muon, decay, no_decay = muon_groups(model, weight_decay=0.1, muon_lr_scale=5.0)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert muon["muon"] and muon["lr_scale"] == 5.0
+    assert {names[id(p)] for p in muon["params"]} == {
+        f"blocks.{i}.{m}.weight" for i in range(2) for m in ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")}
+    assert {names[id(p)] for p in decay["params"]} == {"tok_emb.weight", "pos_emb.weight"}
+    assert all(p.dim() == 1 for p in no_decay["params"]) and no_decay["weight_decay"] == 0.0
+    ids = [id(p) for g in (muon, decay, no_decay) for p in g["params"]]
+    assert sorted(ids) == sorted(id(p) for p in model.parameters())  # each parameter exactly once
+
+
+def test_the_adamw_half_matches_torch_adamw() -> None:
+    """With the block matrices frozen, Muon is AdamW over the remaining parameters."""
+    models = [_model(), _model()]
+    for model in models:
+        for name, p in model.named_parameters():
+            p.requires_grad = not (p.dim() == 2 and name.startswith("blocks."))
+    muon = build_optimizer(models[0], lr=1e-2, weight_decay=0.1, name="muon")
+    adamw = build_optimizer(models[1], lr=1e-2, weight_decay=0.1, impl="loop")
+    for seed in range(3):
+        _step(models[0], muon, seed)
+        _step(models[1], adamw, seed)
+    for got, want in zip(models[0].parameters(), models[1].parameters(), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(models[0].tok_emb.weight, _model().tok_emb.weight)
+
+
+def test_a_muon_step_moves_each_matrix_by_the_orthogonalised_nesterov_gradient() -> None:
+    model = _model()
+    opt = build_optimizer(model, lr=1e-3, weight_decay=0.0, name="muon", muon_lr=0.02, momentum=0.9)
+    set_lr(opt, 1e-3)
+    w = model.blocks[0].mlp.fc.weight  # (64, 16): tall, so the step is scaled by sqrt(64 / 16)
+    before = w.detach().clone()
+    _step(model, opt, seed=0)
+    nesterov = w.grad * 1.9  # first step: momentum buffer = g, Nesterov = g + 0.9 g
+    expected = before - 0.02 * math.sqrt(64 / 16) * orthogonalize(nesterov)
+    torch.testing.assert_close(w.detach(), expected, rtol=1e-4, atol=1e-6)
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.02, 1e-3, 1e-3])
+
+
+def test_an_unknown_optimizer_name_is_refused() -> None:
+    with pytest.raises(ValueError, match="adamw or muon"):
+        build_optimizer(_model(), lr=1e-3, name="sgd")
+
+
+@pytest.mark.slow
+def test_gpt2_train_with_muon_learns_and_resumes_bit_for_bit(tmp_path: Path) -> None:
+    data = make_char_data(tmp_path / "data")
+    args = tiny_args(data, tmp_path / "run", steps=10, **{"optim.name": "muon"})
+    whole = run_gpt2([*tiny_args(data, tmp_path / "whole", steps=10, **{"optim.name": "muon"})])
+    assert whole.returncode == 0, whole.stderr
+    losses = train_losses(tmp_path / "whole")
+    assert losses[10] < losses[1] - 0.3  # it learns (steps count from 1)
+    first = run_gpt2([*args, "--train.stop_after_steps=4"])
+    assert first.returncode == 0, first.stderr
+    second = run_gpt2([*args, "--resume=true"])
+    assert second.returncode == 0, second.stderr
+    assert train_losses(tmp_path / "run") == losses  # exact float equality at every step
