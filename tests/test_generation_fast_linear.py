@@ -10,6 +10,7 @@ from gpt2 import GPT2
 from gpt2.generation import generate, generate_text
 from gpt2.generation.fast_linear import PackedLinear, _mkldnn_bf16, prepare_for_decoding
 from gpt2.generation.sampling import SamplingOptions
+from gpt2.training.optim import build_optimizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -37,6 +38,30 @@ def test_float32_relayout_keeps_values_names_and_tying():
     prompt, new = idx[:, :5], ctx - 5
     assert torch.equal(generate(model, prompt, new,
                        SamplingOptions(temperature=0)), generate_text(model, prompt, new, ctx))
+
+
+def test_generate_lays_out_an_eval_model_but_never_a_training_one():
+    prompt, greedy = torch.tensor([[1, 2, 3]]), SamplingOptions(temperature=0)
+    training = make_model().train()
+    out = generate(training, prompt, 5, greedy)
+    assert training.training and training.blocks[0].mlp.fc.weight.is_contiguous()  # untouched
+    inference = make_model()  # eval mode, like from_pretrained's models
+    assert torch.equal(generate(inference, prompt, 5, greedy), out)
+    assert inference.blocks[0].mlp.fc.weight.t().is_contiguous()  # the (in, out) decoding layout
+
+
+def test_training_after_the_relayout_gives_the_same_weights():
+    plain, relaid = make_model().train(), prepare_for_decoding(make_model()).train()
+    for model in (plain, relaid):
+        opt = build_optimizer(model, lr=1e-2)
+        for seed in range(3):
+            x = torch.randint(0, 97, (2, 16), generator=torch.Generator().manual_seed(seed))
+            opt.zero_grad()
+            model(x).logsumexp(-1).mean().backward()
+            opt.step()
+    assert not relaid.blocks[0].mlp.fc.weight.is_contiguous()  # still the decoding layout
+    for a, b in zip(plain.parameters(), relaid.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
 needs_bf16 = pytest.mark.skipif(not _mkldnn_bf16(), reason="no oneDNN bf16 on this CPU/torch")

@@ -127,8 +127,11 @@ def _decode(model: GPT2, idx: Tensor, request: _Request) -> Iterator[GenerationS
     """Run the loop in eval mode without gradients, restoring the model's mode afterwards."""
     was_training = model.training
     model.eval()
-    if model.dtype == torch.bfloat16:
-        prepare_for_decoding(model)  # bf16 on CPU: prepacked weights, ~2x faster decoding
+    if model.dtype == torch.bfloat16 or not was_training:
+        # A model in eval mode (as from_pretrained returns it) is there to generate from: give its
+        # CPU weights the decoding layout (float32 ~1.3x, bf16 ~2x; values unchanged). A model in
+        # training (samples during a run) keeps its float32 memory layout untouched.
+        prepare_for_decoding(model)
     try:
         with torch.no_grad():
             yield from _decode_loop(model, idx, request)
