@@ -228,6 +228,7 @@ def test_bf16_slowdown_measures_only_what_is_missing(fake_probe):
 
 def test_real_probe_returns_a_choice_and_writes_the_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("GPT2_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(autotune_probe, "BUSY_FRACTION", 1.0)  # cache it even if CI is busy
     threads, rng = torch.get_num_threads(), torch.get_rng_state()
     choice = autotune.choose_training("cpu", CFG, 2, 16)
     assert isinstance(choice, Choice) and choice.reason
@@ -240,3 +241,38 @@ def test_real_probe_returns_a_choice_and_writes_the_cache(monkeypatch, tmp_path)
     cached = json.loads((tmp_path / autotune_probe.CACHE_FILE).read_text())
     assert cached == {autotune_probe.cache_key(hardware.cpu_info(), CFG, *choice.probe_shape): choice.timings}
     assert not list(tmp_path.glob("*.tmp"))  # the atomic write left no temp file behind
+
+
+# --- a busy machine ----------------------------------------------------------------------------
+
+def test_others_share_counts_only_other_processes(monkeypatch):
+    monkeypatch.setattr(os, "sysconf", lambda name: 100)  # ticks per second
+    # 200 busy ticks of 200 in all; 0.5 s of them (50 ticks) were ours: others used 75%
+    assert autotune_probe.others_share((100, 1000, 0.0), (300, 1200, 0.5)) == pytest.approx(0.75)
+    assert autotune_probe.others_share(None, (300, 1200, 0.5)) == 0.0  # no /proc/stat: unknown
+    ticks = autotune_probe.cpu_ticks()
+    assert ticks is None or 0 <= ticks[0] <= ticks[1]
+
+
+def test_timings_from_a_busy_machine_are_used_once_and_not_cached(fake_probe, tmp_path, monkeypatch):
+    monkeypatch.setattr(autotune_probe, "others_share", lambda before, after: 0.6)
+    choice = autotune.choose_training("cpu", CFG, 4, 16, info=ZEN4)
+    assert choice.dtype == "bf16" and "used 60% of the CPU" in choice.reason and "not cached" in choice.reason
+    assert not (tmp_path / autotune_probe.CACHE_FILE).exists()
+    autotune.choose_training("cpu", CFG, 4, 16, info=ZEN4)
+    assert len(fake_probe) == 2  # measured again: nothing was cached
+
+
+@pytest.mark.skipif(autotune_probe.cpu_ticks() is None, reason="needs Linux's /proc/stat")
+def test_a_real_probe_beside_busy_processes_is_not_cached(monkeypatch, tmp_path):
+    monkeypatch.setenv("GPT2_CACHE_DIR", str(tmp_path))
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(hardware.cpu_info().cores)]
+    try:
+        choice = autotune.choose_training("cpu", CFG, 2, 16)
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    assert "not cached" in choice.reason
+    assert not (tmp_path / autotune_probe.CACHE_FILE).exists()

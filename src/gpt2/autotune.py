@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from gpt2.autotune_probe import ATTENTIONS, Combo, cached_timings, combo_key
+from gpt2.autotune_probe import ATTENTIONS, BUSY_FRACTION, Combo, cached_timings, combo_key
 from gpt2.config import GPT2Config
 from gpt2.hardware import CpuInfo, bf16_support, cpu_info
 
@@ -105,8 +105,12 @@ def choose_training(device: torch.device | str, cfg: GPT2Config, batch_size: int
         return Choice("float32", "sdpa", None, f"float32 on {device.type}: autocast there is not "
                       "reliably faster; sdpa attention")
     info = info or cpu_info()
-    timings, shape = cached_timings(info, cfg, batch_size, seq_len, candidates(info), refresh)
-    return dataclasses.replace(decide_cpu(info, timings), probe_shape=shape)
+    timings, shape, busy = cached_timings(info, cfg, batch_size, seq_len, candidates(info), refresh)
+    choice = decide_cpu(info, timings)
+    if busy > BUSY_FRACTION:
+        note = f"other processes used {busy:.0%} of the CPU while measuring: for this run only, not cached"
+        choice = dataclasses.replace(choice, reason=f"{choice.reason}; {note}")
+    return dataclasses.replace(choice, probe_shape=shape)
 
 
 def bf16_slowdown(cfg: GPT2Config, batch_size: int, seq_len: int, info: CpuInfo | None = None) -> float:
@@ -116,7 +120,7 @@ def bf16_slowdown(cfg: GPT2Config, batch_size: int, seq_len: int, info: CpuInfo 
     """
     info, threads = info or cpu_info(), torch.get_num_threads()
     fp32, bf16 = [(dt, cfg.attention, threads) for dt in ("float32", "bf16")]
-    timings, _ = cached_timings(info, cfg, batch_size, seq_len, [fp32, bf16])
+    timings, _, _ = cached_timings(info, cfg, batch_size, seq_len, [fp32, bf16])
     return timings[combo_key(*bf16)] / timings[combo_key(*fp32)]
 
 

@@ -1,11 +1,17 @@
 """The probe behind `auto` on a CPU: time forward+backward of one TransformerBlock at the
 model's width for each combination of precision, attention kernel and thread count, and
-cache the timings per CPU, torch build and shape (a different CPU or torch re-probes)."""
+cache the timings per CPU, torch build and shape (a different CPU or torch re-probes).
+
+Timings taken while other processes kept the CPU busy are used for this run only, never
+cached: on a busy 2-core machine two threads wait for each other and measure several times
+slower than one, which is true for that moment but not for the machine.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import time
 import warnings
 from pathlib import Path
@@ -26,6 +32,7 @@ MAX_PROBE_TOKENS = 2048
 MIN_PROBE_TOKENS = 128
 PROBE_BUDGET_S = 0.5  # after warm-up and one timed round, more rounds (up to 5) only within this
 CACHE_FILE = "autotune.json"
+BUSY_FRACTION = 0.25  # others' share of all cores during the probe above which it is not cached
 Combo = tuple[str, str, int]  # (dtype, attention, threads)
 
 
@@ -110,18 +117,43 @@ def _write_cache(path: Path, data: dict[str, dict[str, float]]) -> None:
         warnings.warn(f"could not write the autotune cache {path}: {err}", stacklevel=3)
 
 
+def cpu_ticks() -> tuple[int, int, float] | None:
+    """(busy ticks of all CPUs, all ticks, this process's CPU seconds) now, from Linux's
+    /proc/stat; None where there is none."""
+    try:
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return None
+    idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
+    own = os.times()
+    return sum(ticks) - idle, sum(ticks), own.user + own.system
+
+
+def others_share(before: tuple[int, int, float] | None, after: tuple[int, int, float] | None) -> float:
+    """Fraction of all cores that other processes used between two `cpu_ticks` (0 if unknown)."""
+    if before is None or after is None or after[1] <= before[1]:
+        return 0.0
+    own_ticks = (after[2] - before[2]) * os.sysconf("SC_CLK_TCK")
+    return max(0.0, (after[0] - before[0] - own_ticks) / (after[1] - before[1]))
+
+
 def cached_timings(info: CpuInfo, cfg: GPT2Config, batch_size: int, seq_len: int, combos: list[Combo],
-                   refresh: bool = False) -> tuple[dict[str, float], tuple[int, int]]:
-    """Timings of `combos` (measuring only those not cached yet) and the probe shape."""
+                   refresh: bool = False) -> tuple[dict[str, float], tuple[int, int], float]:
+    """Timings of `combos` (measuring only those not cached yet), the probe shape, and the share
+    of the CPU other processes took while this call measured (0.0 when all came from the cache)."""
     batch, seq = probe_shape(cfg, batch_size, seq_len)
     path, key = cache_dir() / CACHE_FILE, cache_key(info, cfg, batch, seq)
     cache = _read_cache(path)
     timings = {} if refresh else dict(cache.get(key, {}))
     missing = [c for c in combos if combo_key(*c) not in timings]
+    busy = 0.0
     if missing:
+        before = cpu_ticks()
         timings.update(measure(cfg, batch, seq, missing))
-        cache[key] = timings
-        _write_cache(path, cache)
-    return {combo_key(*c): timings[combo_key(*c)] for c in combos}, (batch, seq)
+        busy = others_share(before, cpu_ticks())
+        if busy <= BUSY_FRACTION:
+            cache[key] = timings
+            _write_cache(path, cache)
+    return {combo_key(*c): timings[combo_key(*c)] for c in combos}, (batch, seq), busy
 
 
