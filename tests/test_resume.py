@@ -80,7 +80,8 @@ def test_sigint_saves_and_exits_cleanly(data: Path, tmp_path: Path, signum: int)
     """Ctrl-C (or a scheduler's SIGTERM) in the middle of a long run: a checkpoint of the
     current step, exit code 130, one line of explanation and no traceback; --resume then
     continues from that step."""
-    args = tiny_args(data, tmp_path, steps=5000, **{"eval.interval": 0, "eval.final_full": False})
+    args = tiny_args(data, tmp_path, steps=5000, **{"eval.interval": 0, "eval.final_full": False,
+                                                     "train.max_passes": 0})
     proc = _start(args)
     _wait_for(lambda: _logged_steps(tmp_path) >= 2 or proc.poll() is not None)
     proc.send_signal(signum)

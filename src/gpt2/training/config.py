@@ -115,6 +115,9 @@ class TrainSection:
 
     Args:
         max_steps: Optimizer steps in the whole run (the cosine schedule ends here).
+        max_passes: Passes over the train split the run may make at most: a longer max_steps is
+            lowered to fit (and the run header says so), so a small corpus is not repeated
+            hundreds of times by accident; 0 = no cap.
         batch_size: Sequences per optimizer step, summed over all processes and
             accumulation micro-steps (the global batch).
         grad_accum_steps: Micro-steps whose gradients are summed before each optimizer
@@ -129,6 +132,7 @@ class TrainSection:
     """
 
     max_steps: int = 2000
+    max_passes: float = 20.0
     batch_size: int = 12
     grad_accum_steps: int = 1
     context_length: int | None = None
@@ -142,7 +146,8 @@ class TrainSection:
         _positive("train", max_steps=self.max_steps, batch_size=self.batch_size,
                   grad_accum_steps=self.grad_accum_steps, log_interval=self.log_interval,
                   context_length=1 if self.context_length is None else self.context_length)
-        _not_negative("train", max_seconds=self.max_seconds, stop_after_steps=self.stop_after_steps)
+        _not_negative("train", max_seconds=self.max_seconds, stop_after_steps=self.stop_after_steps,
+                      max_passes=self.max_passes)
 
 
 @dataclass
@@ -154,7 +159,8 @@ class EvalSection:
         batches: Batches of the fixed validation subset used at each evaluation.
         batch_size: Sequences per validation batch (per process); default the training micro-batch.
         final_full: At the end, compute the loss over the whole validation split.
-        prompt: Text the sample at each evaluation starts from.
+        prompt: Text the sample at each evaluation starts from; default (null) the start of a line
+            of the validation split, so it is always text the data's tokenizer knows.
         sample_tokens: Tokens to sample at each evaluation; 0 disables samples.
         sampling: How the samples are drawn (temperature, top_k, top_p, repetition_penalty).
     """
@@ -163,7 +169,7 @@ class EvalSection:
     batches: int = 20
     batch_size: int | None = None
     final_full: bool = True
-    prompt: str = "\n"
+    prompt: str | None = None
     sample_tokens: int = 100
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
 

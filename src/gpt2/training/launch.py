@@ -27,6 +27,7 @@ from gpt2.training.checkpointing import LATEST, check_out_dir, claim_out_dir, lo
 from gpt2.training.config import MODEL_FIELDS, RunConfig
 from gpt2.training.distributed import DistInfo, dist_info_from_env, init_distributed, launched_by_torchrun
 from gpt2.training.engine import Trainer
+from gpt2.training.fit_data import fit_to_data
 from gpt2.training.resume import check_changes, pin_saved_choices, saved_config
 
 
@@ -42,13 +43,15 @@ def build_trainer(cfg: RunConfig, resume: bool = False, allow_changes: bool = Fa
         recover_interrupted_save(ckpt)  # a save that died between its two renames
         if not ckpt.is_dir():
             raise GPT2Error(f"--resume: no checkpoint at {ckpt}; run without --resume to start the run")
+    window = cfg.train.context_length or model_config(cfg, source, tokenizer).context_length  # decided once
+    cfg, fitted = fit_to_data(cfg, data_dir, tokenizer, window)  # before a resume compares settings
+    if resume:
         saved = saved_config(ckpt)
         notes = check_changes(cfg, saved, allow_changes)
         cfg = pin_saved_choices(cfg, saved)
         if notes and int(os.environ.get("RANK", 0)) == 0:
             print(f"gpt2: note: changed for this resume: {'; '.join(notes)}", file=sys.stderr)
     model_cfg = model_config(cfg, source, tokenizer)
-    window = cfg.train.context_length or model_cfg.context_length  # decided once, used everywhere
     single = not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1
     micro = cfg.train.batch_size // (int(os.environ.get("WORLD_SIZE", 1)) * cfg.train.grad_accum_steps)
     runtime = resolve_runtime(cfg.system, model_cfg, "train", max(1, micro), window, probe=single,
@@ -64,13 +67,16 @@ def build_trainer(cfg: RunConfig, resume: bool = False, allow_changes: bool = Fa
     train_batches, val_batches = make_loaders(cfg, data_dir, info, window)
     trainer = Trainer(cfg, model, train_batches, val_batches, tokenizer, info, runtime.dtype, window)
     trainer.checkpoints.run_config["runtime"] = runtime.record()  # train_config.json says how it ran
-    trainer.header = run_header(cfg, model, data_dir, train_batches.n_tokens, window)
-    if info.is_main and cfg.system.progress:  # shown with the progress bar; always in metrics.jsonl
-        print("gpt2: " + describe_header(trainer.header), file=sys.stderr)
+    trainer.header = {**run_header(cfg, model, data_dir, train_batches.n_tokens, window), "notes": fitted}
     if not resume and info.is_main:  # never replace another run without being asked
         out = Path(cfg.train.out_dir)
         trainer.checkpoints.replaced = claim_out_dir(out, overwrite)
         trainer.checkpoints.fresh = not out.exists()
+    if info.is_main:
+        for note in fitted:
+            print(f"gpt2: note: {note}", file=sys.stderr)
+    if info.is_main and cfg.system.progress:  # shown with the progress bar; always in metrics.jsonl
+        print("gpt2: " + describe_header(trainer.header), file=sys.stderr)
     if resume:
         trainer.restore(load_resume_state(ckpt))
         if info.is_main:
@@ -85,14 +91,15 @@ def run_header(cfg: RunConfig, model: GPT2, data_dir: Path, train_tokens: int, w
     return {"parameters": model.num_parameters(), "train_tokens": train_tokens,
             "val_tokens": read_meta(data_dir)["splits"]["val"]["tokens"], "tokens_per_step": per_step,
             "planned_tokens": per_step * cfg.train.max_steps,
-            "passes": per_step * cfg.train.max_steps / max(1, train_tokens)}
+            "passes": per_step * cfg.train.max_steps / max(1, train_tokens), "eval_prompt": cfg.eval.prompt}
 
 
 def describe_header(h: dict[str, Any]) -> str:
     """The header as one line of text."""
     return (f"{h['parameters'] / 1e6:.2f}M parameters; data {h['train_tokens']:,} train / "
             f"{h['val_tokens']:,} val tokens; {h['planned_tokens']:,} tokens planned "
-            f"({h['tokens_per_step']:,} per step) = {h['passes']:.2f} passes over the train split")
+            f"({h['tokens_per_step']:,} per step) = {h['passes']:.2f} passes over the train split; "
+            f"samples start from {h['eval_prompt']!r}")
 
 
 def _open_data(data_dir: str) -> tuple[Path, Tokenizer]:

@@ -58,12 +58,14 @@ class Validator:
         return total / count
 
     def sample(self) -> str:
-        """eval.prompt and a short sampled continuation (fixed seed, so samples are comparable)."""
+        """eval.prompt and a short sampled continuation (fixed seed, so samples are comparable).
+        No prompt (a Trainer built without `gpt2 train`'s data-derived one) starts from end-of-text."""
         e = self.settings
         if self.tokenizer is None or e.sample_tokens <= 0:
             return ""
-        return e.prompt + sample_text(self.raw_model, self.tokenizer, e.prompt, e.sampling, e.sample_tokens,
-                                      seed=self.seed)
+        prompt = e.prompt or ""
+        return prompt + sample_text(self.raw_model, self.tokenizer, prompt, e.sampling, e.sample_tokens,
+                                    seed=self.seed)
 
     def evaluate(self, progress: Progress, metrics: MetricsLog | None, write: Callable[[str], None]) -> bool:
         """The evaluation during a run: the loss on eval.batches batches, recorded in `progress`

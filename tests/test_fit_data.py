@@ -1,0 +1,66 @@
+"""Settings a run takes from its data: max_steps capped by --train.max_passes, and the sample
+prompt taken from the validation split when none is given."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from gpt2.checkpoint import read_config
+from gpt2.data.shards import write_prepared
+from gpt2.tokenizers import get_tokenizer
+from gpt2.training.fit_data import capped_steps, prompt_from_data
+from train_helpers import make_char_data, run_gpt2, tiny_args
+
+NEPALI = "नेपाल एक सुन्दर देश हो।\nहिमाल पहाड तराई।\n" * 60
+
+
+def test_steps_are_capped_by_passes_over_the_data() -> None:
+    assert capped_steps(1000, 5.0, train_tokens=10_000, tokens_per_step=128) == 390  # 5 * 10000 / 128
+    assert capped_steps(100, 5.0, train_tokens=10_000, tokens_per_step=128) == 100  # under the cap
+    assert capped_steps(1000, 0.0, train_tokens=10_000, tokens_per_step=128) == 1000  # 0: no cap
+    assert capped_steps(1000, 0.01, train_tokens=100, tokens_per_step=128) == 1  # at least one step
+
+
+def test_the_prompt_is_the_first_full_line_of_the_validation_split(tmp_path: Path) -> None:
+    text = "abc def\nghi jkl\nmno pqrstuvwxyz abc def\nxyz\n" * 3
+    tok = get_tokenizer("char", text=text)
+    ids = np.array(tok.encode(text))
+    data = write_prepared(tmp_path, tok, {"train": ids[:10], "val": ids[10:]}, split={"val_ratio": 0.9})
+    # val starts inside "ghi jkl" (a cut line): the first whole line after it, 12 characters at most
+    assert prompt_from_data(data, tok) == "mno pqrstuvw"
+
+
+def test_a_run_on_a_small_corpus_is_capped_and_says_so(tmp_path: Path) -> None:
+    data = make_char_data(tmp_path / "data")  # 5,364 train tokens; 128 tokens per step
+    out = tmp_path / "run"
+    proc = run_gpt2(tiny_args(data, out, steps=1000, **{"train.max_passes": 0.5, "eval.interval": 0}))
+    assert proc.returncode == 0, proc.stderr
+    assert "--train.max_steps lowered from 1000 to 20: --train.max_passes 0.5" in proc.stderr
+    header = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert header["planned_tokens"] == 20 * 128 and any("lowered" in n for n in header["notes"])
+    saved = json.loads((out / "latest" / "train_config.json").read_text())
+    assert saved["train"]["max_steps"] == 20  # the schedule the run really followed
+    again = run_gpt2([*tiny_args(data, out, steps=1000, **{"train.max_passes": 0.5, "eval.interval": 0}),
+                      "--resume=true"])
+    assert again.returncode == 0, again.stderr  # the same command resolves the same way
+    assert "changed for this resume" not in again.stderr and "at step 20 of 20" in again.stderr
+
+
+def test_a_corpus_without_latin_letters_samples_from_its_own_text(tmp_path: Path) -> None:
+    tok = get_tokenizer("char", text=NEPALI)
+    ids = np.array(tok.encode(NEPALI))
+    data = write_prepared(tmp_path / "data", tok, {"train": ids[:2000], "val": ids[2000:]},
+                          split={"val_ratio": 0.1})
+    out = tmp_path / "run"
+    proc = run_gpt2(tiny_args(data, out, steps=4))
+    assert proc.returncode == 0, proc.stderr
+    prompt = json.loads((out / "latest" / "train_config.json").read_text())["eval"]["prompt"]
+    assert prompt in NEPALI.splitlines() or any(line.startswith(prompt) for line in NEPALI.splitlines())
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["eval_prompt"] == prompt
+    samples = [json.loads(r)["sample"] for r in (out / "metrics.jsonl").read_text().splitlines()
+               if "sample" in json.loads(r)]
+    assert samples and all(s.startswith(prompt) for s in samples)
+    assert read_config(out / "latest").vocab_size == tok.vocab_size
