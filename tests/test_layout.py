@@ -12,7 +12,8 @@ MAX_LINES = 250
 # A module may import from its own stage or an earlier one, never a later one.
 STAGES = {
     "errors": 0, "files": 0, "config": 0, "hardware": 0,
-    "device": 1, "layer_norm": 1, "attention": 1, "mlp": 1, "transformer_block": 1, "hf_layout": 1,
+    "device": 1, "device_options": 1, "layer_norm": 1, "attention": 1, "mlp": 1, "transformer_block": 1,
+    "hf_layout": 1,
     "checkpoint": 1, "gpt_model": 1, "loss": 1, "autotune": 1, "autotune_probe": 1, "runtime": 1,
     "tokenizers": 2, "data": 3, "generation": 4, "training": 5, "commands": 6, "serving": 6,
     "cli": 7, "__main__": 7,

@@ -3,6 +3,8 @@ round-trip Nepali exactly, use the model in `gpt2 prepare`, and refuse impossibl
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -119,3 +121,15 @@ def test_without_a_vocab_size_one_is_suggested_from_the_corpus_size(nepali_file,
     err = capsys.readouterr().err
     assert "no --vocab_size: 1,000 pieces suggested" in err
     assert load_tokenizer(tmp_path / "tok").vocab_size == 1_000
+
+
+def test_a_suggested_size_is_lowered_to_what_a_repetitive_corpus_allows(tmp_path):
+    words = ["नेपाल", "हिमाल", "पहाड", "तराई", "गाउँ", "सहर", "नदी", "खोला"]
+    text = "\n".join(" ".join(words[(i * j) % len(words)] for j in range(1, 9)) for i in range(20_000))
+    (tmp_path / "small.txt").write_text(text, encoding="utf-8")  # ~0.9 MB, 8 distinct words
+    sources = resolve_sources([str(tmp_path / "small.txt")])
+    with pytest.raises(ValueError, match=r"use --vocab_size ([\d,]+) or less") as asked:
+        train_sentencepiece(sources, options=SentencePieceOptions(vocab_size=2_000, threads=1))
+    limit = int(re.search(r"use --vocab_size ([\d,]+) or less", str(asked.value))[1].replace(",", ""))
+    tok = train_sentencepiece(sources, options=SentencePieceOptions(threads=1))  # suggested: 2,000
+    assert tok.vocab_size == limit < 2_000  # lowered to fit, not refused

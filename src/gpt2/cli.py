@@ -4,6 +4,9 @@ jsonargparse derives every option, `--help` and `--config FILE` support from the
 subcommands' signatures and the dataclasses behind them. Mistakes the user can fix
 (`GPT2Error`) and file-system refusals (`OSError`) are printed as one line with exit
 status 1; anything else is a bug and keeps its traceback.
+
+Importing this module (and so `gpt2 --help`, `gpt2 CMD --help`) does not import torch: each
+command imports its machinery when it runs (see gpt2/commands/__init__.py).
 """
 
 from __future__ import annotations
@@ -53,9 +56,11 @@ def _one_line(message: str) -> str:
 
 
 def commands() -> dict:
-    """Subcommand name -> function."""
+    """Subcommand name -> function (or a group of them; its "_help" is its line in `gpt2 --help`)."""
     return {"info": info, "train": train, "eval": evaluate, "prepare": prepare_command,
-            "generate": generate, "serve": serve, "verify": verify, "tokenizer": {"train": tokenizer_train}}
+            "generate": generate, "serve": serve, "verify": verify,
+            "tokenizer": {"_help": "Train a SentencePiece tokenizer on your text (`gpt2 tokenizer train`).",
+                          "train": tokenizer_train}}
 
 
 def _close_progress_bars() -> None:

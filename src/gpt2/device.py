@@ -3,42 +3,21 @@
 `dtype` has one meaning everywhere: the precision the model computes in. Training and
 evaluation autocast to it (the weights and the loss stay float32); generation casts the
 weights (nothing is trained, and a bf16 weight is half the memory to read per token).
-`auto` picks from the hardware at hand (see autotune.py).
+`auto` picks from the hardware at hand (see autotune.py). The options themselves,
+`DeviceOptions`, are declared in device_options.py (which does not import torch) and
+re-exported here.
 """
 
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass
 
 import torch
 
+from gpt2.device_options import DeviceOptions as DeviceOptions  # re-exported; declared without torch
 from gpt2.errors import GPT2Error
 
-DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-DTYPE_NAMES = ("auto", *DTYPES)
-
-
-@dataclass(frozen=True)
-class DeviceOptions:
-    """Hardware and numerics.
-
-    Args:
-        device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.
-        dtype: Precision the model computes in: auto (the fastest this hardware runs well), float32,
-            bf16 or fp16 (CUDA only). Training and evaluation autocast; generation casts the weights.
-        threads: CPU threads for torch; 0 = auto.
-    """
-
-    device: str = "auto"
-    dtype: str = "auto"
-    threads: int = 0
-
-    def __post_init__(self) -> None:
-        if self.dtype not in DTYPE_NAMES:
-            raise GPT2Error(f"unknown dtype {self.dtype!r}; choose one of {', '.join(DTYPE_NAMES)}")
-        if isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads < 0:
-            raise GPT2Error(f"--threads must be 0 (auto) or a positive number, got {self.threads!r}")
+DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # DTYPE_NAMES, less auto
 
 
 def pick_device(preference: str | torch.device | None = "auto") -> torch.device:

@@ -11,22 +11,18 @@ import dataclasses
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from gpt2.checkpoint import read_config, readable_path
 from gpt2.commands.options import flat_command
-from gpt2.data.loaders import SequentialLoader
-from gpt2.data.shards import SPLITS, open_data
+from gpt2.data.options import SPLITS
 from gpt2.data.sources import decode_utf8
-from gpt2.device import DeviceOptions, autocast
+from gpt2.device_options import DeviceOptions
 from gpt2.errors import GPT2Error
-from gpt2.gpt_model import GPT2
-from gpt2.loss import bits_per_byte, byte_table, counting_bytes, mean_loss
-from gpt2.runtime import resolve_runtime
-from gpt2.tokenizers import Tokenizer, same_ids, tokenizer_for_checkpoint
-from gpt2.training.metrics import perplexity
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from gpt2.tokenizers import Tokenizer
 
 
 @dataclass(frozen=True)
@@ -60,6 +56,8 @@ class EvalOptions:
 
 def _text_ids(path: Path, tokenizer: Tokenizer) -> list[np.ndarray]:
     """A UTF-8 text file as `gpt2 prepare` encodes one document: ids, then end-of-text."""
+    import numpy as np  # here, not at the top: see commands/__init__.py
+
     text = decode_utf8(path.read_bytes(), path, 0, "strict", "give a UTF-8 text file")
     return [np.append(tokenizer.encode_array(text), tokenizer.eot_id)]
 
@@ -67,6 +65,9 @@ def _text_ids(path: Path, tokenizer: Tokenizer) -> list[np.ndarray]:
 def _tokens(data: Path, split: str, tokenizer: Tokenizer) -> Path | list[np.ndarray]:
     """What the windower reads: a shard folder (checked to share the checkpoint's tokenizer)
     or the ids of a text file."""
+    from gpt2.data.shards import open_data  # here, not at the top: see commands/__init__.py
+    from gpt2.tokenizers import same_ids
+
     if data.is_dir():
         _, data_tokenizer = open_data(data, (split,))
         if not same_ids(data_tokenizer.identity(), tokenizer.identity()):
@@ -81,6 +82,16 @@ def evaluate_checkpoint(options: EvalOptions, system: DeviceOptions = DeviceOpti
     """{"loss", "perplexity", "bits_per_byte", "tokens"}: mean loss per predicted token, and
     per byte of the text those tokens stand for. The tokenizer is found before the weights
     are read, so a checkpoint without one fails fast."""
+    # Imported here, not at the top, so that --help does not import torch (see commands/__init__.py).
+    from gpt2.checkpoint import read_config, readable_path
+    from gpt2.data.loaders import SequentialLoader
+    from gpt2.device import autocast
+    from gpt2.gpt_model import GPT2
+    from gpt2.loss import bits_per_byte, byte_table, counting_bytes, mean_loss
+    from gpt2.runtime import resolve_runtime
+    from gpt2.tokenizers import tokenizer_for_checkpoint
+    from gpt2.training.metrics import perplexity
+
     checkpoint, data = readable_path(options.checkpoint), Path(options.data)  # readers agree mid-save
     cfg = read_config(checkpoint)
     tokenizer = tokenizer_for_checkpoint(checkpoint, None, cfg.vocab_size)

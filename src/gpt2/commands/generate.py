@@ -11,15 +11,15 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
-
-import torch
+from typing import TYPE_CHECKING, TextIO
 
 from gpt2.commands.options import flat_command
-from gpt2.device import DeviceOptions
+from gpt2.device_options import DeviceOptions
 from gpt2.errors import GPT2Error
-from gpt2.generation.sampling import SamplingOptions
-from gpt2.generation.text import TextGenerator
+from gpt2.generation.options import SamplingOptions
+
+if TYPE_CHECKING:
+    from gpt2.generation.text import TextGenerator
 
 
 @dataclass(frozen=True)
@@ -84,6 +84,8 @@ class Session:
     """A loaded TextGenerator, the request's options and one random generator for every prompt."""
 
     def __init__(self, text: TextGenerator, options: GenerateOptions, sampling: SamplingOptions) -> None:
+        import torch  # a Session exists only once a model is loaded, so torch is imported by then
+
         self.text, self.options, self.sampling = text, options, sampling
         self.generator = torch.Generator(device=text.model.device)
         if options.seed is not None:
@@ -132,6 +134,9 @@ def utf8_stdout() -> None:
 
 def load_session(options: GenerateOptions, sampling: SamplingOptions, system: DeviceOptions) -> Session:
     """Load the checkpoint (see TextGenerator.load) and keep the request's options with it."""
+    # Imported here, not at the top, so that --help does not import torch (see commands/__init__.py).
+    from gpt2.generation.text import TextGenerator
+
     return Session(TextGenerator.load(options.checkpoint, options.tokenizer, system, options.quantize),
                    options, sampling)
 

@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import torch
-
-from gpt2.checkpoint import read_config
 from gpt2.config import GPT2Config
-from gpt2.gpt_model import GPT2
 
 
 def info(checkpoint: str | None = None, preset: str = "gpt2") -> None:
@@ -16,6 +12,12 @@ def info(checkpoint: str | None = None, preset: str = "gpt2") -> None:
         checkpoint: A checkpoint or Hugging Face GPT-2 directory (overrides --preset).
         preset: A named config (see gpt2.config.PRESETS).
     """
+    # Imported here, not at the top, so that --help does not import torch (see commands/__init__.py).
+    import torch
+
+    from gpt2.checkpoint import read_config
+    from gpt2.gpt_model import GPT2
+
     cfg = read_config(checkpoint) if checkpoint else GPT2Config.from_preset(preset)
     with torch.device("meta"):
         model = GPT2(cfg)

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gpt2.commands.options import flat_command
-from gpt2.data.prepare import PrepareOptions, prepare
-from gpt2.data.shards import SPLITS
+from gpt2.data.options import SPLITS, PrepareOptions
 from gpt2.data.sources import CorpusOptions
 
 
@@ -28,6 +27,9 @@ class PrepareInputs:
 
 
 def _run(what: PrepareInputs, corpus: CorpusOptions, options: PrepareOptions) -> None:
+    # Imported here, not at the top, so that --help does not import numpy (see commands/__init__.py).
+    from gpt2.data.prepare import prepare
+
     inputs = [what.input] if isinstance(what.input, str) else list(what.input)
     meta = prepare(inputs, what.out, what.tokenizer, corpus, options)
     counts = ", ".join(f"{split} {meta['splits'][split]['tokens']:,} tokens" for split in SPLITS)

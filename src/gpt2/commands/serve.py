@@ -12,9 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpt2.commands.options import flat_command
-from gpt2.device import DeviceOptions
+from gpt2.device_options import DeviceOptions
 from gpt2.errors import GPT2Error
-from gpt2.generation.text import TextGenerator
 from gpt2.serving.options import ServeLimits
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -60,6 +59,9 @@ def _web_stack() -> tuple:
 
 
 def _run(options: ServeOptions, limits: ServeLimits, system: DeviceOptions) -> None:
+    # Imported here, not at the top, so that --help does not import torch (see commands/__init__.py).
+    from gpt2.generation.text import TextGenerator
+
     uvicorn, create_app = _web_stack()
     text = TextGenerator.load(options.checkpoint, options.tokenizer, system)  # as gpt2 generate does
     name = options.model_name or Path(options.checkpoint).resolve().name

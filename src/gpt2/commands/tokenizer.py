@@ -7,10 +7,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from gpt2.commands.options import flat_command
+from gpt2.data.options import SentencePieceOptions
 from gpt2.data.sources import CorpusOptions, resolve_sources
-from gpt2.data.train_tokenizer import SentencePieceOptions, suggested_vocab_size, train_sentencepiece
 from gpt2.errors import GPT2Error
-from gpt2.tokenizers.base import TOKENIZER_FILE
 
 
 @dataclass(frozen=True)
@@ -32,6 +31,8 @@ class TokenizerOutput:
 def _check_out(out_dir: Path, overwrite: bool) -> None:
     """Refuse an --out that is a file, or that holds a tokenizer or anything else, unless overwrite
     (which replaces only the tokenizer's own files; other files are left alone)."""
+    from gpt2.tokenizers.base import TOKENIZER_FILE  # here, not at the top: see commands/__init__.py
+
     if out_dir.exists() and not out_dir.is_dir():
         raise GPT2Error(f"--out {out_dir} exists and is not a folder")
     if overwrite or not out_dir.is_dir():
@@ -45,6 +46,9 @@ def _check_out(out_dir: Path, overwrite: bool) -> None:
 
 
 def _run(target: TokenizerOutput, corpus: CorpusOptions, options: SentencePieceOptions) -> None:
+    # Imported here, not at the top, so that --help does not import SentencePiece (see commands/__init__.py).
+    from gpt2.data.train_tokenizer import suggested_vocab_size, train_sentencepiece
+
     out_dir = Path(target.out)
     _check_out(out_dir, target.overwrite)
     inputs = [target.input] if isinstance(target.input, str) else list(target.input)
@@ -52,7 +56,7 @@ def _run(target: TokenizerOutput, corpus: CorpusOptions, options: SentencePieceO
     if options.vocab_size is None:
         size = sum(s.size for s in sources)
         print(f"gpt2: note: no --vocab_size: {suggested_vocab_size(size):,} pieces suggested for "
-              f"{size / 1e6:.1f} MB of text", file=sys.stderr)
+              f"{size / 1e6:.1f} MB of text (fewer if the text has fewer distinct pieces)", file=sys.stderr)
     tok = train_sentencepiece(sources, corpus, options)
     tok.save(out_dir)  # each file atomically, gpt2_tokenizer.json last; nothing else is touched
     print(f"{out_dir}: SentencePiece {options.model_type}, {tok.vocab_size:,} pieces, "

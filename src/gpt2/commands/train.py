@@ -15,9 +15,6 @@ from gpt2.training.config import (
     SystemSection,
     TrainSection,
 )
-from gpt2.training.distributed import process_group
-from gpt2.training.engine import TrainingInterruptedError
-from gpt2.training.launch import build_trainer
 
 
 def train(model: ModelSection, data: DataSection, optim: OptimSection, train: TrainSection,
@@ -35,6 +32,11 @@ def train(model: ModelSection, data: DataSection, optim: OptimSection, train: Tr
         allow_changes: With --resume, accept settings that differ from the saved run's and change its
             result (a different learning rate, max_steps, batch, ...); they are listed either way.
     """
+    # Imported here, not at the top, so that --help does not import torch (see commands/__init__.py).
+    from gpt2.training.distributed import process_group
+    from gpt2.training.engine import TrainingInterruptedError
+    from gpt2.training.launch import build_trainer
+
     cfg = RunConfig(model, data, optim, train, eval, checkpoint, system)
     trainer = build_trainer(cfg, resume=resume, allow_changes=allow_changes, overwrite=overwrite)
     with process_group(trainer.info):

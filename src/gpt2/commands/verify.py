@@ -4,21 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from gpt2.checkpoint import MANIFEST, read_config, readable_path, verify_checkpoint
-from gpt2.data.shards import META_FILE, open_data, read_meta, verify_shards
 from gpt2.errors import GPT2Error
 from gpt2.files import read_json, readable_dir
-from gpt2.tokenizers import find_tokenizer
 
 
 def verify(dir: str) -> None:
-    """Check every file of a checkpoint (against its manifest's sizes and sha256) or of a data
-    folder made by `gpt2 prepare` (each shard's tokens against meta.json); exit 1 on the first
-    problem, naming the file.
+    """Check a checkpoint or a prepared data folder, file by file, without using it.
+
+    Every file of a checkpoint is checked against its manifest's sizes and sha256, every shard of
+    a data folder made by `gpt2 prepare` against meta.json; exit 1 on the first problem, naming
+    the file.
 
     Args:
         dir: A checkpoint directory or a prepared data folder.
     """
+    # Imported here, not at the top, so that --help does not import torch (see commands/__init__.py).
+    from gpt2.checkpoint import MANIFEST, read_config, readable_path, verify_checkpoint
+    from gpt2.data.shards import META_FILE, open_data, read_meta, verify_shards
+    from gpt2.tokenizers import find_tokenizer
+
     path = Path(dir)
     if (readable_dir(path, META_FILE) / META_FILE).is_file():
         _, tokenizer = open_data(path)

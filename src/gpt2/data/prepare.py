@@ -18,7 +18,7 @@ import shutil
 import sys
 from collections.abc import Iterable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,10 @@ import numpy as np
 from tqdm import tqdm
 
 from gpt2.data import workers
+from gpt2.data.options import SPLITS, PrepareOptions
 from gpt2.data.shards import (
     FORMAT,
     META_FILE,
-    SPLITS,
     TOKENIZER_DIR,
     SplitWriter,
     dtype_for_vocab,
@@ -41,42 +41,6 @@ from gpt2.data.train_tokenizer import char_vocabulary
 from gpt2.errors import GPT2Error
 from gpt2.files import recover_dir, replace_dir, staging_dir
 from gpt2.tokenizers import Tokenizer, get_tokenizer
-
-DEFAULT_SHARD_TOKENS = 100_000_000
-
-
-@dataclass(frozen=True)
-class PrepareOptions:
-    """How `gpt2 prepare` splits, shards and stores the tokens.
-
-    Args:
-        val_ratio: Fraction of the corpus (in chunks of whole lines/records, seeded) held out for validation.
-        seed: Seed of the train/val split.
-        workers: Worker processes (default: all cores).
-        shard_tokens: Tokens per shard file at most.
-        context_length: If given, fail unless the train split holds at least one window of this length.
-        token_dtype: Integer type of the ids in the shards: auto (uint16 if the vocabulary fits, else
-            uint32), uint16, uint32.
-        overwrite: Replace shards in --out made with a different tokenizer.
-        progress: Show progress bars.
-    """
-
-    val_ratio: float = 0.1
-    seed: int = 0
-    workers: int | None = None
-    shard_tokens: int = DEFAULT_SHARD_TOKENS
-    context_length: int | None = None
-    token_dtype: str = "auto"
-    overwrite: bool = False
-    progress: bool = True
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.val_ratio < 1:
-            raise GPT2Error(f"--val_ratio {self.val_ratio} must be in [0, 1)")
-        if (self.workers is not None and self.workers < 1) or self.shard_tokens < 1:
-            raise GPT2Error(f"--workers ({self.workers}) and --shard_tokens ({self.shard_tokens}) "
-                            "must be >= 1")
-        dtype_for_vocab(2, self.token_dtype)  # refuses an unknown name now, before any work
 
 
 def _fingerprint(sources: list[Source], settings: dict[str, Any], identity: dict[str, Any] | str) -> str:

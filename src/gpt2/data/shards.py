@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from gpt2.data.options import SPLITS, check_token_dtype
 from gpt2.errors import GPT2Error
 from gpt2.files import json_bytes, member, read_json, readable_dir, write_bytes_atomic
 from gpt2.tokenizers import Tokenizer, load_tokenizer, same_ids
@@ -34,16 +35,14 @@ _HEADER = struct.Struct("<8sIIQ")
 META_FILE = "meta.json"
 TOKENIZER_DIR = "tokenizer"
 FORMAT = "gpt2-from-scratch-shards"  # meta.json "format"
-SPLITS = ("train", "val")
 
 
 def dtype_for_vocab(vocab_size: int, requested: str = "auto") -> np.dtype:
     """uint16 when every id fits in 16 bits, else uint32 (half the disk and page cache).
     requested: "auto", or "uint16"/"uint32" to insist (refused if the vocabulary does not fit)."""
+    check_token_dtype(requested)
     if requested == "auto":
         requested = "uint16" if vocab_size <= 2**16 else "uint32"
-    if requested not in ("uint16", "uint32"):
-        raise GPT2Error(f"--token_dtype {requested!r} must be auto, uint16 or uint32")
     dtype = np.dtype("<u2" if requested == "uint16" else "<u4")
     if vocab_size > 2 ** (8 * dtype.itemsize):
         hint = "use --token_dtype uint32 or auto" if requested == "uint16" else "at most 2**32 ids fit"

@@ -3,48 +3,15 @@
 Each processor takes logits (B, V) and returns new logits (B, V); tokens that may not be
 chosen get -inf. They are applied in the order of `sample_next`: repetition penalty,
 temperature, top-k, top-p, then one draw from the softmax. Temperature 0 means greedy.
+The knobs themselves, `SamplingOptions`, are declared in options.py (without torch).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import Tensor
 
-from gpt2.errors import GPT2Error
-
-
-@dataclass(frozen=True)
-class SamplingOptions:
-    """How the next token is chosen; checked once up front (not at every step).
-
-    Args:
-        temperature: 0 = greedy (always the most likely token); lower = safer, higher = wilder.
-        top_k: Sample only among the k most likely tokens (null = no limit).
-        top_p: Sample only among the most likely tokens whose probabilities sum to p, in (0, 1].
-        repetition_penalty: > 1 makes tokens already in the text less likely (1 = off).
-    """
-
-    temperature: float = 0.8  # 0 = greedy; < 1 sharper, > 1 flatter
-    top_k: int | None = 200  # keep only the k most likely tokens
-    top_p: float | None = None  # keep the smallest set of tokens whose probability reaches p
-    repetition_penalty: float = 1.0  # > 1 discourages tokens already in the text (CTRL)
-
-    def __post_init__(self) -> None:
-        t, k, p, r = self.temperature, self.top_k, self.top_p, self.repetition_penalty
-        if not isinstance(t, (int, float)) or not t >= 0 or t == float("inf"):
-            raise GPT2Error(f"temperature must be a finite number >= 0 (0 = greedy), got {t!r}")
-        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
-            raise GPT2Error(f"top_k must be an integer >= 1 (or None for no limit), got {k!r}")
-        if p is not None and (not isinstance(p, (int, float)) or not 0 < p <= 1):
-            raise GPT2Error(f"top_p must be in (0, 1] (or None for no limit), got {p!r}")
-        if not isinstance(r, (int, float)) or not 0 < r < float("inf"):
-            raise GPT2Error(f"repetition_penalty must be a positive number (1 = off), got {r!r}")
-
-    @property
-    def greedy(self) -> bool:
-        return self.temperature == 0
+from gpt2.generation.options import SamplingOptions  # re-exported; declared without torch
 
 
 def apply_repetition_penalty(logits: Tensor, seen: Tensor, penalty: float) -> Tensor:

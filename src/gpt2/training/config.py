@@ -3,7 +3,8 @@
 `gpt2 train` derives its command line and YAML/TOML config-file format from these
 classes (through jsonargparse), so `--optim.lr 3e-4` and `optim: {lr: 3e-4}` in a config
 file mean the same thing, and `gpt2 train --help` lists every field with its help.
-Each section checks its own values when it is built, before any work starts.
+Each section checks its own values when it is built, before any work starts. This module
+imports no torch (nor anything that does), so `gpt2 train --help` is quick.
 """
 
 from __future__ import annotations
@@ -14,9 +15,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gpt2.config import GPT2Config, PresetName
-from gpt2.device import DeviceOptions
+from gpt2.device_options import DeviceOptions
 from gpt2.errors import GPT2Error
-from gpt2.generation.sampling import SamplingOptions
+from gpt2.generation.options import SamplingOptions
 
 
 def _positive(section: str, **values: float) -> None:

@@ -1,0 +1,44 @@
+"""`SamplingOptions`: how the next token is chosen (temperature, top-k, top-p, repetition penalty).
+
+The dataclass lives here, without torch, so that the `gpt2` command (`generate --temperature`,
+`train --eval.sampling.top_k`) can build its options and `--help` without importing torch.
+The processors that apply it to logits are in sampling.py, which re-exports it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from gpt2.errors import GPT2Error
+
+
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How the next token is chosen; checked once up front (not at every step).
+
+    Args:
+        temperature: 0 = greedy (always the most likely token); lower = safer, higher = wilder.
+        top_k: Sample only among the k most likely tokens (null = no limit).
+        top_p: Sample only among the most likely tokens whose probabilities sum to p, in (0, 1].
+        repetition_penalty: > 1 makes tokens already in the text less likely (1 = off).
+    """
+
+    temperature: float = 0.8  # 0 = greedy; < 1 sharper, > 1 flatter
+    top_k: int | None = 200  # keep only the k most likely tokens
+    top_p: float | None = None  # keep the smallest set of tokens whose probability reaches p
+    repetition_penalty: float = 1.0  # > 1 discourages tokens already in the text (CTRL)
+
+    def __post_init__(self) -> None:
+        t, k, p, r = self.temperature, self.top_k, self.top_p, self.repetition_penalty
+        if not isinstance(t, (int, float)) or not t >= 0 or t == float("inf"):
+            raise GPT2Error(f"temperature must be a finite number >= 0 (0 = greedy), got {t!r}")
+        if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+            raise GPT2Error(f"top_k must be an integer >= 1 (or None for no limit), got {k!r}")
+        if p is not None and (not isinstance(p, (int, float)) or not 0 < p <= 1):
+            raise GPT2Error(f"top_p must be in (0, 1] (or None for no limit), got {p!r}")
+        if not isinstance(r, (int, float)) or not 0 < r < float("inf"):
+            raise GPT2Error(f"repetition_penalty must be a positive number (1 = off), got {r!r}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
