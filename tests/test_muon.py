@@ -50,6 +50,15 @@ def test_newton_schulz_is_close_to_the_svd_orthogonal_factor(shape: tuple[int, .
     assert cosine > 0.97  # the same directions as U V^T
 
 
+def test_the_iteration_in_bf16_stays_close_to_float32() -> None:
+    """What a bf16-autocast run uses (Muon's ns_dtype): bf16 rounding, the same directions."""
+    g = _spread((3, 128, 512)).float()
+    exact, rounded = orthogonalize(g), orthogonalize(g.bfloat16()).float()
+    assert (exact * rounded).sum() / (exact.norm() * rounded.norm()) > 0.99
+    singular = torch.linalg.svdvals(rounded)
+    assert singular.min() > 0.5 and singular.max() < 1.3
+
+
 def test_a_batch_of_matrices_equals_each_alone() -> None:
     g = torch.randn(4, 48, 16, generator=torch.Generator().manual_seed(1))
     for batched, one in zip(orthogonalize(g), g, strict=True):

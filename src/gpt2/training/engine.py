@@ -67,17 +67,17 @@ class Trainer:
         self.info = info or DistInfo(device=model.device)
         self.device = self.info.device
         self.raw_model = model  # unwrapped: what checkpoints and samples use
-        o = cfg.optim
+        o, explicit = cfg.optim, "float32" if cfg.system.dtype == "auto" else cfg.system.dtype
+        self.amp_dtype = amp_dtype or resolve_dtype(explicit)
+        ns_dtype = torch.bfloat16 if self.amp_dtype is torch.bfloat16 else torch.float32  # Muon: as autocast
         self.optimizer = build_optimizer(model, o.lr, o.weight_decay, (o.beta1, o.beta2), o.eps, o.impl,
-                                         o.name, o.muon_lr, o.momentum)
+                                         o.name, o.muon_lr, o.momentum, ns_dtype)
         self.fast_model = torch.compile(model) if cfg.system.compile else model  # forward for evaluation
         objective = NextTokenLoss(model)  # (x, y) -> loss: compiled as one graph with the model
         self.model = wrap_model(torch.compile(objective) if cfg.system.compile else objective, self.info)
         self.train_batches = Prefetcher(train_batches)
         self.progress = Progress()
         self.out_dir = Path(cfg.train.out_dir)
-        explicit = "float32" if cfg.system.dtype == "auto" else cfg.system.dtype
-        self.amp_dtype = amp_dtype or resolve_dtype(explicit)
         self.window = window or cfg.train.context_length or model.cfg.context_length
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
         self.validator = Validator(self.fast_model, model, val_batches, tokenizer, cfg.eval, cfg.train.seed,

@@ -47,14 +47,14 @@ def fused_supported(device: torch.device) -> bool:
 def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.1,
                     betas: tuple[float, float] = (0.9, 0.95), eps: float = 1e-8,
                     impl: str = "auto", name: str = "adamw", muon_lr: float = 0.02,
-                    momentum: float = 0.95) -> torch.optim.Optimizer:
+                    momentum: float = 0.95, ns_dtype: torch.dtype = torch.float32) -> torch.optim.Optimizer:
     """AdamW over `param_groups`, or (name 'muon') `Muon` with AdamW for the parameters
     Muon does not take. impl (AdamW only): 'fused' (one kernel for all parameters),
     'foreach' (batched ops, the portable fast path), 'loop' (torch's one-parameter-at-a-time
     kernel) or 'auto' (fused where supported, else foreach). `adamw_reference_step` is the
-    same update written out; tests check every kernel against it."""
+    same update written out; tests check every kernel against it. ns_dtype: see `Muon`."""
     if name == "muon":
-        return Muon(muon_groups(model, weight_decay, muon_lr / lr), lr, momentum, betas, eps)
+        return Muon(muon_groups(model, weight_decay, muon_lr / lr), lr, momentum, betas, eps, ns_dtype)
     if name != "adamw":
         raise GPT2Error(f"optim.name must be adamw or muon, got {name!r}")
     device = next(model.parameters()).device
