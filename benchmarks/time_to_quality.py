@@ -10,6 +10,12 @@ split) is the figure. It succeeds when that final whole-split loss is <= --targe
 
     .venv/bin/python benchmarks/time_to_quality.py
     .venv/bin/python benchmarks/time_to_quality.py --config configs/tinyshakespeare_char.yaml  # nanoGPT's
+    .venv/bin/python benchmarks/time_to_quality.py --nanogpt ~/src/nanoGPT  # + nanoGPT's own train.py
+
+--nanogpt DIR runs nanoGPT's own `train.py` (a checkout of github.com/karpathy/nanoGPT; its
+files are copied to a temporary folder, the checkout is not written) with its README's CPU
+recipe on the same text, timed the same way (its `prepare.py` not counted), and prints the
+ratio of our wall time to its. Its val loss is its own 20-batch estimate at iteration 2000.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -58,11 +66,37 @@ def run_recipe(config: str, data: Path, out: Path, overrides: list[str]) -> tupl
     return wall, final, max(r["step"] for r in rows)
 
 
+# nanoGPT's README: "a baby GPT ... on CPU", 2,000 iterations of 4 layers/4 heads/128 dims.
+NANOGPT_CPU_RECIPE = ["config/train_shakespeare_char.py", "--device=cpu", "--compile=False",
+                      "--eval_iters=20", "--log_interval=1", "--block_size=64", "--batch_size=12",
+                      "--n_layer=4", "--n_head=4", "--n_embd=128", "--max_iters=2000",
+                      "--lr_decay_iters=2000", "--dropout=0.0"]
+
+
+def run_nanogpt(checkout: Path, text_path: Path, work: Path) -> tuple[float, float]:
+    """nanoGPT's own train.py with its CPU recipe, in a copy of `checkout`: (wall seconds of the
+    train.py process, its last printed val loss estimate)."""
+    if not (checkout / "train.py").exists():
+        sys.exit(f"{checkout} has no train.py; pass a checkout of github.com/karpathy/nanoGPT")
+    shutil.copytree(checkout, work, ignore=shutil.ignore_patterns(".git", "out-*", "*.bin", "*.pkl"))
+    shutil.copy(text_path, work / "data" / "shakespeare_char" / "input.txt")  # so no download
+    subprocess.run([sys.executable, "data/shakespeare_char/prepare.py"], cwd=work, check=True,
+                   capture_output=True)
+    t0 = time.perf_counter()
+    result = subprocess.run([sys.executable, "train.py", *NANOGPT_CPU_RECIPE], cwd=work, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    wall = time.perf_counter() - t0
+    if result.returncode != 0:
+        sys.exit(f"nanoGPT train.py failed:\n{result.stderr[-3000:]}")
+    return wall, float(re.findall(r"val loss (\d+\.\d+)", result.stdout)[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs" / "tinyshakespeare_char_fast.yaml"))
     parser.add_argument("--baseline", action="store_true",
                         help="also run nanoGPT's recipe (configs/tinyshakespeare_char.yaml) for the ratio")
+    parser.add_argument("--nanogpt", type=Path, help="a nanoGPT checkout: also run its own train.py")
     parser.add_argument("--text", default=str(DEFAULT_TEXT))
     parser.add_argument("--target", type=float, default=1.88)
     parser.add_argument("overrides", nargs="*", help="extra `gpt2 train` options, e.g. --optim.lr=2e-3")
@@ -88,9 +122,15 @@ def main() -> None:
                   f"{final:.4f} ({reached} <= {args.target}), {wall:.1f} s wall including start-up")
             if name == "fast" and final <= args.target:
                 print(f"seconds to reach val loss <= {args.target}: {wall:.1f}")
-    if "nanoGPT" in results:
-        ratio = results["fast"] / results["nanoGPT"]
-        print(f"time ratio fast / nanoGPT recipe (same machine, same run): {ratio:.2f}")
+        if args.nanogpt:
+            wall, estimate = run_nanogpt(args.nanogpt.expanduser(), text, Path(tmp) / "nanoGPT-checkout")
+            results["nanoGPT train.py"] = wall
+            print(f"nanoGPT's own train.py (its CPU recipe): val loss {estimate:.4f} (its 20-batch "
+                  f"estimate), {wall:.1f} s wall including start-up")
+    for baseline in ("nanoGPT", "nanoGPT train.py"):
+        if baseline in results:
+            ratio = results["fast"] / results[baseline]
+            print(f"time ratio fast / {baseline} (same machine, same run): {ratio:.2f}")
 
 
 if __name__ == "__main__":
