@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 
 from gpt2.data.corpus import shakespeare_files
-from gpt2.data.prepare import default_workers
+from gpt2.data.workers import default_workers
 from gpt2.hardware import describe
 from gpt2.tokenizers import GPT2BPETokenizer
 
