@@ -36,12 +36,12 @@ from gpt2.tokenizers import GPT2BPETokenizer
 
 RUN_PREPARE = """
 import json, resource, sys, time
-from gpt2.data.prepare import prepare
+from gpt2.data.prepare import PrepareOptions, prepare
 def cpu(who):
     usage = resource.getrusage(who)
     return usage.ru_utime + usage.ru_stime
 t, cpu0 = time.perf_counter(), cpu(resource.RUSAGE_SELF)
-meta = prepare([sys.argv[1]], sys.argv[2], workers=int(sys.argv[3]), progress=False)
+meta = prepare([sys.argv[1]], sys.argv[2], options=PrepareOptions(workers=int(sys.argv[3]), progress=False))
 seconds = time.perf_counter() - t
 cpu_seconds = cpu(resource.RUSAGE_SELF) - cpu0 + cpu(resource.RUSAGE_CHILDREN)
 tokens = sum(meta["splits"][s]["tokens"] for s in ("train", "val"))
