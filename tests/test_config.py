@@ -44,7 +44,7 @@ def test_preset_overrides_and_dict_round_trip():
         GPT2Config.from_dict({**cfg.to_dict(), "n_embd": 3})
 
 
-@pytest.mark.parametrize("name", ["char-tiny", "cpu-small", "cpu-10m"])
+@pytest.mark.parametrize("name", ["char-tiny", "cpu-tiny", "cpu-small", "cpu-10m"])
 def test_small_presets_build_and_run(name):
     cfg = GPT2Config.from_preset(name)
     model = GPT2(cfg)

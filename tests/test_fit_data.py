@@ -64,3 +64,16 @@ def test_a_corpus_without_latin_letters_samples_from_its_own_text(tmp_path: Path
                if "sample" in json.loads(r)]
     assert samples and all(s.startswith(prompt) for s in samples)
     assert read_config(out / "latest").vocab_size == tok.vocab_size
+
+
+def test_gpt2_train_without_a_config_runs_the_cpu_recipe(tmp_path: Path) -> None:
+    data = make_char_data(tmp_path / "data")
+    out = tmp_path / "run"
+    proc = run_gpt2(["train", f"--data.dir={data}", f"--train.out_dir={out}", "--system.progress=false",
+                     "--system.device=cpu", "--system.dtype=float32", "--system.threads=1",
+                     "--eval.interval=0", "--train.max_passes=2"])
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads((out / "latest" / "train_config.json").read_text())
+    assert saved["model"]["preset"] == "cpu-tiny" and saved["optim"]["name"] == "muon"
+    assert saved["train"]["max_steps"] == 6  # 1,100 lowered: 2 passes x 5,364 tokens / (12 x 128)
+    assert "--train.max_steps lowered from 1100 to 6" in proc.stderr

@@ -98,7 +98,8 @@ def test_trainer_and_train_model_give_identical_weights(tmp_path) -> None:
     torch.manual_seed(0)
     ours, theirs = GPT2(cfg_model), GPT2(cfg_model)
     theirs.load_state_dict(ours.state_dict())
-    run = RunConfig(optim=OptimSection(lr=3e-3, min_lr=3e-3, warmup_steps=0, grad_clip=0.0, impl="foreach"),
+    run = RunConfig(optim=OptimSection(name="adamw", lr=3e-3, min_lr=3e-3, warmup_steps=0, grad_clip=0.0,
+                                       beta2=0.95, impl="foreach"),
                     train=TrainSection(max_steps=len(batches), batch_size=4, out_dir=str(tmp_path)),
                     eval=EvalSection(interval=0, final_full=False, sample_tokens=0),
                     checkpoint=CheckpointSection(keep_best=False),

@@ -150,6 +150,10 @@ PRESETS: dict[str, dict[str, Any]] = {
     "char-tiny": dict(
         vocab_size=65, context_length=64, emb_dim=128, n_heads=4, n_layers=4, drop_rate=0.0
     ),
+    # The same shape with context 128: `gpt2 train`'s default, the demo's and own-text model.
+    "cpu-tiny": dict(
+        vocab_size=8192, context_length=128, emb_dim=128, n_heads=4, n_layers=4, drop_rate=0.0
+    ),
     # A few-minute CPU model for the built-in corpus with a small vocabulary (~3-4M).
     "cpu-small": dict(
         vocab_size=8192, context_length=128, emb_dim=256, n_heads=4, n_layers=4, drop_rate=0.0
