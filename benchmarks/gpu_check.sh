@@ -85,7 +85,8 @@ else
 fi
 TRAIN_COMMON=(--data.dir "$WORK/data" --train.context_length "$SEQ" --train.log_interval 10
   --eval.interval 0 --eval.batches 2 --eval.final_full false --eval.sample_tokens 0
-  --checkpoint.keep_best false --system.progress false --system.device "$DEVICE" --optim.warmup_steps 10)
+  --checkpoint.keep_best false --system.progress false --system.device "$DEVICE" --optim.warmup_steps 10
+  --optim.name adamw --optim.beta2 0.95 --optim.lr 6e-4 --train.max_passes 0)  # GPT-2's recipe, not the CPU default
 
 section "environment" 60 $PY -c "
 import torch, platform
