@@ -11,8 +11,9 @@ import numpy as np
 from gpt2.checkpoint import read_config
 from gpt2.data.shards import write_prepared
 from gpt2.tokenizers import get_tokenizer
-from gpt2.training.fit_data import capped_steps, prompt_from_data
-from train_helpers import make_char_data, run_gpt2, tiny_args
+from gpt2.training.config import RunConfig, TrainSection
+from gpt2.training.fit_data import capped_steps, fit_to_data, prompt_from_data
+from train_helpers import TEXT, make_char_data, run_gpt2, tiny_args
 
 NEPALI = "नेपाल एक सुन्दर देश हो।\nहिमाल पहाड तराई।\n" * 60
 
@@ -77,3 +78,30 @@ def test_gpt2_train_without_a_config_runs_the_cpu_recipe(tmp_path: Path) -> None
     assert saved["model"]["preset"] == "cpu-tiny" and saved["optim"]["name"] == "muon"
     assert saved["train"]["max_steps"] == 6  # 1,100 lowered: 2 passes x 5,364 tokens / (12 x 128)
     assert "--train.max_steps lowered from 1100 to 6" in proc.stderr
+
+
+def test_the_prompt_stops_at_end_of_text_and_survives_an_empty_split(tmp_path: Path) -> None:
+    tok = get_tokenizer("char", text="abcdefghijklmnopqrstuvwxyz \n")
+    eot = [tok.eot_id]
+    docs = tok.encode("xx one two\nfour five six seven eight nine\ntail") + eot + tok.encode("next doc")
+    data = write_prepared(tmp_path / "a", tok, {"train": np.array(docs), "val": np.array(docs)},
+                          split={"val_ratio": 0.5})
+    assert prompt_from_data(data, tok) == "four five si"  # 12 characters of the first whole line
+    one_line = tok.encode("head") + eot + tok.encode("one two three") + eot + tok.encode("x")
+    data = write_prepared(tmp_path / "b", tok, {"train": np.array(one_line), "val": np.array(one_line)},
+                          split={"val_ratio": 0.5})
+    assert prompt_from_data(data, tok) == "one two thre"  # documents end at end-of-text, not in it
+    empty = write_prepared(tmp_path / "c", tok, {"train": np.array(docs), "val": np.array([], dtype=int)},
+                           split={"val_ratio": 0.0})
+    assert prompt_from_data(empty, tok) == ""  # samples then start from end-of-text
+
+
+def test_warmup_is_lowered_with_the_steps(tmp_path: Path) -> None:
+    tok = get_tokenizer("char", text=TEXT)
+    ids = np.array(tok.encode(TEXT))
+    data = write_prepared(tmp_path, tok, {"train": ids[:5000], "val": ids[5000:]}, split={"val_ratio": 0.1})
+    cfg = RunConfig(train=TrainSection(max_steps=1000, max_passes=1.0, batch_size=4))  # warmup 50
+    fitted, notes = fit_to_data(cfg, data, tok, window=32)
+    assert fitted.train.max_steps == 39 and fitted.optim.warmup_steps == 3  # 5,000 / 128; a tenth
+    assert any("--optim.warmup_steps lowered from 50 to 3" in n for n in notes)
+    assert fitted.eval.prompt and fitted.eval.prompt in TEXT

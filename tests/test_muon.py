@@ -4,6 +4,7 @@ resumes bit for bit."""
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import torch
 
 from gpt2 import GPT2, GPT2Config
 from gpt2.training.muon import muon_groups, orthogonalize, orthogonalize_reference
-from gpt2.training.optim import build_optimizer, set_lr
+from gpt2.training.optim import build_optimizer
 from train_helpers import make_char_data, run_gpt2, tiny_args, train_losses
 
 
@@ -67,9 +68,9 @@ def test_a_batch_of_matrices_equals_each_alone() -> None:
 
 def test_groups_give_block_matrices_to_muon_and_the_rest_to_adamw() -> None:
     model = _model()
-    muon, decay, no_decay = muon_groups(model, weight_decay=0.1, muon_lr_scale=5.0)
+    muon, decay, no_decay = muon_groups(model, weight_decay=0.1, lr=1e-3, muon_lr=5e-3)
     names = {id(p): n for n, p in model.named_parameters()}
-    assert muon["muon"] and muon["lr_scale"] == 5.0
+    assert muon["muon"] and muon["lr"] == 5e-3 and decay["lr"] == no_decay["lr"] == 1e-3
     assert {names[id(p)] for p in muon["params"]} == {
         f"blocks.{i}.{m}.weight" for i in range(2) for m in ("attn.qkv", "attn.proj", "mlp.fc", "mlp.proj")}
     assert {names[id(p)] for p in decay["params"]} == {"tok_emb.weight", "pos_emb.weight"}
@@ -94,17 +95,28 @@ def test_the_adamw_half_matches_torch_adamw() -> None:
     assert not torch.equal(models[0].tok_emb.weight, _model().tok_emb.weight)
 
 
-def test_a_muon_step_moves_each_matrix_by_the_orthogonalised_nesterov_gradient() -> None:
+def test_two_muon_steps_follow_the_written_out_update() -> None:
+    """W <- W (1 - lr wd) - lr sqrt(max(1, rows/cols)) orthogonalize(g + mu (mu buf + g)), with
+    buf the running sum buf <- mu buf + g: two steps with different gradients, so plain
+    momentum or no momentum would give other weights; no set_lr call, so the groups' rates
+    are the ones the optimizer was built with."""
     model = _model()
-    opt = build_optimizer(model, lr=1e-3, weight_decay=0.0, name="muon", muon_lr=0.02, momentum=0.9)
-    set_lr(opt, 1e-3)
-    w = model.blocks[0].mlp.fc.weight  # (64, 16): tall, so the step is scaled by sqrt(64 / 16)
-    before = w.detach().clone()
-    _step(model, opt, seed=0)
-    nesterov = w.grad * 1.9  # first step: momentum buffer = g, Nesterov = g + 0.9 g
-    expected = before - 0.02 * math.sqrt(64 / 16) * orthogonalize(nesterov)
-    torch.testing.assert_close(w.detach(), expected, rtol=1e-4, atol=1e-6)
+    opt = build_optimizer(model, lr=1e-3, weight_decay=0.1, name="muon", muon_lr=0.02, momentum=0.9)
     assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.02, 1e-3, 1e-3])
+    tall, wide = model.blocks[0].mlp.fc.weight, model.blocks[0].mlp.proj.weight  # (64, 16), (16, 64)
+    w0 = {"tall": tall.detach().clone(), "wide": wide.detach().clone()}
+    _step(model, opt, seed=0)
+    g1 = {"tall": tall.grad.clone(), "wide": wide.grad.clone()}
+    decay, step = 1 - 0.02 * 0.1, {"tall": -0.02 * math.sqrt(64 / 16), "wide": -0.02}
+    w1 = {k: w0[k] * decay + step[k] * orthogonalize(g1[k] + 0.9 * g1[k]) for k in w0}
+    torch.testing.assert_close(tall.detach(), w1["tall"], rtol=1e-4, atol=1e-6)
+    torch.testing.assert_close(wide.detach(), w1["wide"], rtol=1e-4, atol=1e-6)
+    _step(model, opt, seed=1)
+    g2 = tall.grad.clone()
+    assert not torch.allclose(g2 / g2.norm(), g1["tall"] / g1["tall"].norm(), atol=1e-2)
+    nesterov = g2 + 0.9 * (0.9 * g1["tall"] + g2)
+    torch.testing.assert_close(tall.detach(), w1["tall"] * decay + step["tall"] * orthogonalize(nesterov),
+                               rtol=1e-4, atol=1e-6)
 
 
 def test_an_unknown_optimizer_name_is_refused() -> None:
@@ -125,3 +137,21 @@ def test_gpt2_train_with_muon_learns_and_resumes_bit_for_bit(tmp_path: Path) -> 
     second = run_gpt2([*args, "--resume=true"])
     assert second.returncode == 0, second.stderr
     assert train_losses(tmp_path / "run") == losses  # exact float equality at every step
+
+
+def test_resume_with_another_optimizer_is_refused_in_one_line(tmp_path: Path) -> None:
+    data = make_char_data(tmp_path / "data")
+    out = tmp_path / "run"
+    args = tiny_args(data, out, steps=6)  # AdamW
+    assert run_gpt2([*args, "--train.stop_after_steps=2"]).returncode == 0
+    config = out / "latest" / "train_config.json"
+    saved = json.loads(config.read_text())
+    del saved["optim"]["name"], saved["train"]["max_passes"]  # as a version before both existed saved it
+    config.write_text(json.dumps(saved))
+    refused = run_gpt2([*args, "--optim.name=muon", "--resume=true"])
+    assert refused.returncode == 1 and "--optim.name muon (saved adamw)" in refused.stderr
+    forced = run_gpt2([*args, "--optim.name=muon", "--resume=true", "--allow_changes=true"])
+    assert forced.returncode == 1 and "Traceback" not in forced.stderr
+    assert forced.stderr.strip().splitlines()[-1].startswith("gpt2: error: --resume: the checkpoint's "
+                                                             "optimizer state is for another --optim.name")
+    assert run_gpt2([*args, "--resume=true"]).returncode == 0  # the old run still continues as it was

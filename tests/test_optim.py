@@ -95,3 +95,11 @@ def test_set_lr_sets_every_group() -> None:
     opt = build_optimizer(_model(), lr=1.0, impl="foreach")
     set_lr(opt, 0.25)
     assert [g["lr"] for g in opt.param_groups] == [0.25, 0.25]
+
+
+def test_set_lr_gives_muon_groups_their_own_rate() -> None:
+    opt = build_optimizer(_model(), lr=1e-3, name="muon", muon_lr=0.02)
+    set_lr(opt, 0.5e-3, 0.01)  # halfway down the schedule: both rates halved
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.01, 0.5e-3, 0.5e-3])
+    set_lr(opt, 0.25e-3)  # no Muon rate given: every group takes lr
+    assert [g["lr"] for g in opt.param_groups] == pytest.approx([0.25e-3] * 3)

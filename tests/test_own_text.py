@@ -55,7 +55,8 @@ def test_the_readme_own_text_recipe_runs_on_a_new_corpus(tmp_path: Path) -> None
         proc = run_gpt2(args, timeout=300)
         assert proc.returncode == 0, f"{' '.join(command)}:\n{proc.stderr}"
         outputs.append(proc)
-    assert "pieces suggested" in outputs[0].stderr and "692 pieces" in outputs[0].stdout  # lowered to fit
+    pieces = int(re.search(r"([\d,]+) pieces, end-of-text", outputs[0].stdout)[1].replace(",", ""))
+    assert "1,500 pieces suggested" in outputs[0].stderr and pieces < 1_500  # lowered to fit the corpus
     assert "loss" in outputs[3].stdout
     generated = outputs[4].stdout
     assert generated.startswith("नेपाल") and len(generated) > 50

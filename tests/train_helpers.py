@@ -35,8 +35,8 @@ def tiny_args(data: Path, out: Path, steps: int = 6, **extra: object) -> list[st
         "data.dir": data, "train.out_dir": out, "train.max_steps": steps, "train.batch_size": 4,
         "train.log_interval": 1, "train.seed": 7, "model.preset": "char-tiny", "model.n_layers": 2,
         "model.emb_dim": 32, "model.n_heads": 2, "model.context_length": 32, "model.drop_rate": 0.0,
-        "optim.lr": 3e-3, "optim.warmup_steps": 2, "eval.interval": 3, "eval.batches": 2,
-        "eval.sample_tokens": 8, "system.device": "cpu", "system.progress": False,
+        "optim.name": "adamw", "optim.lr": 3e-3, "optim.warmup_steps": 2, "eval.interval": 3,
+        "eval.batches": 2, "eval.sample_tokens": 8, "system.device": "cpu", "system.progress": False,
         "system.threads": 1, "system.dtype": "float32",
     }
     opts.update(extra)

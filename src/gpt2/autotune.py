@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from gpt2.autotune_probe import ATTENTIONS, BUSY_FRACTION, Combo, cached_timings, combo_key
+from gpt2.autotune_probe import ATTENTIONS, Combo, cached_timings, combo_key
 from gpt2.config import GPT2Config
 from gpt2.hardware import CpuInfo, bf16_support, cpu_info
 
@@ -107,7 +107,7 @@ def choose_training(device: torch.device | str, cfg: GPT2Config, batch_size: int
     info = info or cpu_info()
     timings, shape, busy = cached_timings(info, cfg, batch_size, seq_len, candidates(info), refresh)
     choice = decide_cpu(info, timings)
-    if busy > BUSY_FRACTION:
+    if busy is not None:
         note = f"other processes used {busy:.0%} of the CPU while measuring: for this run only, not cached"
         choice = dataclasses.replace(choice, reason=f"{choice.reason}; {note}")
     return dataclasses.replace(choice, probe_shape=shape)

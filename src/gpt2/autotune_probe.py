@@ -121,7 +121,8 @@ def cpu_ticks() -> tuple[int, int, float] | None:
     """(busy ticks of all CPUs, all ticks, this process's CPU seconds) now, from Linux's
     /proc/stat; None where there is none."""
     try:
-        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        # user nice system idle iowait irq softirq steal (guest time is already inside user/nice)
+        ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
     except (OSError, ValueError, IndexError):
         return None
     idle = ticks[3] + (ticks[4] if len(ticks) > 4 else 0)  # idle + iowait
@@ -138,22 +139,24 @@ def others_share(before: tuple[int, int, float] | None, after: tuple[int, int, f
 
 
 def cached_timings(info: CpuInfo, cfg: GPT2Config, batch_size: int, seq_len: int, combos: list[Combo],
-                   refresh: bool = False) -> tuple[dict[str, float], tuple[int, int], float]:
-    """Timings of `combos` (measuring only those not cached yet), the probe shape, and the share
-    of the CPU other processes took while this call measured (0.0 when all came from the cache)."""
+                   refresh: bool = False) -> tuple[dict[str, float], tuple[int, int], float | None]:
+    """Timings of `combos` (measuring only those not cached yet), the probe shape, and, when the
+    machine was too busy to cache what was measured, the share of the CPU others took (else None)."""
     batch, seq = probe_shape(cfg, batch_size, seq_len)
     path, key = cache_dir() / CACHE_FILE, cache_key(info, cfg, batch, seq)
     cache = _read_cache(path)
     timings = {} if refresh else dict(cache.get(key, {}))
     missing = [c for c in combos if combo_key(*c) not in timings]
-    busy = 0.0
+    busy = None
     if missing:
         before = cpu_ticks()
         timings.update(measure(cfg, batch, seq, missing))
-        busy = others_share(before, cpu_ticks())
-        if busy <= BUSY_FRACTION:
+        share = others_share(before, cpu_ticks())
+        if share <= BUSY_FRACTION:
             cache[key] = timings
             _write_cache(path, cache)
+        else:
+            busy = share
     return {combo_key(*c): timings[combo_key(*c)] for c in combos}, (batch, seq), busy
 
 

@@ -59,6 +59,11 @@ def run_state(progress: Progress, optimizer: torch.optim.Optimizer, scaler: torc
 def restore_run_state(state: dict[str, Any], optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                       loader: Any) -> Progress:
     """Undo `run_state`: load the optimizer, scaler, loader and RNG states; return the counters."""
+    kinds = [[g.get("muon", False) for g in groups]  # AdamW: [False, False]; Muon: [True, False, False]
+             for groups in (state["optimizer"]["param_groups"], optimizer.param_groups)]
+    if kinds[0] != kinds[1]:
+        raise GPT2Error("--resume: the checkpoint's optimizer state is for another --optim.name; resume "
+                        "with the optimizer the run was saved with")
     optimizer.load_state_dict(state["optimizer"])
     if state.get("scaler"):
         scaler.load_state_dict(state["scaler"])

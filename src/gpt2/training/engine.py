@@ -102,7 +102,7 @@ class Trainer:
     def train_step(self, lr: float) -> tuple[Tensor, Tensor | None]:
         """One optimizer step over grad_accum_steps micro-batches -> (this process's mean loss,
         the gradient norm before clipping or None), both () tensors on the device, not read."""
-        set_lr(self.optimizer, lr)
+        set_lr(self.optimizer, lr, lr * self.cfg.optim.muon_lr / self.cfg.optim.lr)  # one schedule, 2 peaks
         self.optimizer.zero_grad(set_to_none=True)
         accum = self.cfg.train.grad_accum_steps
         total = torch.zeros((), device=self.device)

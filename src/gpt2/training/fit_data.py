@@ -31,13 +31,26 @@ def capped_steps(max_steps: int, max_passes: float, train_tokens: int, tokens_pe
 
 def prompt_from_data(data_dir: Path, tokenizer: Tokenizer) -> str:
     """The start of the first full line of the validation split (at most PROMPT_MAX_TOKENS
-    tokens): text in the data's own script, which its tokenizer can always encode."""
-    val = open_shard(split_shards(data_dir, "val")[0])
-    text = tokenizer.decode(val[:PROMPT_SCAN_TOKENS].tolist())
-    lines = [line.strip() for line in text.split("\n")[1:-1]]  # [1:-1]: the ends may be cut mid-line
-    line = next((line for line in lines if line), text.strip())
-    ids = tokenizer.encode(line)[:PROMPT_MAX_TOKENS]
-    return tokenizer.decode(ids) if ids else "\n"
+    tokens): text in the data's own script, which its tokenizer can always encode. Lines
+    end at newlines and at end-of-text; "" (sample from end-of-text) if there is no text."""
+    shards = split_shards(data_dir, "val")
+    ids = open_shard(shards[0])[:PROMPT_SCAN_TOKENS].tolist() if shards else []
+    documents = "\n".join(tokenizer.decode(doc) for doc in _split(ids, tokenizer.eot_id))
+    lines = [line.strip() for line in documents.split("\n")]
+    line = next((line for line in lines[1:-1] if line), documents.strip())  # the ends may be cut mid-line
+    prompt = tokenizer.decode(tokenizer.encode(line)[:PROMPT_MAX_TOKENS])
+    return prompt.rstrip("\ufffd")  # a multi-byte character cut by the token limit
+
+
+def _split(ids: list[int], separator: int) -> list[list[int]]:
+    """`ids` cut at every `separator` (which is dropped)."""
+    parts: list[list[int]] = [[]]
+    for i in ids:
+        if i == separator:
+            parts.append([])
+        else:
+            parts[-1].append(i)
+    return parts
 
 
 def fit_to_data(cfg: RunConfig, data_dir: Path, tokenizer: Tokenizer,
@@ -51,6 +64,11 @@ def fit_to_data(cfg: RunConfig, data_dir: Path, tokenizer: Tokenizer,
         notes.append(f"--train.max_steps lowered from {t.max_steps} to {steps}: --train.max_passes "
                      f"{t.max_passes:g} over {train_tokens:,} train tokens")
         cfg = dataclasses.replace(cfg, train=dataclasses.replace(t, max_steps=steps))
+        warmup = min(cfg.optim.warmup_steps, steps // 10)  # the schedule must still reach its peak and decay
+        if warmup != cfg.optim.warmup_steps:
+            notes.append(f"--optim.warmup_steps lowered from {cfg.optim.warmup_steps} to {warmup}, "
+                         "a tenth of the steps")
+            cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, warmup_steps=warmup))
     if cfg.eval.prompt is None:  # the run header shows it
         prompt = prompt_from_data(data_dir, tokenizer)
         cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, prompt=prompt))

@@ -10,8 +10,8 @@ which is what a few-minute CPU run needs.
 Only the 2-D matrices inside the transformer blocks use Muon. Embeddings, the tied output
 head, biases and LayerNorm gains keep AdamW, as in the paper. `Muon` is one
 `torch.optim.Optimizer` holding both kinds of groups (a group's `muon` key says which),
-so checkpoints, resume and the learning-rate schedule treat it like AdamW: a group's lr is
-the schedule's lr times its `lr_scale`.
+so checkpoints and resume treat it like AdamW; `optim.set_lr` gives the Muon groups their
+own scheduled rate.
 """
 
 from __future__ import annotations
@@ -36,16 +36,17 @@ def orthogonalize(g: Tensor, steps: int = NS_STEPS) -> Tensor:
     divided by its Frobenius norm, so all singular values start at most 1.
     """
     a, b, c = NS_COEFFICIENTS
-    x = g / (g.norm(dim=(-2, -1), keepdim=True) + 1e-7)
-    tall = x.size(-2) > x.size(-1)
+    x = g.unsqueeze(0) if g.dim() == 2 else g  # (n, rows, cols)
+    x = x / (x.norm(dim=(1, 2), keepdim=True) + 1e-7)
+    tall = x.size(1) > x.size(2)
     if tall:
         x = x.mT  # iterate on the wide side: X X^T is the smaller square
     for _ in range(steps):
-        gram = x @ x.mT  # (..., r, r), r = min(rows, cols)
-        poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c) if x.dim() == 3 else torch.addmm(
-            gram, gram, gram, beta=b, alpha=c)  # b gram + c gram^2, one fused product
-        x = torch.baddbmm(x, poly, x, beta=a) if x.dim() == 3 else torch.addmm(x, poly, x, beta=a)
-    return x.mT if tall else x
+        gram = x @ x.mT  # (n, r, r), r = min(rows, cols)
+        poly = torch.baddbmm(gram, gram, gram, beta=b, alpha=c)  # b gram + c gram^2, one product
+        x = torch.baddbmm(x, poly, x, beta=a)  # a x + poly x
+    x = x.mT if tall else x
+    return x.squeeze(0) if g.dim() == 2 else x
 
 
 def orthogonalize_reference(g: Tensor) -> Tensor:
@@ -54,10 +55,10 @@ def orthogonalize_reference(g: Tensor) -> Tensor:
     return u @ vh
 
 
-def muon_groups(model: nn.Module, weight_decay: float, muon_lr_scale: float) -> list[dict]:
-    """Three groups: Muon for the 2-D weights inside transformer blocks; AdamW with weight
-    decay for the other 2-D weights (token and position embeddings, which the LM head
-    shares); AdamW without decay for biases and LayerNorm gains."""
+def muon_groups(model: nn.Module, weight_decay: float, lr: float, muon_lr: float) -> list[dict]:
+    """Three groups: Muon (at muon_lr) for the 2-D weights inside transformer blocks; AdamW
+    (at lr) with weight decay for the other 2-D weights (token and position embeddings,
+    which the LM head shares) and without it for biases and LayerNorm gains."""
     muon, decay, no_decay = [], [], []
     for name, p in model.named_parameters():
         if not p.requires_grad:
@@ -67,9 +68,9 @@ def muon_groups(model: nn.Module, weight_decay: float, muon_lr_scale: float) -> 
         else:
             (decay if p.dim() >= 2 else no_decay).append(p)
     return [
-        {"params": muon, "muon": True, "lr_scale": muon_lr_scale, "weight_decay": weight_decay},
-        {"params": decay, "muon": False, "lr_scale": 1.0, "weight_decay": weight_decay},
-        {"params": no_decay, "muon": False, "lr_scale": 1.0, "weight_decay": 0.0},
+        {"params": muon, "muon": True, "lr": muon_lr, "weight_decay": weight_decay},
+        {"params": decay, "muon": False, "lr": lr, "weight_decay": weight_decay},
+        {"params": no_decay, "muon": False, "lr": lr, "weight_decay": 0.0},
     ]
 
 
@@ -88,7 +89,7 @@ class Muon(torch.optim.Optimizer):
         hardware computes bf16 natively (what the paper does on GPUs); the iteration tolerates
         its rounding because every step pulls the singular values back toward 1."""
         super().__init__(groups, dict(lr=lr, momentum=momentum, betas=betas, eps=eps,
-                                      weight_decay=0.0, muon=False, lr_scale=1.0))
+                                      weight_decay=0.0, muon=False))
         self.ns_dtype = ns_dtype
 
     @torch.no_grad()
@@ -108,7 +109,10 @@ class Muon(torch.optim.Optimizer):
         """Nesterov momentum per matrix, then one batched orthogonalisation per shape."""
         by_shape: dict[tuple[int, ...], list[tuple[Tensor, Tensor]]] = {}
         for p in params:
-            buf = self.state[p].setdefault("momentum_buffer", torch.zeros_like(p))
+            state = self.state[p]
+            if "momentum_buffer" not in state:
+                state["momentum_buffer"] = torch.zeros_like(p)
+            buf = state["momentum_buffer"]
             buf.mul_(group["momentum"]).add_(p.grad)
             nesterov = p.grad.add(buf, alpha=group["momentum"])
             by_shape.setdefault(tuple(p.shape), []).append((p, nesterov))

@@ -54,7 +54,7 @@ def build_optimizer(model: nn.Module, lr: float, weight_decay: float = 0.1,
     kernel) or 'auto' (fused where supported, else foreach). `adamw_reference_step` is the
     same update written out; tests check every kernel against it. ns_dtype: see `Muon`."""
     if name == "muon":
-        return Muon(muon_groups(model, weight_decay, muon_lr / lr), lr, momentum, betas, eps, ns_dtype)
+        return Muon(muon_groups(model, weight_decay, lr, muon_lr), lr, momentum, betas, eps, ns_dtype)
     if name != "adamw":
         raise GPT2Error(f"optim.name must be adamw or muon, got {name!r}")
     device = next(model.parameters()).device
@@ -108,8 +108,8 @@ def lr_at(step: int, lr: float, warmup_steps: int, max_steps: int, min_lr: float
     return min_lr + 0.5 * (1.0 + math.cos(math.pi * progress)) * (lr - min_lr)
 
 
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    """Apply the schedule's learning rate to every parameter group, times the group's
-    `lr_scale` where it has one (Muon's matrices run at their own peak rate)."""
+def set_lr(optimizer: torch.optim.Optimizer, lr: float, muon_lr: float | None = None) -> None:
+    """Apply the schedule's learning rate to every parameter group; Muon's groups (see
+    `Muon`) take `muon_lr`, their own rate at this step (default: lr)."""
     for group in optimizer.param_groups:
-        group["lr"] = lr * group.get("lr_scale", 1.0)
+        group["lr"] = muon_lr if group.get("muon") and muon_lr is not None else lr

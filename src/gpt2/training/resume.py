@@ -21,9 +21,13 @@ from gpt2.training.config import RunConfig
 
 # Settings a resume may change without changing what the run computes.
 HARMLESS = {"data.dir", "train.out_dir", "train.max_seconds", "train.stop_after_steps", "train.log_interval",
+            "train.max_passes",  # what it does shows in train.max_steps, which is compared
             "system.progress", "system.device", "system.compile", "system.threads"}
 HARMLESS_SECTIONS = {"eval", "checkpoint"}
 _DTYPE_NAMES = {"float32": "float32", "bfloat16": "bf16", "float16": "fp16"}
+# Settings added after runs were saved, with the behaviour of the versions that saved them
+# without: such a run trained with AdamW and had no cap on passes.
+ADDED_LATER = {"optim": {"name": "adamw"}, "train": {"max_passes": 0.0}}
 
 
 def _flat(config: dict[str, Any]) -> dict[str, Any]:
@@ -32,9 +36,16 @@ def _flat(config: dict[str, Any]) -> dict[str, Any]:
 
 
 def saved_config(checkpoint: Path) -> dict[str, Any]:
-    """The train_config.json a checkpoint was saved with ({} for one saved without)."""
+    """The train_config.json a checkpoint was saved with ({} for one saved without), settings
+    it predates filled in with what they were then (ADDED_LATER)."""
     path = checkpoint / RUN_CONFIG
-    return read_json(path, "the checkpoint is damaged; resume from another") if path.exists() else {}
+    if not path.exists():
+        return {}
+    saved = read_json(path, "the checkpoint is damaged; resume from another")
+    for section, values in ADDED_LATER.items():
+        if isinstance(saved.get(section), dict):
+            saved[section] = {**values, **saved[section]}
+    return saved
 
 
 def check_changes(cfg: RunConfig, saved: dict[str, Any], allow: bool) -> list[str]:
