@@ -90,7 +90,7 @@ class OptimSection:
         beta2: Adam's second-moment decay.
         eps: Adam's denominator epsilon.
         grad_clip: Clip the global gradient norm to this value; 0 disables clipping.
-        impl: AdamW kernel: auto (fused where supported, else foreach), fused, foreach, loop.
+        impl: AdamW kernel (name adamw): auto (fused where supported, else foreach), fused, foreach, loop.
     """
 
     name: Literal["adamw", "muon"] = "muon"
