@@ -11,7 +11,7 @@ MAX_LINES = 250
 # Pipeline stages, earliest first: text -> ids -> shards -> model -> checkpoint -> text.
 # A module may import from its own stage or an earlier one, never a later one.
 STAGES = {
-    "errors": 0, "files": 0, "config": 0, "hardware": 0,
+    "errors": 0, "files": 0, "config": 0, "hardware": 0, "lazy": 0,
     "device": 1, "device_options": 1, "layer_norm": 1, "attention": 1, "mlp": 1, "transformer_block": 1,
     "hf_layout": 1,
     "checkpoint": 1, "gpt_model": 1, "loss": 1, "autotune": 1, "autotune_probe": 1, "runtime": 1,

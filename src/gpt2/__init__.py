@@ -7,19 +7,9 @@ format) does not pay for importing torch.
 
 from __future__ import annotations
 
-from typing import Any
+from gpt2.lazy import lazy_exports
 
 __version__ = "0.1.0"
-__all__ = ["GPT2", "GPT2Config", "__version__"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "GPT2":
-        from gpt2.gpt_model import GPT2
-
-        return GPT2
-    if name == "GPT2Config":
-        from gpt2.config import GPT2Config
-
-        return GPT2Config
-    raise AttributeError(f"module 'gpt2' has no attribute {name!r}")
+_HOMES = {"GPT2": "gpt2.gpt_model", "GPT2Config": "gpt2.config"}
+__all__ = [*_HOMES, "__version__"]
+__getattr__ = lazy_exports(__name__, _HOMES)

@@ -11,27 +11,17 @@
     text.py         prompt text -> continuation text (gpt2 generate, training samples)
 
 `from gpt2.generation import generate, SamplingOptions` works as always, but the names are
-imported on first use (the module `__getattr__` below): importing `gpt2.generation.options`
+imported on first use (`gpt2.lazy`): importing `gpt2.generation.options`
 runs this file, and must not import torch.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from gpt2.lazy import lazy_exports
 
-__all__ = ["GenerationStep", "SamplingOptions", "generate", "generate_stream", "generate_text",
-           "prepare_for_decoding", "quantize_int8"]
-
-
-def __getattr__(name: str) -> Any:
-    if name in ("GenerationStep", "generate", "generate_stream", "generate_text"):
-        from gpt2.generation import decode as module
-    elif name == "prepare_for_decoding":
-        from gpt2.generation import fast_linear as module
-    elif name == "quantize_int8":
-        from gpt2.generation import quantize as module
-    elif name == "SamplingOptions":
-        from gpt2.generation import options as module
-    else:
-        raise AttributeError(f"module 'gpt2.generation' has no attribute {name!r}")
-    return getattr(module, name)
+_DECODE = "gpt2.generation.decode"
+_HOMES = {"GenerationStep": _DECODE, "generate": _DECODE, "generate_stream": _DECODE,
+          "generate_text": _DECODE, "prepare_for_decoding": "gpt2.generation.fast_linear",
+          "quantize_int8": "gpt2.generation.quantize", "SamplingOptions": "gpt2.generation.options"}
+__all__ = list(_HOMES)
+__getattr__ = lazy_exports(__name__, _HOMES)

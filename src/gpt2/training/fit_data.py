@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from itertools import groupby
 from pathlib import Path
 
 from gpt2.data.shards import open_shard, read_meta, split_shards
@@ -35,22 +36,12 @@ def prompt_from_data(data_dir: Path, tokenizer: Tokenizer) -> str:
     end at newlines and at end-of-text; "" (sample from end-of-text) if there is no text."""
     shards = split_shards(data_dir, "val")
     ids = open_shard(shards[0])[:PROMPT_SCAN_TOKENS].tolist() if shards else []
-    documents = "\n".join(tokenizer.decode(doc) for doc in _split(ids, tokenizer.eot_id))
+    runs = groupby(ids, lambda i: i == tokenizer.eot_id)  # documents, and the end-of-text between
+    documents = "\n".join(tokenizer.decode(list(doc)) for is_eot, doc in runs if not is_eot)
     lines = [line.strip() for line in documents.split("\n")]
     line = next((line for line in lines[1:-1] if line), documents.strip())  # the ends may be cut mid-line
     prompt = tokenizer.decode(tokenizer.encode(line)[:PROMPT_MAX_TOKENS])
     return prompt.rstrip("\ufffd")  # a multi-byte character cut by the token limit
-
-
-def _split(ids: list[int], separator: int) -> list[list[int]]:
-    """`ids` cut at every `separator` (which is dropped)."""
-    parts: list[list[int]] = [[]]
-    for i in ids:
-        if i == separator:
-            parts.append([])
-        else:
-            parts[-1].append(i)
-    return parts
 
 
 def fit_to_data(cfg: RunConfig, data_dir: Path, tokenizer: Tokenizer,
