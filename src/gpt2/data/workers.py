@@ -146,19 +146,9 @@ def make_pool(workers: int, initargs: tuple) -> ProcessPoolExecutor | None:
 
 def stop_pool(pool: ProcessPoolExecutor | None, *, wait: bool) -> None:
     """Shut the pool down; wait=False (an error, a full disk, Ctrl-C) drops queued work and
-    ends the workers now, without waiting on the executor (whose shutdown can block forever
-    once a worker has died): each is terminated, joined for a moment, then killed."""
-    if pool is None:
-        return
-    if wait:
-        pool.shutdown(wait=True)
-        return
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    for process in processes:
-        process.terminate()
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.join(timeout=5)
-        if process.is_alive():
-            process.kill()
-            process.join(timeout=5)
+    returns at once. The workers are not killed: one ended while writing its result leaves
+    half a message in the result pipe, and the executor's thread that reads it (which the
+    interpreter joins at exit) would wait for the rest forever. Each worker finishes the one
+    chunk it holds and exits; a worker that died is the executor's own broken-pool case."""
+    if pool is not None:
+        pool.shutdown(wait=wait, cancel_futures=not wait)
