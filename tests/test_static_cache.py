@@ -8,10 +8,11 @@ import torch
 
 from conftest import tiny_config
 from gpt2 import GPT2
-from gpt2.attention import KVCache, StaticLayerKVCache
 from gpt2.errors import GPT2Error
 from gpt2.generation import SamplingOptions
 from gpt2.generation.decode import generate, generate_stream
+from gpt2.generation.kv_slots import SlotCache
+from gpt2.generation.static_cache import StaticView
 
 
 def _steps(model: GPT2, idx: torch.Tensor, n: int, decoder: str, **options: object) -> list:
@@ -66,11 +67,12 @@ def test_auto_is_dynamic_on_the_cpu_and_generate_takes_the_decoder(tiny_model: G
         generate(tiny_model, idx, 2, greedy, decoder="fast")
 
 
-def test_static_layer_cache_writes_at_the_position_it_holds() -> None:
-    cache = KVCache(tiny_config(), batch_size=2, max_len=5)
-    position = torch.tensor([3])
-    layer = StaticLayerKVCache(cache.layers[0], position)
+def test_static_view_writes_each_row_at_the_position_it_holds() -> None:
+    cache = SlotCache(tiny_config(), rows=2, max_len=5, device=torch.device("cpu"), dtype=torch.float32)
+    positions = torch.tensor([[3], [1]])  # (rows, 1): row 0 writes at 3, row 1 at 1
+    layer = StaticView(cache.k[0], cache.v[0], positions)
     k, v = torch.ones(2, 4, 1, 8), torch.full((2, 4, 1, 8), 2.0)
     all_k, all_v = layer.append(k, v)
-    assert all_k.shape == (2, 4, 5, 8) and all_k is cache.layers[0].k  # the same buffer, whole
-    assert all_k[:, :, 3].eq(1).all() and all_v[:, :, 3].eq(2).all() and all_k[:, :, :3].eq(0).all()
+    assert all_k.shape == (2, 4, 5, 8) and all_k is cache.k[0]  # the same buffer, whole
+    assert all_k[0, :, 3].eq(1).all() and all_v[0, :, 3].eq(2).all() and all_k[1, :, 1].eq(1).all()
+    assert all_k[0, :, :3].eq(0).all() and all_k[1, :, 2:].eq(0).all() and all_k[1, :, 0].eq(0).all()

@@ -4,7 +4,9 @@ an LM head that shares its weight with the token embedding (Radford et al., 2019
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -93,14 +95,24 @@ class GPT2(nn.Module):
         """
         past = cache.length if cache is not None else 0
         self._check_input(idx, past)
-        B, T = idx.shape
+        T = idx.size(1)
         if position_ids is None:
             position_ids = torch.arange(past, past + T, device=idx.device).unsqueeze(0)  # (1, T)
-        x = self.drop_emb(self.tok_emb(idx) + self.pos_emb(position_ids))  # (B, T, d)
         mask = self._attention_mask(T, past, attention_mask, idx.device)
-        for i, block in enumerate(self.blocks):
-            x = block(x, mask, cache.layers[i] if cache is not None else None)
-        return self.lm_head(self.final_norm(x))  # (B, T, vocab_size)
+        layers = cache.layers if cache is not None else [None] * len(self.blocks)
+        return self.lm_head(self.hidden_states(idx, position_ids, mask, layers))  # (B, T, vocab_size)
+
+    def hidden_states(self, idx: Tensor, position_ids: Tensor, mask: Tensor | None,
+                      layers: Sequence[Any]) -> Tensor:
+        """The body of `forward` without its checks and head: ids (B, T) at positions (B or 1, T)
+        -> the final LayerNorm's output (B, T, d). `mask` is bool (B or 1, 1, T, T_all) or None
+        (causal); `layers` holds one key/value cache per block (None: no cache). The decoding
+        engine calls it directly with caches whose rows sit at different positions, and takes
+        the LM head of the last position only."""
+        x = self.drop_emb(self.tok_emb(idx) + self.pos_emb(position_ids))  # (B, T, d)
+        for block, layer in zip(self.blocks, layers, strict=True):
+            x = block(x, mask, layer)
+        return self.final_norm(x)  # (B, T, d)
 
     @staticmethod
     def _attention_mask(T: int, past: int, attention_mask: Tensor | None,

@@ -2,13 +2,13 @@
 
 Two paths that give the same greedy tokens (tests check it):
 - `generate_text`: the readable reference. Every step re-reads the whole context.
-- `generate` / `generate_stream`: the fast path. The prompt is read once ("prefill"), its
-  keys and values kept in a `KVCache`; each later step feeds only the newest token. Adds
-  sampling (temperature, top-k, top-p, repetition penalty), stopping (end-of-text id, stop
-  strings), batched prompts of different lengths (left padding + attention mask) and a
-  sliding window when the text outgrows the model's context. On CUDA each one-token step
-  runs as a replayed CUDA graph over a fixed-shape cache (static_cache.py), which removes
-  the per-kernel launch cost that bounds batch-1 decoding.
+- `generate` / `generate_stream`: the fast path, a batch of prompts given to the decoding
+  engine (engine.py): each prompt is read once ("prefill"), its keys and values kept in the
+  engine's cache, and each later step feeds only the newest token. Adds sampling
+  (temperature, top-k, top-p, repetition penalty), stopping (end-of-text id, stop strings),
+  prompts of different lengths (left padding + attention mask) and a sliding window when
+  the text outgrows the model's context. On CUDA each one-token step runs as a replayed
+  CUDA graph (static_cache.py).
 """
 
 from __future__ import annotations
@@ -20,12 +20,13 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from gpt2.attention import KVCache
 from gpt2.errors import GPT2Error
+from gpt2.generation.engine import Engine, RowSpec, decoding
 from gpt2.generation.fast_linear import prepare_for_decoding
+from gpt2.generation.options import SamplingOptions
 from gpt2.generation.request import check_request, check_stride, make_generator
-from gpt2.generation.sampling import SamplingOptions, sample_next
-from gpt2.generation.static_cache import DECODERS, make_decoder
+from gpt2.generation.row_sampling import row_keys
+from gpt2.generation.static_cache import DECODERS
 from gpt2.generation.stopping import StopStrings
 from gpt2.gpt_model import GPT2
 
@@ -47,7 +48,7 @@ def generate_text(model: GPT2, idx: Tensor, max_new_tokens: int, context_size: i
 
 class GenerationStep(NamedTuple):
     """One decoding step: the chosen ids (B,) and the model's raw logits (B, V) they came from.
-    Rows that have already stopped get the padding id (the end-of-text id)."""
+    Rows that have already stopped get the padding id (the end-of-text id) and zero logits."""
 
     tokens: Tensor
     logits: Tensor
@@ -125,101 +126,48 @@ def generate_stream(model: GPT2, idx: Tensor, max_new_tokens: int,
 
 def _decode(model: GPT2, idx: Tensor, request: _Request) -> Iterator[GenerationStep]:
     """Run the loop in eval mode without gradients, restoring the model's mode afterwards."""
-    was_training = model.training
-    model.eval()
-    if model.dtype == torch.bfloat16 or not was_training:
+    if model.dtype == torch.bfloat16 or not model.training:
         # A model in eval mode (as from_pretrained returns it) is there to generate from: give its
-        # CPU weights the decoding layout (float32 ~1.3x, bf16 ~2x; values unchanged). A model in
-        # training (samples during a run) keeps its float32 memory layout untouched.
+        # CPU weights the decoding layout once (float32 ~1.3x, bf16 ~2x; values unchanged; a no-op
+        # when already done, as by TextGenerator's load). A model in training (samples during a
+        # run) keeps its float32 memory layout untouched.
         prepare_for_decoding(model)
-    try:
-        with torch.no_grad():
-            yield from _decode_loop(model, idx, request)
-    finally:
-        model.train(was_training)
+    with decoding(model):
+        yield from _decode_loop(model, idx, request)
 
 
 def _decode_loop(model: GPT2, idx: Tensor, r: _Request) -> Iterator[GenerationStep]:
-    """Prefill, then one token per step from the cache. Only what was asked for is computed:
-    no per-step validation, no growing concatenation (ids go into a preallocated buffer)."""
+    """Every prompt row becomes one engine row (its padding dropped); each step's tokens are
+    gathered back into batch order. Rows never stop early unless a pad id was given."""
     B, T = idx.shape
-    total = T + r.max_new_tokens
-    ctx = model.cfg.context_length
-    tokens = torch.empty(B, total, dtype=torch.long, device=idx.device)  # prompt + generated ids
-    tokens[:, :T] = idx
-    mask = r.mask
-    if mask is not None:  # grows by one real token per step
-        mask = torch.cat((mask, mask.new_ones(B, r.max_new_tokens)), dim=1)  # (B, total)
-    cache = KVCache(model.cfg, B, min(ctx, total), device=model.device, dtype=model.dtype)
-    penalise = r.sampling.repetition_penalty != 1
-    seen = _seen_tokens(tokens[:, :T], mask, model.cfg.vocab_size) if penalise else None  # (B, V)
-    done = torch.zeros(B, dtype=torch.bool, device=idx.device) if r.pad_id is not None else None
-    logits, position, start = _prefill(model, tokens[:, :T], mask, cache, 0)
-    decoder = make_decoder(r.decoder, model, cache, B)  # None: the dynamic path
-    if decoder is not None:
-        decoder.set_padding(mask[:, :T] if mask is not None else None)
-    n = T  # tokens written so far; the cache holds tokens[:, start:n - 1] once a new one is written
-    for step in range(r.max_new_tokens):
-        next_id = sample_next(logits, r.sampling, seen, r.generator)  # (B,)
-        if done is not None:
-            next_id = torch.where(done, r.pad_id, next_id)
-        tokens[:, n] = next_id
-        n += 1
-        if seen is not None:
-            seen[torch.arange(B, device=seen.device), next_id] = True
-        yield GenerationStep(next_id, logits)
-        if done is not None:
-            if r.eos_id is not None:
-                done |= next_id == r.eos_id
-            r.stops.update(done, tokens[:, T:n])
-            if bool(done.all()):
-                return
-        if step == r.max_new_tokens - 1:
+    if r.max_new_tokens == 0:
+        return
+    real = r.mask.bool() if r.mask is not None else torch.ones_like(idx, dtype=torch.bool)
+    keys = row_keys(r.generator, B) if r.generator is not None else [0] * B
+    stop_ids = frozenset([r.eos_id]) if r.eos_id is not None and r.pad_id is not None else frozenset()
+    engine = Engine(model, B, T + r.max_new_tokens, window_stride=r.stride, decoder=r.decoder)
+    rows = [engine.add(RowSpec(idx[b][real[b]].tolist(), r.max_new_tokens, r.sampling, keys[b], stop_ids))
+            for b in range(B)]
+    batch_row = {row: b for b, row in enumerate(rows)}
+    done = torch.zeros(B, dtype=torch.bool)
+    history: list[Tensor] = []  # each step's (B,) ids, for stop strings
+    for _ in range(r.max_new_tokens):
+        events = engine.step()
+        if not events:
             return
-        if cache.length == cache.max_len:  # no position left: slide the window
-            logits, position, start = _prefill(model, tokens[:, :n], mask, cache, ctx - r.stride + 1)
-            if decoder is not None:
-                decoder.set_padding(mask[:, start:n] if mask is not None else None)
-            continue
-        if decoder is not None:
-            logits = decoder.step(next_id, position)  # (B, V)
-            position = position + 1
-            continue
-        step_mask = mask[:, start:n] if mask is not None else None  # (B, T_past + 1)
-        step_pos = position[:, None] if mask is not None else None  # (B, 1)
-        logits = model(next_id[:, None], cache=cache, attention_mask=step_mask,
-                       position_ids=step_pos)[:, -1, :]  # (B, V)
-        position = position + 1
-
-
-def _prefill(model: GPT2, tokens: Tensor, mask: Tensor | None, cache: KVCache,
-             keep: int) -> tuple[Tensor, Tensor, int]:
-    """Fill an empty cache from `tokens` (B, n) — all of them, or the last `keep` when the
-    window slides. Returns the logits of the last position (B, V), the position the next
-    token will take (B,), and where the window starts in `tokens`."""
-    for layer in cache.layers:  # start over: the kept tokens get new positions from 0
-        layer.length = 0
-    n = tokens.size(1)
-    start = n - keep if keep else 0
-    window = tokens[:, start:]  # (B, n - start)
-    if mask is None:
-        logits = model(window, cache=cache)[:, -1, :]
-        return logits, torch.full((tokens.size(0),), n - start, device=tokens.device), start
-    window_mask = mask[:, start:n]  # (B, n - start); left padding keeps the last column real
-    positions = (window_mask.cumsum(dim=1) - 1).clamp(min=0)  # padding shares position 0
-    logits = model(window, cache=cache, attention_mask=window_mask, position_ids=positions)[:, -1, :]
-    return logits, positions[:, -1] + 1, start
-
-
-def _seen_tokens(prompt: Tensor, mask: Tensor | None, vocab_size: int) -> Tensor:
-    """bool (B, V): which ids occur in each row's real (unpadded) prompt."""
-    real = torch.ones_like(prompt, dtype=torch.bool) if mask is None else mask[:, : prompt.size(1)].bool()
-    return _scatter_or(prompt, real, vocab_size)
-
-
-def _scatter_or(ids: Tensor, present: Tensor, vocab_size: int) -> Tensor:
-    """bool (B, V), True at ids[b, j] wherever present[b, j] (scatter_ alone would let a later
-    padded copy of an id overwrite an earlier real one)."""
-    counts = torch.zeros(ids.size(0), vocab_size, dtype=torch.int32, device=ids.device)
-    counts.scatter_add_(1, ids, present.to(torch.int32))
-    return counts > 0
+        tokens = torch.full((B,), r.pad_id if r.pad_id is not None else 0, dtype=torch.long)
+        logits = events[0].logits.new_zeros(B, events[0].logits.size(-1))  # (B, V)
+        for event in events:
+            b = batch_row[event.row]
+            tokens[b] = event.token
+            logits[b] = event.logits
+            done[b] |= event.finished == "stop"
+        if r.stops.strings:  # a stop string ends a row the engine knows nothing of
+            history.append(tokens)
+            r.stops.update(done, torch.stack(history[-r.stops.window:], dim=1))
+            for row in [row for row, b in batch_row.items() if done[b]]:
+                engine.cancel(row)
+                del batch_row[row]
+        yield GenerationStep(tokens.to(idx.device), logits)
+        if bool(done.all()):
+            return

@@ -1,17 +1,19 @@
-"""Decoding one token at fixed shapes, so a GPU can replay the whole step as one CUDA graph.
+"""The engine's one-token step at fixed shapes, so a GPU can replay it as one CUDA graph.
 
 Decoding GPT-2 small at batch 1 launches ~200 small kernels per token; the GPU finishes each
 faster than Python launches the next, so the host's overhead sets the speed. A CUDA graph
 records the launches of one step once and replays them with a single call. Replay repeats
 the recorded kernels with the recorded arguments, so the step must be the same every time:
 
-- the cache is read whole, (B, H, max_len, hd), and keys after the current position are
-  masked out, instead of slicing [:length] (a shape that grows every token);
-- what changes between tokens (the token, its position, where to write) lives in device
-  buffers that are filled in place before each replay, never in Python numbers.
+- every slot of the cache is computed and read whole, (rows, H, max_len, hd); keys after a
+  row's position are masked out, instead of slicing [:A, :, :span] (shapes that change);
+- what changes between tokens (the tokens, their positions, which are also where their keys
+  are written) lives in device buffers filled in place before each replay.
 
-`StaticDecoder` is that step run eagerly (any device; tests check it equals the dynamic path
-token for token); `CUDAGraphDecoder` captures it on the first call and replays it after.
+Slots past the active rows compute throw-away values. `StaticDecoder` is that step run
+eagerly (any device; tests check it equals the engine's dynamic step token for token);
+`CUDAGraphDecoder` captures it on its first step and replays it after, for as long as the
+engine (and so its cache) lives.
 """
 
 from __future__ import annotations
@@ -19,64 +21,63 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gpt2.attention import KVCache, StaticLayerKVCache
+from gpt2.generation.kv_slots import SlotCache
 from gpt2.gpt_model import GPT2
 
 DECODERS = ("auto", "dynamic", "static", "cuda_graph")
 
 
+class StaticView:
+    """A layer's buffers, written at each row's position held in a device tensor."""
+
+    def __init__(self, k: Tensor, v: Tensor, positions: Tensor) -> None:
+        self.k, self.v, self.positions = k, v, positions  # positions: (rows, 1)
+        self.rows = torch.arange(k.size(0), device=k.device)
+
+    def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+        """k, v: (rows, H, 1, hd) -> the whole buffers (rows, H, max_len, hd)."""
+        self.k[self.rows, :, self.positions[:, 0]] = k[:, :, 0]
+        self.v[self.rows, :, self.positions[:, 0]] = v[:, :, 0]
+        return self.k, self.v
+
+
 class StaticDecoder:
-    """GPT2.forward for one new token per row, over the buffers of an already filled `KVCache`."""
+    """A one-token step for every slot of a `SlotCache`, at fixed shapes."""
 
-    def __init__(self, model: GPT2, cache: KVCache, batch_size: int) -> None:
-        device, L = model.device, cache.max_len
-        self.model, self.cache = model, cache
-        self.tokens = torch.zeros(batch_size, 1, dtype=torch.long, device=device)  # (B, 1) the new ids
-        self.positions = torch.zeros(batch_size, 1, dtype=torch.long, device=device)  # (B, 1) their positions
-        self.write_at = torch.zeros(1, dtype=torch.long, device=device)  # (1,) their slot in the cache
-        self.real = torch.ones(batch_size, L, dtype=torch.bool, device=device)  # (B, L) False = padding
-        self.key_slots = torch.arange(L, device=device)  # (L,)
-        self.layers = [StaticLayerKVCache(layer, self.write_at) for layer in cache.layers]
+    def __init__(self, model: GPT2, cache: SlotCache) -> None:
+        device = model.device
+        self.model = model
+        self.tokens = torch.zeros(cache.rows, 1, dtype=torch.long, device=device)  # (rows, 1)
+        self.positions = torch.zeros(cache.rows, 1, dtype=torch.long, device=device)  # (rows, 1)
+        self.key_slots = torch.arange(cache.max_len, device=device)  # (max_len,)
+        self.layers = [StaticView(k, v, self.positions) for k, v in zip(cache.k, cache.v, strict=True)]
 
-    def set_padding(self, window_mask: Tensor | None) -> None:
-        """After each prefill: which cached slots are padding. window_mask: (B, w) 1 = real token,
-        for the w cached tokens (None: none is padding); every later token is real."""
-        self.real.fill_(True)
-        if window_mask is not None:
-            self.real[:, :window_mask.size(1)] = window_mask.bool()
-
-    def step(self, tokens: Tensor, positions: Tensor) -> Tensor:
-        """tokens, positions: (B,) -> next-token logits (B, V); the token's key and value go to the
-        cache's next slot, whose length then grows by one."""
-        self.tokens.copy_(tokens[:, None])
-        self.positions.copy_(positions[:, None])
-        self.write_at.fill_(self.cache.length)  # a fill kernel, no copy from the host
-        logits = self._run()
-        for layer in self.cache.layers:
-            layer.length += 1
-        return logits
+    def step(self, tokens: Tensor, lengths: list[int]) -> Tensor:
+        """tokens: (A,) the new id of rows 0..A-1, lengths: their cached lengths (= the new
+        tokens' positions) -> next-token logits (A, V)."""
+        A = tokens.size(0)
+        self.tokens[:A, 0].copy_(tokens)
+        self.positions[:A, 0].copy_(torch.tensor(lengths, device=self.positions.device))
+        return self._run()[:A]
 
     def _run(self) -> Tensor:
         return self.forward()
 
     def forward(self) -> Tensor:
-        """The step itself, from the buffers: fixed shapes, no host reads. -> logits (B, V)."""
-        m = self.model
-        visible = (self.key_slots <= self.write_at) & self.real  # (B, L): written, real keys
-        mask = visible[:, None, None, :]  # (B, 1, 1, L) for every head and the one query
-        x = m.drop_emb(m.tok_emb(self.tokens) + m.pos_emb(self.positions))  # (B, 1, d)
-        for block, layer in zip(m.blocks, self.layers, strict=True):
-            x = block(x, mask, layer)
-        return m.lm_head(m.final_norm(x))[:, -1, :]  # (B, V)
+        """The step itself, from the buffers: fixed shapes, no host reads. -> logits (rows, V)."""
+        visible = self.key_slots[None, :] <= self.positions  # (rows, max_len): written keys
+        mask = visible[:, None, None, :]  # (rows, 1, 1, max_len) for every head and the one query
+        x = self.model.hidden_states(self.tokens, self.positions, mask, self.layers)  # (rows, 1, d)
+        return self.model.lm_head(x[:, -1])  # (rows, V)
 
 
 class CUDAGraphDecoder(StaticDecoder):
     """The same step, captured as a CUDA graph on the first call and replayed after."""
 
-    def __init__(self, model: GPT2, cache: KVCache, batch_size: int) -> None:
-        super().__init__(model, cache, batch_size)
+    def __init__(self, model: GPT2, cache: SlotCache) -> None:
+        super().__init__(model, cache)
         self.graph: torch.cuda.CUDAGraph | None = None
-        self.logits: Tensor | None = None  # (B, V), written by every replay
+        self.logits: Tensor | None = None  # (rows, V), written by every replay
 
     def _run(self) -> Tensor:
         if self.graph is None:
@@ -99,13 +100,13 @@ class CUDAGraphDecoder(StaticDecoder):
             self.logits = self.forward()
 
 
-def make_decoder(name: str, model: GPT2, cache: KVCache, batch_size: int) -> StaticDecoder | None:
-    """The decoder `name` asks for: 'auto' is a CUDA graph on CUDA and the dynamic path (None)
+def make_decoder(name: str, model: GPT2, cache: SlotCache) -> StaticDecoder | None:
+    """The decoder `name` asks for: 'auto' is a CUDA graph on CUDA and the dynamic step (None)
     elsewhere; 'static' is the fixed-shape step run eagerly (for tests and reading)."""
     if name == "auto":
         name = "cuda_graph" if model.device.type == "cuda" else "dynamic"
     if name == "dynamic":
         return None
     if name == "static":
-        return StaticDecoder(model, cache, batch_size)
-    return CUDAGraphDecoder(model, cache, batch_size)
+        return StaticDecoder(model, cache)
+    return CUDAGraphDecoder(model, cache)
