@@ -161,24 +161,42 @@ def test_unknown_routes_and_methods_answer_json(client):
     assert client.get("/v1/completions").status_code == 405
 
 
-def test_concurrent_requests_share_a_batch_and_a_disconnect_stops_generation(client, text):
-    prompts = ["a", "Hello, world", "The quick", "xyz"]  # different lengths: a left-padded batch
-    expected = [text.complete(p, GREEDY, 12) for p in prompts]
+def test_requests_join_a_running_batch_with_their_own_settings_and_a_disconnect_frees_its_row(client, text):
+    bodies = [dict(prompt="a", max_tokens=12, temperature=0),  # prompts of different lengths,
+              dict(prompt="Hello, world", max_tokens=9, temperature=1.0, seed=5),  # and every row
+              dict(prompt="The quick", max_tokens=12, temperature=0.7, top_k=5, seed=6)]  # its own settings
+    alone = [complete(client, **body)["choices"][0]["text"] for body in bodies]
+    assert alone[0] == text.complete("a", GREEDY, 12)
     before = client.get("/health").json()
     with client.stream("POST", "/v1/completions", json={"prompt": "a", "max_tokens": LONG, "temperature": 0,
                                                         "stream": True}) as long:
         lines = long.iter_lines()  # (kept: a dropped iterator would close the connection)
         assert next(lines).startswith("data: ")  # it is being decoded
-        with ThreadPoolExecutor(4) as pool:
-            futures = [pool.submit(complete, client, prompt=p, max_tokens=12, temperature=0) for p in prompts]
-            wait_until(lambda: client.get("/health").json()["queued"] == 4)
-            long.close()  # the client goes away: its generation must stop, and the four run together
-            answers = [f.result()["choices"][0]["text"] for f in futures]
-    assert answers == expected
+        with ThreadPoolExecutor(3) as pool:
+            futures = [pool.submit(complete, client, **body) for body in bodies]
+            answers = [f.result()["choices"][0]["text"] for f in futures]  # done while `long` runs on
+        wait_until(lambda: client.get("/health").json()["running"] == 1)  # `long` alone again
+        during = client.get("/health").json()
+        long.close()  # the client goes away: its row must leave the batch at once
+    assert answers == alone  # each row gets what it gets alone, whatever shares its batch
+    assert during["running"] == 1 and during["largest_batch"] == 4 and during["queued"] == 0
     wait_until(lambda: client.get("/health").json()["running"] == 0)
     after = client.get("/health").json()
-    assert after["batches"] - before["batches"] == 2 and after["largest_batch"] == 4
     assert after["tokens"] - before["tokens"] < LONG / 10
+
+
+def test_a_request_beyond_the_free_rows_waits_and_runs_as_soon_as_a_row_frees(text):
+    body = {"prompt": "a", "max_tokens": LONG, "temperature": 0, "stream": True}
+    with running_server(text, max_batch=1, max_n=1, max_queue=4, max_tokens_limit=LONG) as server, \
+            httpx.Client(base_url=server.url, timeout=60) as client, \
+            client.stream("POST", "/v1/completions", json=body) as long:
+        lines = long.iter_lines()
+        assert next(lines).startswith("data: ")
+        with ThreadPoolExecutor(1) as pool:
+            waiting = pool.submit(complete, client, prompt="xyz", max_tokens=5, temperature=0)
+            wait_until(lambda: client.get("/health").json()["queued"] == 1)
+            long.close()
+            assert waiting.result()["choices"][0]["text"] == text.complete("xyz", GREEDY, 5)
 
 
 def test_a_waiting_client_that_gives_up_is_cancelled(client):

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from gpt2.serving.stops import StopMatcher
+from gpt2.generation.stopping import StopMatcher
 
 ALPHABET = "ab\n"
 

@@ -32,7 +32,8 @@ class GenerateOptions:
         prompt_file: A UTF-8 file holding the text to continue.
         num_samples: How many continuations of the prompt to write, one after another.
         max_new_tokens: Most tokens to generate per sample (stops early at end-of-text).
-        stop: Stop strings, as a JSON list, e.g. '["\\n\\n"]'; a sample ends after the first one.
+        stop: A stop string, or several as a JSON list ('["\\n\\n", "END"]'): a sample ends just
+            before the first one, which is not printed (OpenAI's rule, as in gpt2 serve).
         seed: Makes sampling reproducible.
         interactive: Read prompts from stdin one line at a time without reloading (`--interactive true`).
         tokenizer: Override the checkpoint's tokenizer: gpt2, a tokenizer directory, or a .model file.
@@ -45,13 +46,17 @@ class GenerateOptions:
     prompt_file: str | None = None
     num_samples: int = 1
     max_new_tokens: int = 200
-    stop: list[str] | None = None
+    stop: list[str] | str | None = None
     seed: int | None = None
     interactive: bool = False
     tokenizer: str | None = None
     quantize: str | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.stop, str):  # --stop e: one stop string
+            object.__setattr__(self, "stop", [self.stop])
+        if self.stop is not None and not all(isinstance(s, str) and s for s in self.stop):
+            raise GPT2Error(f"--stop: stop strings must be non-empty, got {self.stop!r}")
         if self.quantize not in (None, "int8"):
             raise GPT2Error(f"--quantize {self.quantize!r}: the only choice is int8 (or leave it out)")
         if isinstance(self.num_samples, bool) or self.num_samples < 1:

@@ -1,7 +1,12 @@
-"""Stop strings: ending a row of generation once its text contains one of them.
+"""Stop strings, with one meaning everywhere: the text ends just before the first stop string,
+which itself is not included (OpenAI's rule).
 
-This is the one part of decoding that needs text rather than ids, so it takes the
-tokenizer; the decoding loop itself (decode.py) works on ids only.
+- `StopMatcher` cuts streamed text: the text layer (text.py) gives every row of `gpt2
+  generate`, the training samples and `gpt2 serve` one of them.
+- `StopStrings` serves the id-level API (`generate(..., stop_strings=, tokenizer=)`): it only
+  marks a row done once its text contains a stop string. Ids cannot end inside a token, so
+  those rows keep the ids up to the one that completed the stop string; decode them with
+  the text layer to get the text cut before it.
 """
 
 from __future__ import annotations
@@ -43,3 +48,39 @@ class StopStrings:
                 text = self.tokenizer.decode(tail)
                 if any(s in text for s in self.strings):
                     done[row] = True
+
+
+class StopMatcher:
+    """Feed text pieces; get back the part that is safe to show, and whether a stop was hit.
+
+    Text is streamed, so a piece that might be the start of a stop string is held back until
+    the next pieces show whether it is one ("\\n" could begin "\\n\\n")."""
+
+    def __init__(self, stops: Sequence[str] | None) -> None:
+        self.stops = list(stops or [])
+        self.text = ""  # everything fed so far (cut at the stop string once one is found)
+        self.sent = 0  # self.text[:sent] has been returned
+
+    def feed(self, piece: str) -> tuple[str, bool]:
+        """-> (text to show now, stopped). After a stop, the rest of the text is dropped."""
+        self.text += piece
+        hits = [i for s in self.stops if (i := self.text.find(s, self.sent)) >= 0]
+        if hits:
+            self.text = self.text[:min(hits)]
+            return self._release(len(self.text)), True
+        return self._release(len(self.text) - self._held_back()), False
+
+    def flush(self) -> str:
+        """At the end of generation: what was held back is not a stop string after all."""
+        return self._release(len(self.text))
+
+    def _held_back(self) -> int:
+        """Length of the longest unsent tail that is the beginning of a stop string."""
+        unsent = len(self.text) - self.sent
+        return max((k for s in self.stops for k in range(1, min(len(s) - 1, unsent) + 1)
+                    if self.text.endswith(s[:k])), default=0)
+
+    def _release(self, end: int) -> str:
+        out = self.text[self.sent:end]
+        self.sent = max(self.sent, end)
+        return out

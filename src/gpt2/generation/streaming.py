@@ -14,7 +14,7 @@ leading "▁" into a space only after other text) give the same text as one big 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 REPLACEMENT = "\ufffd"  # what decode(errors="replace") puts where bytes are incomplete
@@ -61,15 +61,3 @@ class StreamDecoder:
             self.read -= self.prefix
             self.prefix = 0
 
-
-def stream_text(tokenizer: Any, ids: Iterable[int], context_ids: Sequence[int] = ()) -> Iterator[str]:
-    """Yield printable text pieces for a stream of ids; joined, they equal the full decode
-    (less an incomplete character at the very end)."""
-    decoder = StreamDecoder(tokenizer, context_ids)
-    for token in ids:
-        piece = decoder.push(token)
-        if piece:
-            yield piece
-    tail = decoder.flush()
-    if tail:
-        yield tail

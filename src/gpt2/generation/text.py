@@ -1,8 +1,10 @@
-"""Prompt text -> continuation text: the one layer between strings and `generate_stream`,
-used by `gpt2 generate` and by the samples printed during training.
+"""Prompt text -> continuation text: the one layer between strings and the decoding engine,
+driven by `gpt2 generate`, the samples printed during training and `gpt2 serve` alike.
 
-The tokenizer turns the prompt into ids, `generate_stream` chooses new ids, and
-`stream_text` turns them back into text pieces that never split a character.
+`TextGenerator.encode` turns a prompt into ids within the model's limits (an empty prompt
+starts from end-of-text); the engine (engine.py) chooses new ids; a `TextStream` per row turns
+them back into text pieces that never split a character, skips end-of-text and ids past the
+tokenizer's vocabulary, and ends the text before a stop string, which is not included.
 """
 
 from __future__ import annotations
@@ -17,14 +19,20 @@ import torch
 from gpt2.checkpoint import read_config, readable_path
 from gpt2.device import DeviceOptions
 from gpt2.errors import GPT2Error
-from gpt2.generation.decode import generate_stream
+from gpt2.generation.engine import Engine, RowSpec, decoding
 from gpt2.generation.fast_linear import prepare_for_decoding
+from gpt2.generation.options import SamplingOptions
 from gpt2.generation.quantize import quantize_int8
-from gpt2.generation.sampling import SamplingOptions
-from gpt2.generation.streaming import stream_text
+from gpt2.generation.row_sampling import row_keys
+from gpt2.generation.stopping import StopMatcher
+from gpt2.generation.streaming import StreamDecoder
 from gpt2.gpt_model import GPT2
 from gpt2.runtime import resolve_runtime
 from gpt2.tokenizers import Tokenizer, tokenizer_for_checkpoint
+
+
+class PromptTooLongError(GPT2Error):
+    """A prompt with more tokens than the model (or a server's limit) takes."""
 
 
 class TextGenerator:
@@ -63,33 +71,39 @@ class TextGenerator:
         runtime = resolve_runtime(system, read_config(checkpoint), "generate")
         return cls.from_checkpoint(checkpoint, tokenizer, runtime.device, runtime.dtype, quantize)
 
-    def encode(self, text: str) -> list[int]:
-        """Prompt ids; an empty prompt starts from end-of-text, a too-long one is refused."""
+    def encode(self, text: str, limit: int | None = None) -> list[int]:
+        """Prompt ids; an empty prompt starts from end-of-text. A prompt longer than `limit`
+        tokens (at most, and by default, the model's context) raises PromptTooLongError."""
         ids = self.tokenizer.encode(text) or [self.tokenizer.eot_id]
         ctx = self.model.cfg.context_length
-        if len(ids) > ctx:
-            raise GPT2Error(f"the prompt is {len(ids)} tokens but the model's context is {ctx} tokens; "
-                            "shorten the prompt")
+        most = min(limit or ctx, ctx)
+        if len(ids) > most:
+            raise PromptTooLongError(f"the prompt is {len(ids)} tokens but the limit is {most} tokens "
+                                f"(the model's context is {ctx}); shorten the prompt")
         return ids
 
     def stream(self, ids: list[int], sampling: SamplingOptions, max_new_tokens: int,
                stop: list[str] | None = None, generator: torch.Generator | None = None) -> Iterator[str]:
         """Text pieces of one continuation of `ids`, each safe to print as it comes; ends at
-        end-of-text, a stop string or `max_new_tokens`."""
-        idx = torch.tensor([ids], dtype=torch.long, device=self.model.device)  # (1, T)
-        steps = generate_stream(self.model, idx, max_new_tokens, sampling, eos_id=self.tokenizer.eot_id,
-                                stop_strings=stop, tokenizer=self.tokenizer,
-                                generator=None if sampling.greedy else generator)
-
-        def new_ids() -> Iterator[int]:  # up to end-of-text, skipping ids with no text
-            for step in steps:
-                token = int(step.tokens[0])
-                if token == self.tokenizer.eot_id:
-                    return
-                if token < self.tokenizer.vocab_size:  # a padded model vocabulary
-                    yield token
-
-        yield from stream_text(self.tokenizer, new_ids(), ids)
+        end-of-text, before a stop string, or after `max_new_tokens` tokens. `generator` picks
+        the row's random stream (row_sampling.row_keys), as `gpt2 serve` does for a seed."""
+        if max_new_tokens == 0:
+            return
+        key = row_keys(generator, 1)[0] if generator is not None and not sampling.greedy else 0
+        text = TextStream(self.tokenizer, ids, stop)
+        engine = Engine(self.model, 1, len(ids) + max_new_tokens)
+        with decoding(self.model):
+            engine.add(RowSpec(ids, max_new_tokens, sampling, key, frozenset([self.tokenizer.eot_id])))
+            while not text.stopped:
+                events = engine.step()
+                if not events:
+                    break
+                piece = text.push(events[0].token)
+                if piece:
+                    yield piece
+        tail = text.finish()
+        if tail:
+            yield tail
 
     def complete(self, prompt: str, sampling: SamplingOptions, max_new_tokens: int,
                  generator: torch.Generator | None = None) -> str:
@@ -104,3 +118,28 @@ def sample_text(model: GPT2, tokenizer: Tokenizer | Any, prompt: str, sampling: 
     in eval mode and its mode restored afterwards (see `generate_stream`)."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
     return TextGenerator(model, tokenizer).complete(prompt, sampling, max_new_tokens, generator)
+
+
+class TextStream:
+    """One row's generated ids -> text. `push` returns the text that is ready (maybe ""): it
+    never splits a character, gives no text for end-of-text or ids past the tokenizer's
+    vocabulary (a padded model vocabulary), and stops before the first stop string, which is
+    not included (`stopped` is then True); `finish` returns what was held back."""
+
+    def __init__(self, tokenizer: Tokenizer, prompt_ids: list[int], stop: list[str] | None = None) -> None:
+        self.tokenizer = tokenizer
+        self.decoder = StreamDecoder(tokenizer, prompt_ids)
+        self.stops = StopMatcher(stop)
+        self.stopped = False
+
+    def push(self, token: int) -> str:
+        if self.stopped or token == self.tokenizer.eot_id or token >= self.tokenizer.vocab_size:
+            return ""
+        text, self.stopped = self.stops.feed(self.decoder.push(token))
+        return text
+
+    def finish(self) -> str:
+        if self.stopped:
+            return ""
+        text, self.stopped = self.stops.feed(self.decoder.flush())
+        return text if self.stopped else text + self.stops.flush()

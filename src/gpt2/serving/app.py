@@ -5,8 +5,9 @@
     GET  /health             liveness plus the worker's counters (no API key needed)
     GET  /                   the playground (static/, no network needed)
 
-Requests are checked here (JSON shape, limits, the prompt's encoding) and queued; the model
-worker decodes them in batches; responses.py turns its events back into HTTP.
+Requests are checked here (JSON shape, limits, the prompt's encoding through the text layer)
+and queued; the model worker decodes them with continuous batching; responses.py turns its
+events back into HTTP.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
-from gpt2.generation.text import TextGenerator
+from gpt2.generation.text import PromptTooLongError, TextGenerator
 from gpt2.serving.errors import APIError, install_error_handlers
 from gpt2.serving.jobs import Job
 from gpt2.serving.options import ServeLimits
@@ -40,7 +41,7 @@ def create_app(text: TextGenerator, model_name: str, limits: ServeLimits | None 
                api_key: str | None = None) -> FastAPI:
     """An app serving `text` under `model_name`; its model worker runs while the app does."""
     limits = limits or ServeLimits()
-    worker = ModelWorker(text, Scheduler(limits.max_batch, limits.max_queue))
+    worker = ModelWorker(text, Scheduler(limits.max_queue), limits.max_batch)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -138,14 +139,11 @@ def _job(body: CompletionRequest, text: TextGenerator, limits: ServeLimits) -> J
     if body.n > limits.max_n:
         raise APIError(400, f"n is {body.n}; this server allows at most {limits.max_n}", "n")
     try:
-        ids = text.tokenizer.encode(body.prompt) or [text.tokenizer.eot_id]
+        ids = text.encode(body.prompt, limits.max_prompt_tokens or None)
+    except PromptTooLongError as err:
+        raise APIError(400, str(err), "prompt", "context_length_exceeded") from None
     except (ValueError, UnicodeError) as err:  # GPT2Error is a ValueError
         raise APIError(400, f"the prompt cannot be encoded by this model's tokenizer: {err}",
                        "prompt") from None
-    context = text.model.cfg.context_length
-    most = min(limits.max_prompt_tokens or context, context)
-    if len(ids) > most:
-        raise APIError(400, f"the prompt is {len(ids)} tokens; the limit is {most}", "prompt",
-                       "context_length_exceeded")
     return Job(ids, body.sampling(), body.max_tokens, body.n, body.stop, body.seed, body.logprobs,
                loop=asyncio.get_running_loop())

@@ -46,9 +46,11 @@ class Finished:
 
 @dataclass(frozen=True)
 class Failed:
-    """The worker could not decode this job; the message is safe to show the client."""
+    """The worker could not finish this job (an error: 500; shutting down: 503); the message
+    is safe to show the client."""
 
     message: str
+    status: int = 500
 
 
 Event = Piece | Finished | Failed
@@ -75,9 +77,3 @@ class Job:
             self.events.put_nowait(event)
         elif not self.loop.is_closed():
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)
-
-    def batch_key(self) -> tuple:
-        """Jobs with equal keys can be decoded in one batch: `generate_stream` takes one
-        SamplingOptions and one random generator per batch. A seeded job gets a key of its own,
-        so its result depends on its seed alone, never on what else was being served."""
-        return (self.sampling, id(self) if self.seed is not None else None)

@@ -69,7 +69,7 @@ async def whole_response(job: Job, request: Request, cid: str, model: str) -> di
     try:
         async for event in job_events(job, request):
             if isinstance(event, Failed):
-                raise APIError(500, event.message, code="generation_failed")
+                raise APIError(event.status, event.message, code="generation_failed")
             if isinstance(event, Piece):
                 logs[event.index].add(event)
             else:
@@ -87,7 +87,7 @@ async def event_stream(job: Job, cid: str, model: str, include_usage: bool) -> A
     try:
         async for event in job_events(job):
             if isinstance(event, Failed):
-                yield _data(error_body(500, event.message, code="generation_failed"))
+                yield _data(error_body(event.status, event.message, code="generation_failed"))
                 return
             if isinstance(event, Piece):
                 logprobs = logs[event.index].add(event)

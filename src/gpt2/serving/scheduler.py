@@ -1,9 +1,10 @@
 """The waiting room between the HTTP side and the model worker.
 
-Requests wait here in arrival order. The worker takes the oldest one and, with it, every
-later waiting job that can share its batch (same sampling settings, see `Job.batch_key`),
-up to `max_batch` sequences: first come, first served, but nobody who could ride along
-waits for a batch of their own. A full room refuses new jobs (the caller answers 429).
+Requests wait here in arrival order. Between two decoding steps the worker takes as many
+of the oldest jobs as its free engine rows hold (all choices of a job join together); a
+job that does not fit waits for rows to free, and nobody behind it overtakes it: first come,
+first served. Jobs of any sampling settings share the batch (each row samples with its
+own). A full room refuses new jobs (the caller answers 429).
 """
 
 from __future__ import annotations
@@ -18,10 +19,10 @@ class QueueFullError(Exception):
 
 
 class Scheduler:
-    """A thread-safe queue of jobs that hands them out in compatible groups."""
+    """A thread-safe first-in, first-out queue of jobs."""
 
-    def __init__(self, max_batch: int, max_queue: int) -> None:
-        self.max_batch, self.max_queue = max_batch, max_queue
+    def __init__(self, max_queue: int) -> None:
+        self.max_queue = max_queue
         self._waiting: list[Job] = []
         self._ready = threading.Condition()
         self._closed = False
@@ -30,32 +31,33 @@ class Scheduler:
         """Queue `job`, or raise QueueFullError."""
         with self._ready:
             self._drop_cancelled()
+            if self._closed:
+                raise QueueFullError("the server is shutting down")
             if len(self._waiting) >= self.max_queue:
                 raise QueueFullError(f"{len(self._waiting)} requests are already waiting")
             self._waiting.append(job)
             self._ready.notify()
 
-    def next_batch(self, timeout: float | None = None) -> list[Job]:
-        """Block until a job waits (or `timeout`, or close); return it with its companions."""
+    def take(self, rows: int, timeout: float = 0.0) -> list[Job]:
+        """The oldest jobs whose choices fit in `rows`, waiting up to `timeout` seconds for one."""
         with self._ready:
-            self._ready.wait_for(lambda: self._closed or self._has_work(), timeout)
+            if timeout > 0:
+                self._ready.wait_for(lambda: self._closed or self._has_work(), timeout)
             self._drop_cancelled()
-            if not self._waiting:
-                return []
-            head = self._waiting.pop(0)
-            batch, rows = [head], head.n
-            for job in list(self._waiting):
-                if job.batch_key() == head.batch_key() and rows + job.n <= self.max_batch:
-                    self._waiting.remove(job)
-                    batch.append(job)
-                    rows += job.n
-            return batch
+            taken = []
+            while self._waiting and self._waiting[0].n <= rows:
+                job = self._waiting.pop(0)
+                rows -= job.n
+                taken.append(job)
+            return taken
 
-    def close(self) -> None:
-        """Wake the worker so it can stop."""
+    def close(self) -> list[Job]:
+        """Refuse new jobs, wake the worker, and hand back the jobs that were still waiting."""
         with self._ready:
             self._closed = True
+            left, self._waiting = self._waiting, []
             self._ready.notify_all()
+            return left
 
     @property
     def closed(self) -> bool:

@@ -1,8 +1,11 @@
-"""The one model worker: a thread that owns the model and decodes batch after batch.
+"""The one model worker: a thread that owns the model and the decoding engine.
 
 One thread means one forward pass at a time, so requests never fight over the model or
-the CPU's cores; concurrent requests are served together by batching them (scheduler.py),
-not by running them side by side. The HTTP side never touches the model.
+the CPU's cores. Concurrent requests share the engine's batch instead (continuous
+batching): before every step the worker admits waiting jobs into free rows (their prompts
+are prefilled while the other rows keep their place), drops the rows of clients that left,
+and then decodes one token for every row. A row leaves the batch as soon as it ends, so a
+short request never waits for a long one. The HTTP side never touches the model.
 """
 
 from __future__ import annotations
@@ -13,9 +16,11 @@ from dataclasses import asdict, dataclass
 
 import torch
 
+from gpt2.generation.engine import Engine, RowSpec
+from gpt2.generation.row_sampling import row_keys
 from gpt2.generation.text import TextGenerator
-from gpt2.serving.batch import decode_batch
-from gpt2.serving.jobs import Failed, Job
+from gpt2.serving.choices import Choice
+from gpt2.serving.jobs import Failed, Finished, Job
 from gpt2.serving.scheduler import Scheduler
 
 log = logging.getLogger("gpt2.serving")
@@ -25,29 +30,34 @@ log = logging.getLogger("gpt2.serving")
 class Stats:
     """What the worker has done so far (shown by GET /health)."""
 
-    running: int = 0  # jobs in the batch being decoded now
-    batches: int = 0
-    jobs: int = 0
+    running: int = 0  # rows being decoded now
+    steps: int = 0  # decoding steps taken
+    jobs: int = 0  # requests admitted
     largest_batch: int = 0  # most rows decoded together
-    tokens: int = 0  # decoding steps x live rows
+    tokens: int = 0  # tokens generated (rows x steps)
 
 
 class ModelWorker:
-    """Owns `text` (the model and tokenizer); decodes what `scheduler` hands out."""
+    """Owns `text` (the model and tokenizer) and an engine of `max_batch` rows."""
 
-    def __init__(self, text: TextGenerator, scheduler: Scheduler) -> None:
-        self.text, self.scheduler = text, scheduler
+    def __init__(self, text: TextGenerator, scheduler: Scheduler, max_batch: int) -> None:
+        self.text = text
+        self.scheduler = scheduler
+        self.max_batch = max_batch
         self.stats = Stats()
         self.threads = torch.get_num_threads()  # resolve_runtime's choice, made on the main thread
-        self.generator = torch.Generator(device=text.model.device)
+        self.generator = torch.Generator()
         self.generator.seed()
+        self.choices: dict[int, Choice] = {}  # engine row id -> its choice
         self._thread = threading.Thread(target=self._run, name="gpt2-model-worker", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        self.scheduler.close()
+        """Refuse new jobs, fail the waiting ones, let the worker fail the running ones, and end."""
+        for job in self.scheduler.close():
+            job.send(Failed("the server is shutting down; retry on another server", 503))
         self._thread.join(timeout)
 
     def snapshot(self) -> dict[str, int]:
@@ -55,25 +65,68 @@ class ModelWorker:
 
     def _run(self) -> None:
         torch.set_num_threads(self.threads)
+        engine = self._new_engine()
         while not self.scheduler.closed:
-            jobs = self.scheduler.next_batch(timeout=1.0)
-            if jobs:
-                self._decode(jobs)
+            idle = not self.choices
+            for job in self.scheduler.take(engine.free, timeout=1.0 if idle else 0.0):
+                self._admit(engine, job)
+            self._drop_cancelled(engine)
+            self.stats.running = len(self.choices)
+            if not self.choices:
+                continue
+            try:
+                self._step(engine)
+            except Exception as err:  # one failure must not kill the worker every request relies on
+                log.exception("decoding failed for %d row(s)", len(self.choices))
+                self._fail_running(f"generation failed: {type(err).__name__}: {err}", 500)
+                engine = self._new_engine()
+        self._fail_running("the server is shutting down; retry on another server", 503)
 
-    def _decode(self, jobs: list[Job]) -> None:
-        rows = sum(job.n for job in jobs)
-        self.stats.running = len(jobs)
-        self.stats.batches += 1
-        self.stats.jobs += len(jobs)
+    def _new_engine(self) -> Engine:
+        self.choices = {}
+        return Engine(self.text.model, self.max_batch)
+
+    def _admit(self, engine: Engine, job: Job) -> None:
+        """Give every choice of `job` a row (prefilling its prompt). A seeded job draws its rows'
+        random streams from its seed alone, so its text never depends on what else is served."""
+        self.stats.jobs += 1
+        generator = torch.Generator().manual_seed(job.seed) if job.seed is not None else self.generator
+        keys = row_keys(generator, job.n)
+        stop_ids = frozenset([self.text.tokenizer.eot_id])
+        for index, key in enumerate(keys):
+            if job.max_tokens == 0:
+                job.send(Finished(index, "length", 0))
+                continue
+            try:
+                row = engine.add(RowSpec(job.ids, job.max_tokens, job.sampling, key, stop_ids, job.logprobs))
+            except Exception as err:
+                log.exception("admitting a request failed")
+                job.send(Failed(f"generation failed: {type(err).__name__}: {err}", 500))
+                return
+            self.choices[row] = Choice(job, index, self.text.tokenizer)
+
+    def _step(self, engine: Engine) -> None:
+        rows = len(self.choices)
+        self.stats.running = rows
         self.stats.largest_batch = max(self.stats.largest_batch, rows)
-        try:
-            decode_batch(self.text, jobs, self.generator, self._count)
-        except Exception as err:  # one bad batch must not kill the worker every request relies on
-            log.exception("decoding a batch of %d request(s) failed", len(jobs))
-            for job in jobs:
-                job.send(Failed(f"generation failed: {type(err).__name__}: {err}"))
-        finally:
-            self.stats.running = 0
+        events = engine.step()
+        self.stats.steps += 1
+        self.stats.tokens += len(events)
+        for event in events:
+            choice = self.choices[event.row]
+            if choice.advance(event):  # ended: by the engine (stop id, length) or a stop string
+                engine.cancel(event.row)
+                del self.choices[event.row]
+        self.stats.running = len(self.choices)
 
-    def _count(self, live_rows: int) -> None:
-        self.stats.tokens += live_rows
+    def _drop_cancelled(self, engine: Engine) -> None:
+        """Rows whose client left free their slot before the next step."""
+        for row, choice in list(self.choices.items()):
+            if choice.job.cancelled.is_set():
+                engine.cancel(row)
+                del self.choices[row]
+
+    def _fail_running(self, message: str, status: int) -> None:
+        for job in {id(c.job): c.job for c in self.choices.values()}.values():
+            job.send(Failed(message, status))
+        self.choices = {}
