@@ -106,18 +106,18 @@ class TextGenerator:
             yield tail
 
     def complete(self, prompt: str, sampling: SamplingOptions, max_new_tokens: int,
-                 generator: torch.Generator | None = None) -> str:
+                 generator: torch.Generator | None = None, stop: list[str] | None = None) -> str:
         """The whole continuation of `prompt` as one string."""
-        return "".join(self.stream(self.encode(prompt), sampling, max_new_tokens, generator=generator))
+        return "".join(self.stream(self.encode(prompt), sampling, max_new_tokens, stop, generator))
 
 
 def sample_text(model: GPT2, tokenizer: Tokenizer | Any, prompt: str, sampling: SamplingOptions,
-                max_new_tokens: int, seed: int) -> str:
+                max_new_tokens: int, seed: int, stop: list[str] | None = None) -> str:
     """A continuation of `prompt` drawn with its own seeded generator, so a sample neither
     depends on nor disturbs the training RNG (resume stays bit-identical). The model is run
-    in eval mode and its mode restored afterwards (see `generate_stream`)."""
+    in eval mode and its mode restored afterwards (see `engine.decoding`)."""
     generator = torch.Generator(device=model.device).manual_seed(seed)
-    return TextGenerator(model, tokenizer).complete(prompt, sampling, max_new_tokens, generator)
+    return TextGenerator(model, tokenizer).complete(prompt, sampling, max_new_tokens, generator, stop)
 
 
 class TextStream:
