@@ -1,15 +1,20 @@
 """Load test of `gpt2 serve` on loopback: C concurrent streaming clients for D seconds, against
 a server that batches concurrent requests (--max_batch 8) and one that serves them one at a
-time (--max_batch 1). Prints requests/s, time to first token (p50/p95), generated tokens/s
-and errors for each.
+time (--max_batch 1), and optionally the same against an older version of the project
+(--baseline_src, e.g. v0.2's equal-settings batching). Prints requests/s, time to first
+token (p50/p95), generated tokens/s and errors for each.
 
 The server is the real command in its own process (so the clients do not share its GIL),
 on a checkpoint of random weights saved to a temporary folder: the cpu-10m preset's shape
-with GPT-2's BPE tokenizer unless --checkpoint is given. Every client repeats one request
-(a short prompt, --max_tokens tokens, temperature 0.8) until the time is up; the run is
-bounded in time (--seconds) and in requests (--max_requests per client).
+with GPT-2's BPE tokenizer unless --checkpoint is given. The load is mixed, as real traffic
+is: each request is greedy or sampled (temperature 0.8, top-k 40) at random, asks for 32 to
+--max_tokens tokens, and each client waits 0-0.5 s between requests, so arrivals spread
+over time. The draws are seeded, so every server sees the same sequence of requests. The
+run is bounded in time (--seconds) and in requests (--max_requests per client).
 
-    .venv/bin/python benchmarks/bench_serve.py [--clients 16] [--seconds 30] [--max_tokens 64]
+    .venv/bin/python benchmarks/bench_serve.py [--clients 16] [--seconds 30] [--max_tokens 256]
+    git worktree add /tmp/gpt2-v0.2 10c2e90     # the version before the decoding engine
+    .venv/bin/python benchmarks/bench_serve.py --baseline_src /tmp/gpt2-v0.2/src
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import random
 import socket
 import statistics
 import subprocess
@@ -55,14 +61,16 @@ def random_checkpoint(folder: Path) -> Path:
     return folder / "cpu-10m-random"
 
 
-def start_server(checkpoint: Path, max_batch: int, threads: int) -> tuple[subprocess.Popen, str]:
+def start_server(checkpoint: Path, max_batch: int, threads: int,
+                 src: str | None = None) -> tuple[subprocess.Popen, str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [sys.executable, "-m", "gpt2", "serve", "--checkpoint", str(checkpoint), "--port", str(port),
                "--max_batch", str(max_batch), "--max_n", "1", "--device", "cpu", "--dtype", "float32",
                "--threads", str(threads)]
-    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    env = {**os.environ, "PYTHONPATH": src} if src else None  # src: another version's package
+    proc = subprocess.Popen(command, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -75,8 +83,16 @@ def start_server(checkpoint: Path, max_batch: int, threads: int) -> tuple[subpro
     raise RuntimeError("the server did not start")
 
 
-async def one_request(client: httpx.AsyncClient, prompt: str, max_tokens: int, load: Load) -> None:
-    body = {"prompt": prompt, "max_tokens": max_tokens, "temperature": 0.8, "stream": True}
+def mixed_request(rng: random.Random, max_tokens: int) -> dict:
+    """Half greedy, half temperature 0.8 / top-k 40; 32 to max_tokens tokens."""
+    body = {"prompt": rng.choice(PROMPTS), "max_tokens": rng.randint(min(32, max_tokens), max_tokens),
+            "stream": True, "temperature": 0.0}
+    if rng.random() < 0.5:
+        body.update(temperature=0.8, top_k=40)
+    return body
+
+
+async def one_request(client: httpx.AsyncClient, body: dict, load: Load) -> None:
     start, first = time.perf_counter(), None
     try:
         async with client.stream("POST", "/v1/completions", json=body) as response:
@@ -100,10 +116,12 @@ async def run_load(url: str, clients: int, seconds: float, max_tokens: int,
     limits = httpx.Limits(max_connections=clients)
 
     async def client_loop(i: int, client: httpx.AsyncClient) -> None:
-        for n in range(max_requests):
+        rng = random.Random(i)  # the same requests, in the same order, for every server
+        for _ in range(max_requests):
+            await asyncio.sleep(rng.uniform(0, 0.5))
             if time.perf_counter() >= stop_at:
                 return
-            await one_request(client, PROMPTS[(i + n) % len(PROMPTS)], max_tokens, load)
+            await one_request(client, mixed_request(rng, max_tokens), load)
 
     start = time.perf_counter()
     async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as client:
@@ -122,17 +140,21 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--seconds", type=float, default=30.0)
-    parser.add_argument("--max_tokens", type=int, default=64)
+    parser.add_argument("--max_tokens", type=int, default=256, help="the longest request (32 to this)")
     parser.add_argument("--max_requests", type=int, default=200, help="per client, a bound besides --seconds")
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--batches", default="8,1", help="the --max_batch values to compare")
     parser.add_argument("--checkpoint", help="serve this checkpoint instead of random cpu-10m weights")
+    parser.add_argument("--baseline_src", help="also run the servers of another version's src/ folder")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Path(args.checkpoint) if args.checkpoint else random_checkpoint(Path(tmp))
-        for max_batch in (int(b) for b in args.batches.split(",")):
-            proc, url = start_server(checkpoint, max_batch, args.threads)
+        servers = [("this", None, int(b)) for b in args.batches.split(",")]
+        if args.baseline_src:
+            servers += [("baseline", args.baseline_src, int(b)) for b in args.batches.split(",")]
+        for version, src, max_batch in servers:
+            proc, url = start_server(checkpoint, max_batch, args.threads, src)
             try:
                 load, wall = asyncio.run(run_load(url, args.clients, args.seconds, args.max_tokens,
                                                   args.max_requests))
@@ -140,15 +162,16 @@ def main() -> None:
             finally:
                 proc.terminate()
                 proc.wait(30)
-            rows.append((max_batch, load, wall, health["largest_batch"]))
+            rows.append((version, max_batch, load, wall, health["largest_batch"]))
     print(f"gpt2 serve load test: {checkpoint.name}, {args.clients} streaming clients, {args.seconds:.0f} s, "
-          f"{args.max_tokens} tokens/request, {args.threads} thread(s), {describe()}")
-    print(f"{'max_batch':>9} {'requests':>8} {'req/s':>6} {'TTFT p50':>9} {'TTFT p95':>9} {'tokens/s':>9} "
-          f"{'errors':>6} {'largest batch':>13}")
-    for max_batch, load, wall, largest in rows:
+          f"mixed greedy/sampled, 32-{args.max_tokens} tokens/request, {args.threads} thread(s), "
+          f"{describe()}")
+    print(f"{'version':>8} {'max_batch':>9} {'requests':>8} {'req/s':>6} {'TTFT p50':>9} {'TTFT p95':>9} "
+          f"{'tokens/s':>9} {'errors':>6} {'largest batch':>13}")
+    for version, max_batch, load, wall, largest in rows:
         p50, p95 = percentile(load.ttft, 50), percentile(load.ttft, 95)
-        print(f"{max_batch:>9} {load.requests:>8} {load.requests / wall:>6.2f} {p50:>8.2f}s {p95:>8.2f}s "
-              f"{load.tokens / wall:>9.1f} {load.errors:>6} {largest:>13}")
+        print(f"{version:>8} {max_batch:>9} {load.requests:>8} {load.requests / wall:>6.2f} {p50:>8.2f}s "
+              f"{p95:>8.2f}s {load.tokens / wall:>9.1f} {load.errors:>6} {largest:>13}")
 
 
 if __name__ == "__main__":
