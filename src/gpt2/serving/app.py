@@ -15,18 +15,20 @@ from __future__ import annotations
 import asyncio
 import secrets
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
 from gpt2.generation.text import PromptTooLongError, TextGenerator
 from gpt2.serving.errors import APIError, install_error_handlers
+from gpt2.serving.guard import RequestGuard, allowed_hosts
 from gpt2.serving.jobs import Job
 from gpt2.serving.options import ServeLimits
 from gpt2.serving.protocol import CompletionRequest, completion_id
@@ -38,8 +40,11 @@ STATIC = Path(__file__).parent / "static"
 
 
 def create_app(text: TextGenerator, model_name: str, limits: ServeLimits | None = None,
-               api_key: str | None = None) -> FastAPI:
-    """An app serving `text` under `model_name`; its model worker runs while the app does."""
+               api_key: str | None = None, hosts: set[str] | None = None, cors_origins: Sequence[str] = (),
+               example_prompt: str = "") -> FastAPI:
+    """An app serving `text` under `model_name`; its model worker runs while the app does.
+    `hosts`: the Host names it answers (default: loopback's); `cors_origins`: other web pages
+    allowed to call it (see guard.py); `example_prompt`: what the playground starts with."""
     limits = limits or ServeLimits()
     worker = ModelWorker(text, Scheduler(limits.max_queue), limits.max_batch)
 
@@ -49,8 +54,15 @@ def create_app(text: TextGenerator, model_name: str, limits: ServeLimits | None 
         yield
         await asyncio.to_thread(worker.stop)
 
-    app = FastAPI(title="gpt2 serve", lifespan=lifespan, docs_url=None, redoc_url=None)  # docs need a CDN
+    # No /docs (they need a CDN); no /openapi.json behind an API key (it would describe the API
+    # to anyone without one).
+    app = FastAPI(title="gpt2 serve", lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url=None if api_key else "/openapi.json")
     app.state.worker = worker
+    if cors_origins:  # inside the guard: it answers the allowed pages' preflight requests
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
+    app.add_middleware(RequestGuard, hosts=hosts or allowed_hosts("127.0.0.1"), cors_origins=cors_origins)
     install_error_handlers(app)
     authorized = [Depends(_bearer(api_key))]
     created = int(time.time())
@@ -58,7 +70,7 @@ def create_app(text: TextGenerator, model_name: str, limits: ServeLimits | None 
 
     @app.get("/health")
     async def health() -> dict:
-        return {"status": "ok", "model": model_name, **worker.snapshot()}
+        return {"status": "ok", "model": model_name, "example_prompt": example_prompt, **worker.snapshot()}
 
     @app.get("/v1/models", dependencies=authorized)
     async def models() -> dict:

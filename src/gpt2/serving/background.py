@@ -1,14 +1,48 @@
-"""Serving an app from a background thread on a free loopback port: what the tests, the load
-benchmark and a notebook need (the `gpt2 serve` command runs uvicorn in the foreground)."""
+"""Running the app under uvicorn: `bind` then `serve` in the foreground (`gpt2 serve`), or a
+`BackgroundServer` in a thread on a free loopback port (the tests, the load benchmark, a
+notebook). Both stop gracefully: on SIGTERM/SIGINT the model worker first refuses what waits
+and fails what runs in OpenAI's error shape, so streams end with an error event, not a cut."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
 from typing import Any
 
 import uvicorn
+
+
+class GracefulServer(uvicorn.Server):
+    """uvicorn's server, telling the app's model worker when shutdown begins (uvicorn itself
+    would wait for open streams and then cut them)."""
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        worker = getattr(getattr(self.config.app, "state", None), "worker", None)
+        if worker is not None:
+            worker.begin_shutdown()
+        super().handle_exit(sig, frame)
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port (OSError, e.g. the port is in use, before anything is announced)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def serve(app: Any, sock: socket.socket) -> None:
+    """Serve `app` on the bound `sock` until SIGTERM or SIGINT."""
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
+    with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises Ctrl-C again once it has shut down
+        GracefulServer(config).run(sockets=[sock])
 
 
 class BackgroundServer:
@@ -25,13 +59,11 @@ class BackgroundServer:
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> BackgroundServer:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
+        sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         self.url = f"http://{self.host}:{self.port}"
         config = uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=2)
-        self._server = uvicorn.Server(config)
+        self._server = GracefulServer(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name="gpt2-uvicorn", daemon=True)
         self._thread.start()

@@ -54,10 +54,14 @@ class ModelWorker:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Refuse new jobs, fail the waiting ones, let the worker fail the running ones, and end."""
+    def begin_shutdown(self) -> None:
+        """Refuse new jobs and fail the waiting ones now; the worker fails the running ones at
+        its next step (every client gets OpenAI's error shape, a stream its error event)."""
         for job in self.scheduler.close():
             job.send(Failed("the server is shutting down; retry on another server", 503))
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.begin_shutdown()
         self._thread.join(timeout)
 
     def snapshot(self) -> dict[str, int]:
