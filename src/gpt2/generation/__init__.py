@@ -1,14 +1,19 @@
 """Generation: from a model and a prompt to new tokens and text.
 
+    engine.py       the decoding engine: rows of ids joining and leaving at any step
+    kv_slots.py     its cache: one slot per row, each row at its own length
+    row_sampling.py every row's sampling knobs as tensors, one pass over the batch
+    static_cache.py the engine's step at fixed shapes (CUDA graphs)
     decode.py       generate_text (the readable reference) and generate / generate_stream
-                    (KV cache, batches, sliding window)
+                    (batches of prompts through the engine)
     options.py      SamplingOptions (without torch, so the `gpt2` command's --help stays fast)
-    sampling.py     the logit processors (temperature, top-k, top-p, ...) and sample_next
+    sampling.py     the reference logit processors (temperature, top-k, top-p, ...), sample_next
     stopping.py     stop strings            request.py   checks done once per request
     streaming.py    ids -> text pieces that never split a character
     fast_linear.py  weight layouts for fast CPU decoding
     quantize.py     weight-only int8 linears for faster CPU decoding (opt-in)
-    text.py         prompt text -> continuation text (gpt2 generate, training samples)
+    text.py         the one text layer: prompt text -> continuation text (gpt2 generate,
+                    training samples, gpt2 serve)
 
 `from gpt2.generation import generate, SamplingOptions` works as always, but the names are
 imported on first use (`gpt2.lazy`): importing `gpt2.generation.options`
