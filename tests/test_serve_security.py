@@ -142,3 +142,42 @@ def test_shutdown_ends_streams_with_an_error_event_and_refuses_the_queue_in_json
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def quick_timeout():
+    with BackgroundServer(create_app(tiny_text(), "tiny", ServeLimits(read_timeout=1.0))) as running:
+        yield running
+
+
+def connect(server: BackgroundServer) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), timeout=15)
+    return sock
+
+
+def test_a_client_too_slow_to_send_its_head_is_disconnected(quick_timeout) -> None:
+    slow = [connect(quick_timeout) for _ in range(20)]
+    for sock in slow:
+        sock.sendall(b"GET /health HTTP/1.1\r\nHo")  # and nothing more
+    assert httpx.get(quick_timeout.url + "/health", timeout=10).status_code == 200  # others are served
+    start = time.monotonic()
+    assert all(sock.recv(100) == b"" for sock in slow)  # closed by the server
+    assert time.monotonic() - start < 10
+    for sock in slow:
+        sock.close()
+
+
+def test_a_stalled_body_gets_408_and_a_vanished_client_logs_no_traceback(quick_timeout, caplog) -> None:
+    head = (b"POST /v1/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 1000\r\n\r\n{\"prompt\": ")
+    with connect(quick_timeout) as stalled:
+        stalled.sendall(head)
+        answer = ""
+        while not answer.endswith("}}"):  # the head, then the JSON body
+            answer += stalled.recv(4096).decode()
+    assert answer.startswith("HTTP/1.1 408") and "did not arrive within 1 s" in answer
+    for _ in range(10):
+        with connect(quick_timeout) as gone:
+            gone.sendall(head)
+    time.sleep(1.5)
+    assert not [r for r in caplog.records if r.exc_info or "Traceback" in r.getMessage()]

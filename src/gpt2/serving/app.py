@@ -25,6 +25,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
+from starlette.requests import ClientDisconnect
 
 from gpt2.generation.text import PromptTooLongError, TextGenerator
 from gpt2.serving.errors import APIError, install_error_handlers
@@ -59,6 +60,7 @@ def create_app(text: TextGenerator, model_name: str, limits: ServeLimits | None 
     app = FastAPI(title="gpt2 serve", lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url=None if api_key else "/openapi.json")
     app.state.worker = worker
+    app.state.read_timeout = limits.read_timeout  # for the protocol's head timeout (background.py)
     if cors_origins:  # inside the guard: it answers the allowed pages' preflight requests
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
@@ -85,7 +87,7 @@ def create_app(text: TextGenerator, model_name: str, limits: ServeLimits | None 
 
     @app.post("/v1/completions", dependencies=authorized, response_model=None)
     async def completions(request: Request) -> JSONResponse | StreamingResponse:
-        body = _parse(await _read_body(request, limits.max_request_bytes))
+        body = _parse(await _read_body(request, limits.max_request_bytes, limits.read_timeout))
         if body.model is not None and body.model != model_name:
             raise APIError(404, f"the model {body.model!r} does not exist; this server has {model_name!r}",
                            "model", "model_not_found")
@@ -123,16 +125,26 @@ def _bearer(api_key: str | None):
     return check
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The request body, refused with 413 as soon as it grows past `limit` bytes."""
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The request body, refused with 413 as soon as it grows past `limit` bytes and with 408
+    when it has not all arrived within `timeout` seconds."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise APIError(413, f"the request body is {declared} bytes; the limit is {limit}")
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise APIError(413, f"the request body is over the limit of {limit} bytes")
+
+    async def read() -> None:
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > limit:
+                raise APIError(413, f"the request body is over the limit of {limit} bytes")
+
+    try:
+        await asyncio.wait_for(read(), timeout)
+    except asyncio.TimeoutError:
+        raise APIError(408, f"the request body did not arrive within {timeout:g} s") from None
+    except ClientDisconnect:  # the client left mid-body: nobody to answer, nothing to log
+        raise APIError(400, "the client closed the connection before sending the whole body") from None
     return bytes(body)
 
 

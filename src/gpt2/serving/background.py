@@ -6,12 +6,40 @@ and fails what runs in OpenAI's error shape, so streams end with an error event,
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import threading
 import time
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+
+class TimedH11Protocol(H11Protocol):
+    """uvicorn's HTTP/1.1 protocol, closing a connection whose first request head has not
+    arrived within `head_timeout` seconds: a client sending its headers a byte at a time
+    (slowloris) would otherwise hold the connection for ever. Idle keep-alive connections
+    are closed by uvicorn's own keep-alive timeout."""
+
+    def __init__(self, *args: Any, head_timeout: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.head_timeout = head_timeout
+
+    def connection_made(self, transport: Any) -> None:
+        super().connection_made(transport)
+        self.loop.call_later(self.head_timeout, self._head_too_slow)
+
+    def _head_too_slow(self) -> None:
+        if self.cycle is None and not self.transport.is_closing():  # no request head yet
+            self.transport.close()
+
+
+def server_config(app: Any, graceful: float) -> uvicorn.Config:
+    """uvicorn's settings for `app`, with its read timeout (app.state.read_timeout) on request heads."""
+    timeout = getattr(getattr(app, "state", None), "read_timeout", 30.0)
+    return uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=graceful,
+                          http=functools.partial(TimedH11Protocol, head_timeout=timeout))
 
 
 class GracefulServer(uvicorn.Server):
@@ -40,7 +68,7 @@ def bind(host: str, port: int) -> socket.socket:
 
 def serve(app: Any, sock: socket.socket) -> None:
     """Serve `app` on the bound `sock` until SIGTERM or SIGINT."""
-    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5)
+    config = server_config(app, graceful=5)
     with contextlib.suppress(KeyboardInterrupt):  # uvicorn raises Ctrl-C again once it has shut down
         GracefulServer(config).run(sockets=[sock])
 
@@ -62,7 +90,7 @@ class BackgroundServer:
         sock = bind(self.host, self.port)
         self.port = sock.getsockname()[1]
         self.url = f"http://{self.host}:{self.port}"
-        config = uvicorn.Config(self.app, log_level="warning", timeout_graceful_shutdown=2)
+        config = server_config(self.app, graceful=2)
         self._server = GracefulServer(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]},
                                         name="gpt2-uvicorn", daemon=True)
