@@ -132,3 +132,16 @@ def test_the_engine_imports_nothing_that_knows_text() -> None:
                 if node.module.startswith("gpt2.generation.") and sub not in seen:
                     todo.append(sub)
     assert {"engine", "kv_slots", "row_sampling", "static_cache"} <= seen
+
+
+def test_the_text_layer_keeps_one_engine_even_when_a_reader_stops_early() -> None:
+    from test_serve_helpers import tiny_text
+
+    text = tiny_text()
+    stream = text.stream(text.encode("ab"), GREEDY, 30)
+    next(stream)
+    stream.close()  # the reader went away after one piece: its row must leave the engine
+    engine = text.engine
+    assert engine is not None and engine.rows == []
+    assert text.complete("xy", GREEDY, 20) == tiny_text().complete("xy", GREEDY, 20)
+    assert text.engine is engine  # allocated (and on CUDA captured) once

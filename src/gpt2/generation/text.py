@@ -39,7 +39,9 @@ class TextGenerator:
     """A model and its tokenizer, ready to continue prompts."""
 
     def __init__(self, model: GPT2, tokenizer: Tokenizer) -> None:
-        self.model, self.tokenizer = model, tokenizer
+        self.model = model
+        self.tokenizer = tokenizer
+        self.engine: Engine | None = None  # made on first use (see _engine)
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path, tokenizer: str | None = None,
@@ -91,19 +93,29 @@ class TextGenerator:
             return
         key = row_keys(generator, 1)[0] if generator is not None and not sampling.greedy else 0
         text = TextStream(self.tokenizer, ids, stop)
-        engine = Engine(self.model, 1, len(ids) + max_new_tokens)
+        engine = self._engine()
         with decoding(self.model):
-            engine.add(RowSpec(ids, max_new_tokens, sampling, key, frozenset([self.tokenizer.eot_id])))
-            while not text.stopped:
-                events = engine.step()
-                if not events:
-                    break
-                piece = text.push(events[0].token)
-                if piece:
-                    yield piece
+            row = engine.add(RowSpec(ids, max_new_tokens, sampling, key, frozenset([self.tokenizer.eot_id])))
+            try:
+                while not text.stopped:
+                    events = engine.step()
+                    if not events:
+                        break
+                    piece = text.push(events[0].token)
+                    if piece:
+                        yield piece
+            finally:  # also when the reader stops early: the row leaves, the engine is ready again
+                engine.cancel(row)
         tail = text.finish()
         if tail:
             yield tail
+
+    def _engine(self) -> Engine:
+        """One engine of one row, made on first use and kept: its cache is allocated once and,
+        on CUDA, its step is captured as a CUDA graph once for every later prompt."""
+        if self.engine is None or self.engine.model is not self.model:
+            self.engine = Engine(self.model, 1)
+        return self.engine
 
     def complete(self, prompt: str, sampling: SamplingOptions, max_new_tokens: int,
                  generator: torch.Generator | None = None, stop: list[str] | None = None) -> str:
