@@ -51,7 +51,8 @@ def test_mistakes_are_one_line_errors(tmp_path, args, message):
     (["prepare", "--input", "x", "--out", "y", "--workers", "abc"], "--workers: expected int or null"),
     (["train", "--config", "{missing}"], "--config: File does not exist"),
     (["train", "--config", "{bad_yaml}"], "Problems parsing config"),
-    (["generate", "--checkpoint", "x", "--stop", "notalist"], "--stop: expected list or null, got notalist"),
+    (["generate", "--checkpoint", "x", "--max_new_tokens", "abc"],
+     "--max_new_tokens: expected a int, got abc"),
     ([], "expected \"subcommand\" to be one of"),
 ])
 def test_command_line_mistakes_are_one_line(tmp_path, capsys, args, message):

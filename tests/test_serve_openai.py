@@ -14,8 +14,11 @@ import httpx
 import openai
 import pytest
 
+from gpt2.chat_template import encode
 from gpt2.cli import main
-from test_serve_helpers import save_tiny_checkpoint
+from gpt2.generation import SamplingOptions
+from gpt2.generation.chat import CHAT_STOPS
+from test_serve_helpers import save_tiny_checkpoint, tiny_text
 
 KEY = "test-key"
 
@@ -71,6 +74,36 @@ def test_the_openai_client_streams_the_same_text(client):
                                             stream=True))
     assert len(chunks) == 11 and chunks[-1].choices[0].finish_reason == "length"
     assert "".join(c.choices[0].text for c in chunks) == whole.choices[0].text
+
+
+MESSAGES = [{"role": "system", "content": "You answer briefly."}, {"role": "user", "content": "Who are you?"}]
+
+
+def test_the_openai_client_chats_with_the_template_whole_and_streamed(client):
+    text = tiny_text()  # the served weights, here in-process: what the chat must give
+    ids, _ = encode(text.tokenizer, MESSAGES, add_generation_prompt=True)
+    expected = "".join(text.stream(ids, SamplingOptions(temperature=0), 12, CHAT_STOPS))
+    done = client.chat.completions.create(model="tiny-char", messages=MESSAGES, max_tokens=12, temperature=0,
+                                          logprobs=True, top_logprobs=2)
+    [choice] = done.choices
+    assert choice.message.role == "assistant" and choice.message.content == expected
+    assert done.object == "chat.completion" and done.usage.prompt_tokens == len(ids)
+    assert len(choice.logprobs.content) == done.usage.completion_tokens
+    assert all(len(t.top_logprobs) == 2 and t.top_logprobs[0].logprob >= t.logprob - 1e-6
+               for t in choice.logprobs.content)
+    chunks = list(client.chat.completions.create(model="tiny-char", messages=MESSAGES, max_tokens=12,
+                                                 temperature=0, stream=True))
+    assert chunks[0].choices[0].delta.role == "assistant" and chunks[-1].choices[0].finish_reason is not None
+    assert "".join(c.choices[0].delta.content or "" for c in chunks) == expected
+
+
+def test_chat_mistakes_are_openai_errors(client):
+    with pytest.raises(openai.BadRequestError, match="role"):
+        client.chat.completions.create(model="tiny-char", messages=[{"role": "robot", "content": "hi"}])
+    with pytest.raises(openai.BadRequestError, match="messages"):
+        client.chat.completions.create(model="tiny-char", messages=[])
+    with pytest.raises(openai.BadRequestError, match="context_length_exceeded|limit is 64"):
+        client.chat.completions.create(model="tiny-char", messages=[{"role": "user", "content": "ab " * 40}])
 
 
 def test_the_openai_client_raises_its_own_errors(server, client):

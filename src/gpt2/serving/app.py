@@ -2,6 +2,7 @@
 
     GET  /v1/models          the one model served
     POST /v1/completions     OpenAI's completions, streamed as server-sent events on request
+    POST /v1/chat/completions  OpenAI's chat completions (the messages through the chat template)
     GET  /health             liveness plus the worker's counters (no API key needed)
     GET  /                   the playground (static/, no network needed)
 
@@ -20,20 +21,19 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
-from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import ValidationError
-from starlette.requests import ClientDisconnect
 
-from gpt2.generation.text import PromptTooLongError, TextGenerator
+from gpt2.generation.text import TextGenerator
+from gpt2.serving.chat_protocol import ChatCompletionRequest, ChatShape
 from gpt2.serving.errors import APIError, install_error_handlers
 from gpt2.serving.guard import RequestGuard, allowed_hosts
+from gpt2.serving.intake import chat_job, completion_job, parse, read_body
 from gpt2.serving.jobs import Job
 from gpt2.serving.options import ServeLimits
-from gpt2.serving.protocol import CompletionRequest, completion_id
-from gpt2.serving.responses import event_stream, whole_response
+from gpt2.serving.protocol import CompletionRequest, CompletionShape, SamplingRequest
+from gpt2.serving.responses import Shape, event_stream, whole_response
 from gpt2.serving.scheduler import QueueFullError, Scheduler
 from gpt2.serving.worker import ModelWorker
 
@@ -85,23 +85,29 @@ def create_app(text: TextGenerator, model_name: str, limits: ServeLimits | None 
                            "model", "model_not_found")
         return model_card
 
-    @app.post("/v1/completions", dependencies=authorized, response_model=None)
-    async def completions(request: Request) -> JSONResponse | StreamingResponse:
-        body = _parse(await _read_body(request, limits.max_request_bytes, limits.read_timeout))
+    async def serve(request: Request, body: SamplingRequest, job: Job, shape: Shape) -> Response:
+        """Queue `job` and answer with its stream or its whole response, in `shape`."""
         if body.model is not None and body.model != model_name:
             raise APIError(404, f"the model {body.model!r} does not exist; this server has {model_name!r}",
                            "model", "model_not_found")
-        job = _job(body, text, limits)
         try:
             worker.scheduler.submit(job)
         except QueueFullError as err:
             raise APIError(429, f"the server is busy ({err}); retry shortly", code="queue_full") from None
-        cid = completion_id()
         if body.stream:
-            include_usage = body.stream_options is not None and body.stream_options.include_usage
-            return StreamingResponse(event_stream(job, cid, model_name, include_usage),
+            return StreamingResponse(event_stream(job, shape, body.include_usage),
                                      media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
-        return JSONResponse(await whole_response(job, request, cid, model_name))
+        return JSONResponse(await whole_response(job, request, shape))
+
+    @app.post("/v1/completions", dependencies=authorized, response_model=None)
+    async def completions(request: Request) -> Response:
+        body = parse(await read_body(request, limits), CompletionRequest)
+        return await serve(request, body, completion_job(body, text, limits), CompletionShape(model_name))
+
+    @app.post("/v1/chat/completions", dependencies=authorized, response_model=None)
+    async def chat_completions(request: Request) -> Response:
+        body = parse(await read_body(request, limits), ChatCompletionRequest)
+        return await serve(request, body, chat_job(body, text, limits), ChatShape(model_name))
 
     @app.get("/", include_in_schema=False)
     async def playground() -> FileResponse:
@@ -123,51 +129,3 @@ def _bearer(api_key: str | None):
                            code="invalid_api_key")
 
     return check
-
-
-async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
-    """The request body, refused with 413 as soon as it grows past `limit` bytes and with 408
-    when it has not all arrived within `timeout` seconds."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise APIError(413, f"the request body is {declared} bytes; the limit is {limit}")
-    body = bytearray()
-
-    async def read() -> None:
-        async for chunk in request.stream():
-            body.extend(chunk)
-            if len(body) > limit:
-                raise APIError(413, f"the request body is over the limit of {limit} bytes")
-
-    try:
-        await asyncio.wait_for(read(), timeout)
-    except asyncio.TimeoutError:
-        raise APIError(408, f"the request body did not arrive within {timeout:g} s") from None
-    except ClientDisconnect:  # the client left mid-body: nobody to answer, nothing to log
-        raise APIError(400, "the client closed the connection before sending the whole body") from None
-    return bytes(body)
-
-
-def _parse(raw: bytes) -> CompletionRequest:
-    try:
-        return CompletionRequest.model_validate_json(raw)
-    except ValidationError as err:
-        raise RequestValidationError(err.errors()) from None
-
-
-def _job(body: CompletionRequest, text: TextGenerator, limits: ServeLimits) -> Job:
-    """Encode the prompt and check the request against the limits: a refusal is a 400."""
-    if body.max_tokens > limits.max_tokens_limit:
-        raise APIError(400, f"max_tokens is {body.max_tokens}; this server allows at most "
-                            f"{limits.max_tokens_limit}", "max_tokens")
-    if body.n > limits.max_n:
-        raise APIError(400, f"n is {body.n}; this server allows at most {limits.max_n}", "n")
-    try:
-        ids = text.encode(body.prompt, limits.max_prompt_tokens or None)
-    except PromptTooLongError as err:
-        raise APIError(400, str(err), "prompt", "context_length_exceeded") from None
-    except (ValueError, UnicodeError) as err:  # GPT2Error is a ValueError
-        raise APIError(400, f"the prompt cannot be encoded by this model's tokenizer: {err}",
-                       "prompt") from None
-    return Job(ids, body.sampling(), body.max_tokens, body.n, body.stop, body.seed, body.logprobs,
-               loop=asyncio.get_running_loop())

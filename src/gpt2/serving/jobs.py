@@ -56,6 +56,24 @@ class Failed:
 Event = Piece | Finished | Failed
 
 
+class ChoiceLog:
+    """One choice's text, tokens (with where each one's text starts) and ending so far: what a
+    whole response is built from."""
+
+    def __init__(self, wanted: bool) -> None:
+        self.wanted = wanted  # logprobs were asked for
+        self.text = ""
+        self.tokens: list[TokenInfo] = []
+        self.offsets: list[int] = []
+        self.reason: str | None = None
+        self.count = 0  # completion tokens
+
+    def add(self, piece: Piece) -> None:
+        self.tokens += piece.tokens
+        self.offsets += [len(self.text)] * len(piece.tokens)
+        self.text += piece.text
+
+
 @dataclass
 class Job:
     """One request: prompt ids, how to decode them, and where the results go."""

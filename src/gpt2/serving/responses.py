@@ -10,35 +10,26 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from typing import Protocol
 
 from starlette.requests import Request
 
 from gpt2.serving.errors import APIError, error_body
-from gpt2.serving.jobs import Event, Failed, Finished, Job, Piece, TokenInfo
-from gpt2.serving.protocol import choice, completion, usage
+from gpt2.serving.jobs import ChoiceLog, Event, Failed, Finished, Job, Piece, TokenInfo
+from gpt2.serving.protocol import usage
 
 
-class ChoiceLog:
-    """One choice's text and logprobs so far, in OpenAI's completions `logprobs` layout."""
+class Shape(Protocol):
+    """How one API's responses look (protocol.CompletionShape, chat_protocol.ChatShape)."""
 
-    def __init__(self, wanted: bool) -> None:
-        self.wanted, self.text, self.reason, self.tokens = wanted, "", None, 0
-        self.logprobs: dict[str, list] = {"tokens": [], "token_logprobs": [], "top_logprobs": [],
-                                          "text_offset": []}
+    def opening(self, index: int) -> dict | None: ...
 
-    def add(self, piece: Piece) -> dict | None:
-        """Record `piece`; return the logprobs of just its tokens (None if none were asked for)."""
-        tokens = piece.tokens
-        part = {"tokens": [t.token for t in tokens], "token_logprobs": [t.logprob for t in tokens],
-                "top_logprobs": [_top(t) for t in tokens], "text_offset": [len(self.text)] * len(tokens)}
-        self.text += piece.text
-        for key, values in part.items():
-            self.logprobs[key].extend(values)
-        return part if self.wanted else None
+    def chunk(self, index: int, text: str, tokens: list[TokenInfo] | None, offset: int,
+              finish_reason: str | None) -> dict: ...
 
+    def whole(self, logs: list[ChoiceLog], usage: dict) -> dict: ...
 
-def _top(token: TokenInfo) -> dict[str, float]:
-    return {text: logprob for text, logprob in token.top}
+    def usage_chunk(self, usage: dict) -> dict: ...
 
 
 async def job_events(job: Job, request: Request | None = None, poll: float = 0.25) -> AsyncIterator[Event]:
@@ -63,8 +54,8 @@ async def job_events(job: Job, request: Request | None = None, poll: float = 0.2
             return
 
 
-async def whole_response(job: Job, request: Request, cid: str, model: str) -> dict:
-    """Wait for every choice, then build one `text_completion` object."""
+async def whole_response(job: Job, request: Request, shape: Shape) -> dict:
+    """Wait for every choice, then build one response body."""
     logs = [ChoiceLog(job.logprobs is not None) for _ in range(job.n)]
     try:
         async for event in job_events(job, request):
@@ -73,30 +64,36 @@ async def whole_response(job: Job, request: Request, cid: str, model: str) -> di
             if isinstance(event, Piece):
                 logs[event.index].add(event)
             else:
-                logs[event.index].reason, logs[event.index].tokens = event.reason, event.completion_tokens
+                logs[event.index].reason = event.reason
+                logs[event.index].count = event.completion_tokens
     finally:
         job.cancelled.set()  # a no-op once finished; stops the worker if we were cancelled
-    choices = [choice(i, log.text, log.reason, log.logprobs if log.wanted else None)
-               for i, log in enumerate(logs)]
-    return completion(cid, model, choices, usage(len(job.ids), sum(log.tokens for log in logs)))
+    return shape.whole(logs, usage(len(job.ids), sum(log.count for log in logs)))
 
 
-async def event_stream(job: Job, cid: str, model: str, include_usage: bool) -> AsyncIterator[str]:
+async def event_stream(job: Job, shape: Shape, include_usage: bool) -> AsyncIterator[str]:
     """Server-sent events: one chunk per piece of text, one per finished choice, then [DONE]."""
     logs = [ChoiceLog(job.logprobs is not None) for _ in range(job.n)]
     try:
+        for index in range(job.n):
+            opening = shape.opening(index)
+            if opening is not None:
+                yield _data(opening)
         async for event in job_events(job):
             if isinstance(event, Failed):
                 yield _data(error_body(event.status, event.message, code="generation_failed"))
                 return
+            log = logs[event.index]
             if isinstance(event, Piece):
-                logprobs = logs[event.index].add(event)
-                yield _data(completion(cid, model, [choice(event.index, event.text, None, logprobs)], None))
+                offset = len(log.text)
+                log.add(event)
+                tokens = event.tokens if log.wanted else None
+                yield _data(shape.chunk(event.index, event.text, tokens, offset, None))
             else:
-                logs[event.index].tokens = event.completion_tokens
-                yield _data(completion(cid, model, [choice(event.index, "", event.reason, None)], None))
+                log.count = event.completion_tokens
+                yield _data(shape.chunk(event.index, "", None, len(log.text), event.reason))
         if include_usage:
-            yield _data(completion(cid, model, [], usage(len(job.ids), sum(log.tokens for log in logs))))
+            yield _data(shape.usage_chunk(usage(len(job.ids), sum(log.count for log in logs))))
         yield "data: [DONE]\n\n"
     finally:
         job.cancelled.set()  # the client left (Starlette cancelled us) or we are done
