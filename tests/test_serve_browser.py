@@ -126,3 +126,31 @@ def test_the_playground_fits_a_phone_width_screen(browser, server, tmp_path):
         browser.save_screenshot(str(tmp_path / "playground-phone.png"))
     finally:
         browser.set_window_size(1000, 1000)
+
+
+def test_chat_mode_keeps_a_conversation_with_token_colours(browser, server, tmp_path):
+    wait = open_playground(browser, server)
+    browser.find_element(By.CSS_SELECTOR, "input[name=mode][value=chat]").click()
+    assert browser.find_element(By.ID, "generate").text == "Send"
+    fill(browser, "system", "Be.")  # short: the tiny model's context is 64 characters
+    for field, value in (("max_tokens", "6"), ("temperature", "0.9"), ("seed", "3")):
+        fill(browser, field, value)
+    messages = [{"role": "system", "content": "Be."}]
+    for turn, said in enumerate(["Hi", "Who?"]):
+        fill(browser, "prompt", said)
+        browser.find_element(By.ID, "prompt").send_keys(Keys.CONTROL, Keys.ENTER)
+        wait.until(lambda b, n=turn: len(b.find_elements(By.CSS_SELECTOR, ".msg.assistant")) == n + 1
+                   and b.find_element(By.ID, "status").text.startswith("done"))
+        messages.append({"role": "user", "content": said})
+        api = httpx.post(server.url + "/v1/chat/completions",
+                         json={"messages": messages, "max_tokens": 6, "temperature": 0.9, "seed": 3}).json()
+        answer = api["choices"][0]["message"]["content"]
+        bubble = browser.find_elements(By.CSS_SELECTOR, ".msg.assistant")[-1]
+        assert bubble.text.removeprefix("Model").strip() == answer.strip()  # the API gives it too
+        assert bubble.find_elements(By.CSS_SELECTOR, ".tok")  # coloured tokens, as in completion mode
+        messages.append({"role": "assistant", "content": answer.strip()})
+    assert [e.text for e in browser.find_elements(By.CSS_SELECTOR, ".msg.user")] == ["You\nHi", "You\nWho?"]
+    assert browser.find_element(By.ID, "prompt").get_attribute("value") == ""
+    browser.save_screenshot(str(tmp_path / "playground-chat.png"))
+    browser.find_element(By.ID, "new_chat").click()
+    assert not browser.find_elements(By.CSS_SELECTOR, ".msg")

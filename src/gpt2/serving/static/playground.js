@@ -1,11 +1,18 @@
-// The playground: sends the form to POST /v1/completions with stream: true and logprobs: 5,
-// reads the server-sent events as they arrive, and shows each generated token coloured by
-// its probability, with its top-5 alternatives on hover or keyboard focus. No libraries.
+// The playground: sends the form to POST /v1/completions (or, in chat mode, the conversation
+// to POST /v1/chat/completions) with stream: true and logprobs, reads the server-sent events
+// as they arrive, and shows each generated token coloured by its probability, with its top-5
+// alternatives on hover or keyboard focus. No libraries.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
 let controller = null; // the AbortController of the request in flight (Stop aborts it)
 let pending = []; // token infos whose text has not arrived yet (a held-back character)
+let target = null; // where generated text goes: the output, or the assistant's message in a chat
+let history = []; // the chat so far: {role, content} messages, oldest first
+
+function chatMode() {
+  return document.querySelector("input[name=mode]:checked").value === "chat";
+}
 
 function headers() {
   const h = { "Content-Type": "application/json" };
@@ -23,12 +30,19 @@ function numberOrNull(id) {
   return value === "" ? null : Number(value);
 }
 
+function messages() { // the system message, the chat so far and the new message
+  const system = $("system").value.trim();
+  return [...(system ? [{ role: "system", content: system }] : []), ...history,
+          { role: "user", content: $("prompt").value }];
+}
+
 function requestBody() {
   const body = {
-    prompt: $("prompt").value, max_tokens: Number($("max_tokens").value),
-    temperature: Number($("temperature").value), top_p: Number($("top_p").value),
-    stream: true, logprobs: 5,
+    max_tokens: Number($("max_tokens").value),
+    temperature: Number($("temperature").value), top_p: Number($("top_p").value), stream: true,
   };
+  if (chatMode()) Object.assign(body, { messages: messages(), logprobs: true, top_logprobs: 5 });
+  else Object.assign(body, { prompt: $("prompt").value, logprobs: 5 });
   const topK = numberOrNull("top_k"), seed = numberOrNull("seed"), stop = $("stop").value;
   if (topK !== null) body.top_k = topK;
   if (seed !== null) body.seed = seed;
@@ -51,7 +65,7 @@ function colour(probability) { // red (unlikely) through yellow to green (likely
 }
 
 function addText(text, tokens) {
-  const output = $("output");
+  const output = target;
   if (!tokens.length) { output.append(document.createTextNode(text)); return; }
   const span = document.createElement("span");
   span.className = "tok";
@@ -64,17 +78,40 @@ function addText(text, tokens) {
   output.append(span);
 }
 
-function onChoice(choice) {
+function tokenInfos(choice) { // both APIs' logprobs as [{token, logprob, top: [[text, logprob]]}]
   const lp = choice.logprobs;
-  const tokens = lp ? lp.tokens.map((token, i) => ({
+  if (!lp) return [];
+  if (lp.content) {
+    return lp.content.map((t) => ({
+      token: t.token, logprob: t.logprob, top: t.top_logprobs.map((a) => [a.token, a.logprob]),
+    }));
+  }
+  return lp.tokens.map((token, i) => ({
     token, logprob: lp.token_logprobs[i], top: Object.entries(lp.top_logprobs[i] || {}),
-  })) : [];
-  pending = pending.concat(tokens);
-  if (choice.text) {
-    addText(choice.text, pending);
+  }));
+}
+
+function onChoice(choice) {
+  pending = pending.concat(tokenInfos(choice));
+  const text = choice.delta ? choice.delta.content || "" : choice.text;
+  if (text) {
+    addText(text, pending);
     pending = [];
   }
   if (choice.finish_reason) setStatus(`done (${choice.finish_reason})`);
+}
+
+function message(role, text) { // a message of the chat transcript; returns where its text goes
+  const box = document.createElement("div");
+  box.className = `msg ${role}`;
+  const who = document.createElement("span");
+  who.className = "who";
+  who.textContent = role === "user" ? "You" : "Model";
+  const body = document.createElement("span");
+  body.textContent = text;
+  box.append(who, body);
+  $("output").append(box);
+  return body;
 }
 
 async function readEvents(response) { // server-sent events: blocks of "data: ..." lines
@@ -105,25 +142,37 @@ async function generate() {
   if (controller) return;
   if (!$("form").reportValidity()) return;
   hideTooltip();
-  const output = $("output");
-  output.replaceChildren();
-  const prompt = document.createElement("span");
-  prompt.className = "prompt";
-  prompt.textContent = $("prompt").value;
-  output.append(prompt);
+  const chat = chatMode(), said = $("prompt").value;
+  if (chat) {
+    message("user", said);
+    target = message("assistant", "");
+  } else {
+    const output = $("output");
+    output.replaceChildren();
+    const prompt = document.createElement("span");
+    prompt.className = "prompt";
+    prompt.textContent = said;
+    output.append(prompt);
+    target = output;
+  }
+  const body = requestBody();
   pending = [];
   controller = new AbortController();
   setBusy(true);
   setStatus("generating…");
   try {
-    const response = await fetch("v1/completions", {
-      method: "POST", headers: headers(), body: JSON.stringify(requestBody()), signal: controller.signal,
+    const response = await fetch(chat ? "v1/chat/completions" : "v1/completions", {
+      method: "POST", headers: headers(), body: JSON.stringify(body), signal: controller.signal,
     });
     if (!response.ok) {
       const body = await response.json().catch(() => ({}));
       throw new Error(body.error ? body.error.message : `HTTP ${response.status}`);
     }
     await readEvents(response);
+    if (chat) { // the exchange becomes part of the conversation
+      history.push({ role: "user", content: said }, { role: "assistant", content: target.textContent.trim() });
+      $("prompt").value = "";
+    }
   } catch (err) {
     if (err.name === "AbortError") setStatus("stopped");
     else setStatus(`error: ${err.message}`, true);
@@ -196,7 +245,24 @@ function onOutputKey(event) {
   focusToken(all[Math.max(0, Math.min(all.length - 1, next))]);
 }
 
+function setMode() {
+  const chat = chatMode();
+  for (const element of document.querySelectorAll(".chat-only")) element.hidden = !chat;
+  $("prompt_label").textContent = chat ? "Message" : "Prompt";
+  $("generate").textContent = chat ? "Send" : "Generate";
+  newChat();
+}
+
+function newChat() {
+  history = [];
+  hideTooltip();
+  $("output").replaceChildren();
+  setStatus("");
+}
+
 function init() {
+  for (const radio of document.querySelectorAll("input[name=mode]")) radio.addEventListener("change", setMode);
+  $("new_chat").addEventListener("click", newChat);
   $("prompt").value = $("prompt").value || "Once upon a time";
   $("form").addEventListener("submit", (event) => { event.preventDefault(); generate(); });
   $("stop_button").addEventListener("click", stop);
