@@ -11,10 +11,11 @@ from typing import Any
 from gpt2.device import autocast
 from gpt2.device_options import DeviceOptions
 from gpt2.errors import GPT2Error
+from gpt2.evaluation.encoding import example_rows
 from gpt2.evaluation.metrics import chance, definitions, task_metrics
 from gpt2.evaluation.options import TaskOptions
 from gpt2.evaluation.results import append_result
-from gpt2.evaluation.scoring import score_examples
+from gpt2.evaluation.scoring import score_encoded
 from gpt2.evaluation.tasks import read_task
 
 
@@ -23,7 +24,7 @@ def evaluate_task(checkpoint: str | Path, data: str | Path, options: TaskOptions
                   system: DeviceOptions = DeviceOptions()) -> dict[str, Any]:
     """Score `options.task` on the task file `data` with the checkpoint's model and tokenizer;
     returns (and with options.results, appends) the result record. The file is read and
-    checked before the weights are loaded, so a bad file fails fast."""
+    encoded before the weights are loaded, so a bad file fails fast."""
     from gpt2.checkpoint import read_config, readable_path
     from gpt2.gpt_model import GPT2
     from gpt2.runtime import resolve_runtime
@@ -37,13 +38,13 @@ def evaluate_task(checkpoint: str | Path, data: str | Path, options: TaskOptions
         raise GPT2Error(f"--context_length {length} exceeds the model's {cfg.context_length}")
     tokenizer = tokenizer_for_checkpoint(checkpoint, None, cfg.vocab_size)
     examples = read_task(options.task, data, options.limit)
+    rows = [example_rows(tokenizer, example, length) for example in examples]  # fails before the load
     runtime = resolve_runtime(system, cfg, "eval", batch_size, length)
     model = GPT2.from_pretrained(checkpoint, device=runtime.device)
     if runtime.attention is not None:  # the kernel auto measured faster here; the weights are the same
         model.set_runtime_options(dataclasses.replace(model.cfg, attention=runtime.attention))
     start = time.perf_counter()
-    scores = score_examples(model, tokenizer, examples, batch_size, length,
-                            autocast(runtime.device, runtime.dtype), options.progress)
+    scores = score_encoded(model, rows, batch_size, autocast(runtime.device, runtime.dtype), options.progress)
     seconds = time.perf_counter() - start
     record = {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

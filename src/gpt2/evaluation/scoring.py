@@ -29,14 +29,20 @@ def score_examples(model: GPT2, tokenizer: Tokenizer, examples: Sequence[Example
                    autocast_ctx: contextlib.AbstractContextManager | None = None,
                    progress: bool = False) -> list[list[EndingScore]]:
     """For each example, the score of each of its continuations (in the file's order)."""
-    length = context_length or model.cfg.context_length
-    per_example = [example_rows(tokenizer, ex, length) for ex in examples]
-    rows = [row for rows in per_example for row in rows]
-    flat = score_rows(model, rows, batch_size, autocast_ctx, progress)
+    per_example = [example_rows(tokenizer, ex, context_length or model.cfg.context_length) for ex in examples]
+    return score_encoded(model, per_example, batch_size, autocast_ctx, progress)
+
+
+def score_encoded(model: GPT2, per_example: Sequence[Sequence[Row]], batch_size: int,
+                  autocast_ctx: contextlib.AbstractContextManager | None = None,
+                  progress: bool = False) -> list[list[EndingScore]]:
+    """`score_examples` of examples already encoded (`encoding.example_rows`)."""
+    flat = score_rows(model, [row for rows in per_example for row in rows], batch_size, autocast_ctx,
+                      progress)
     out, start = [], 0
-    for rows_of_one in per_example:
-        out.append(flat[start:start + len(rows_of_one)])
-        start += len(rows_of_one)
+    for rows in per_example:
+        out.append(flat[start:start + len(rows)])
+        start += len(rows)
     return out
 
 
