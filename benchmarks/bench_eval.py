@@ -138,7 +138,8 @@ def build(tmp: Path, preset: str, demo_examples: int) -> Path:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--limit", type=int, default=200, help="examples scored per file")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1)
@@ -148,8 +149,8 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.update(HF_DATASETS_OFFLINE="1", HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
     torch.set_num_threads(args.threads)
-    print(f"{describe()}; torch {torch.__version__}, {args.threads} thread(s), load average "
-          f"{os.getloadavg()[0]:.1f}; preset {args.preset}, float32, batch {args.batch_size}, limit {args.limit}")
+    print(f"{describe()}; {args.threads} thread(s), load average {os.getloadavg()[0]:.1f}; "
+          f"preset {args.preset}, float32, batch {args.batch_size}, limit {args.limit}")
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         os.environ["HF_HOME"] = str(tmp / "hf")
@@ -162,11 +163,12 @@ def main() -> None:
             mine = ours(ckpt, task, data, args.limit, args.batch_size)
             theirs = lm_eval_run(ckpt, tmp / "tasks", lm_name, args.limit, args.batch_size)
             for who, r in (("ours", mine), ("lm-eval", theirs)):
-                print(f"{label:<22}{who:<10}{args.limit / r['score_s']:>11.1f}{args.limit / r['total_s']:>11.1f}"
-                      f"{r['acc']:>8.3f}{r['acc_bytes']:>10.3f}")
-            print(f"{'':<22}{'ratio':<10}{theirs['score_s'] / mine['score_s']:>10.2f}x"
-                  f"{theirs['total_s'] / mine['total_s']:>10.2f}x   (mean row {mine['tokens'] / args.limit / 4:.0f}"
-                  " tokens)")
+                print(f"{label:<22}{who:<10}{args.limit / r['score_s']:>11.1f}"
+                      f"{args.limit / r['total_s']:>11.1f}{r['acc']:>8.3f}{r['acc_bytes']:>10.3f}")
+            ratio_score = theirs["score_s"] / mine["score_s"]
+            ratio_total = theirs["total_s"] / mine["total_s"]
+            print(f"{'':<22}{'ratio':<10}{ratio_score:>10.2f}x{ratio_total:>10.2f}x   "
+                  f"(mean row {mine['tokens'] / args.limit / 4:.0f} tokens)")
         if args.checkpoint:
             shakespeare = read_task("choice", tmp / "shakespeare.jsonl", args.demo_examples)
             model, tokenizer = GPT2.from_pretrained(args.checkpoint), load_tokenizer(args.checkpoint)

@@ -22,11 +22,11 @@ from gpt2.generation import generate_text
 
 @pytest.fixture(scope="module")
 def shakespeare(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(a task file, a char checkpoint covering its characters) with a 48-token context, so rows
-    of ~80-180 characters are cut at the left: the window rule is exercised too."""
+    """(a task file, a char checkpoint covering its characters) with a 256-token context: rows of
+    ~80-180 characters fit (and are packed), or are cut at the left with context_length=48."""
     tmp = tmp_path_factory.mktemp("shakespeare")
     task = shakespeare_task(tmp / "next_line.jsonl")
-    char_checkpoint(tmp / "ckpt", task.read_text(encoding="utf-8"))
+    char_checkpoint(tmp / "ckpt", task.read_text(encoding="utf-8"), context_length=256)
     return task, tmp / "ckpt"
 
 
@@ -38,18 +38,23 @@ def _assert_same_scores(fast: list[list[EndingScore]], slow: list[list[EndingSco
                                rtol=0, atol=1e-4)
 
 
-def test_batched_scores_equal_the_reference(shakespeare, one_thread):
+@pytest.mark.parametrize("context_length", [None, 48])
+def test_batched_scores_equal_the_reference(shakespeare, context_length, one_thread):
+    """Packed endings (all rows fit) and single rows (cut windows) both equal the reference."""
     from gpt2 import GPT2
+    from gpt2.evaluation.encoding import example_rows
+    from gpt2.evaluation.packing import example_units
     from gpt2.tokenizers import load_tokenizer
 
     task, ckpt = shakespeare
     model, tokenizer = GPT2.from_pretrained(ckpt), load_tokenizer(ckpt)
     examples = read_task("choice", task)
-    fast = score_examples(model, tokenizer, examples, batch_size=7)  # ragged last batch
-    slow = score_examples_reference(model, tokenizer, examples)
+    fast = score_examples(model, tokenizer, examples, batch_size=7, context_length=context_length)  # ragged
+    slow = score_examples_reference(model, tokenizer, examples, context_length=context_length)
     _assert_same_scores(fast, slow)
     assert task_metrics("choice", examples, fast) == task_metrics("choice", examples, slow)
-    assert any(len(encode_pair(tokenizer, e.context, e.continuations[0])[0]) > 48 for e in examples)  # cut
+    units = [len(example_units(example_rows(tokenizer, e, context_length or 256), 0)) for e in examples]
+    assert set(units) == ({1} if context_length is None else {4})  # one packed unit per example, or cut rows
 
 
 def test_log_likelihoods_equal_transformers_gpt2(tmp_path, one_thread):

@@ -1,11 +1,11 @@
-"""The fast scorer: the continuations of many examples in one forward pass.
+"""The fast scorer: the endings of many examples in one forward pass, each context read once.
 
-All rows (one per continuation) are sorted by length, so a batch holds rows of similar length,
-and right-padded to the batch's longest. Right padding needs no attention mask: attention is
-causal, so a real position only ever attends to the positions before it, which are all real;
-padding positions see real ones but nothing reads what they compute. Position ids stay
-0, 1, 2, ... for every row. (Left padding, as batched generation uses, would need both a mask
-and shifted position ids.) Only the scored positions are turned into log-probabilities.
+Every example's endings are packed after its context in one sequence (packing.py); units are
+sorted by length, so a batch holds units of similar length, and right-padded to the longest.
+The model's blocks run on the packed batch with a mask that keeps endings apart; the LM head
+(d x vocabulary: at GPT-2's vocabulary a third of the model's work per position, more in small
+models) runs only at the positions whose next token is scored, and only those go through the
+log-softmax.
 
 `reference.py` is the same computation written out one row at a time; tests check they agree.
 """
@@ -16,9 +16,9 @@ import contextlib
 from collections.abc import Sequence
 
 import torch
-from torch import Tensor
 
 from gpt2.evaluation.encoding import EndingScore, Row, example_rows
+from gpt2.evaluation.packing import Unit, example_units, pack
 from gpt2.evaluation.tasks import Example
 from gpt2.gpt_model import GPT2
 from gpt2.tokenizers import Tokenizer
@@ -33,63 +33,52 @@ def score_examples(model: GPT2, tokenizer: Tokenizer, examples: Sequence[Example
     return score_encoded(model, per_example, batch_size, autocast_ctx, progress)
 
 
+@torch.no_grad()
 def score_encoded(model: GPT2, per_example: Sequence[Sequence[Row]], batch_size: int,
                   autocast_ctx: contextlib.AbstractContextManager | None = None,
                   progress: bool = False) -> list[list[EndingScore]]:
-    """`score_examples` of examples already encoded (`encoding.example_rows`)."""
-    flat = score_rows(model, [row for rows in per_example for row in rows], batch_size, autocast_ctx,
-                      progress)
+    """`score_examples` of examples already encoded (`encoding.example_rows`). A batch holds
+    units until it has `batch_size` endings (at least one unit), longest units first."""
+    from tqdm.auto import tqdm
+
+    units, first = [], 0
+    for rows in per_example:
+        units += example_units(rows, first)
+        first += len(rows)
+    units.sort(key=lambda u: -u.length)
+    flat: list[EndingScore | None] = [None] * first
+    with tqdm(total=first, desc="scoring", unit="ending", disable=not progress, dynamic_ncols=True) as bar:
+        for batch in _batches(units, batch_size):
+            for row, score in _score_units(model, batch, autocast_ctx).items():
+                flat[row] = score
+            bar.update(sum(len(u.rows) for u in batch))
     out, start = [], 0
     for rows in per_example:
         out.append(flat[start:start + len(rows)])
         start += len(rows)
-    return out
+    return out  # type: ignore[return-value]
 
 
-@torch.no_grad()
-def score_rows(model: GPT2, rows: Sequence[Row], batch_size: int,
-               autocast_ctx: contextlib.AbstractContextManager | None = None,
-               progress: bool = False) -> list[EndingScore]:
-    """The score of every row, `batch_size` rows per forward pass, longest rows first."""
-    from tqdm.auto import tqdm
-
-    order = sorted(range(len(rows)), key=lambda i: -len(rows[i].inputs))
-    scores: list[EndingScore | None] = [None] * len(rows)
-    with tqdm(total=len(rows), desc="scoring", unit="seq", disable=not progress, dynamic_ncols=True) as bar:
-        for start in range(0, len(order), batch_size):
-            chosen = order[start:start + batch_size]
-            for i, score in zip(chosen, _score_batch(model, [rows[i] for i in chosen], autocast_ctx),
-                                strict=True):
-                scores[i] = score
-            bar.update(len(chosen))
-    return scores  # type: ignore[return-value]
+def _batches(units: Sequence[Unit], batch_size: int) -> list[list[Unit]]:
+    batches: list[list[Unit]] = [[]]
+    for unit in units:
+        if batches[-1] and sum(len(u.rows) for u in batches[-1]) + len(unit.rows) > batch_size:
+            batches.append([])
+        batches[-1].append(unit)
+    return batches
 
 
-def _score_batch(model: GPT2, rows: Sequence[Row],
-                 autocast_ctx: contextlib.AbstractContextManager | None) -> list[EndingScore]:
-    idx, targets, scored = _pad(rows, model.device)  # (B, T) each
+def _score_units(model: GPT2, units: Sequence[Unit],
+                 autocast_ctx: contextlib.AbstractContextManager | None) -> dict[int, EndingScore]:
+    packed = pack(units, model.device)
     with autocast_ctx or contextlib.nullcontext():
-        logits = model(idx)  # (B, T, V)
-    picked = logits[scored].float()  # (S, V): only the positions that are scored
-    wanted = targets[scored]  # (S,)
-    logprobs = picked.gather(-1, wanted[:, None]).squeeze(-1) - picked.logsumexp(dim=-1)  # (S,)
-    misses = (picked.argmax(dim=-1) != wanted).float()  # (S,): 1 where greedy decoding differs
-    row_of = scored.nonzero()[:, 0]  # (S,): which row each scored position belongs to
-    sums = torch.zeros(len(rows), device=idx.device).index_add_(0, row_of, logprobs)  # (B,)
-    missed = torch.zeros(len(rows), device=idx.device).index_add_(0, row_of, misses)  # (B,)
-    return [EndingScore(float(s), row.scored, bool(m == 0))
-            for s, m, row in zip(sums.tolist(), missed.tolist(), rows, strict=True)]
-
-
-def _pad(rows: Sequence[Row], device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
-    """Right-padded inputs and targets (B, T) and the (B, T) bool mask of scored positions."""
-    T = max(len(row.inputs) for row in rows)
-    idx = torch.zeros(len(rows), T, dtype=torch.long)
-    targets = torch.zeros(len(rows), T, dtype=torch.long)
-    scored = torch.zeros(len(rows), T, dtype=torch.bool)
-    for b, row in enumerate(rows):
-        n = len(row.inputs)
-        idx[b, :n] = torch.tensor(row.inputs)
-        targets[b, :n] = torch.tensor(row.targets)
-        scored[b, n - row.scored:n] = True
-    return idx.to(device), targets.to(device), scored.to(device)
+        hidden = model.hidden_states(packed.idx, packed.positions, packed.mask, [None] * len(model.blocks))
+        picked = model.lm_head(hidden.flatten(0, 1)[packed.picks]).float()  # (S, V): scored positions only
+    logprobs = picked.gather(-1, packed.targets[:, None]).squeeze(-1) - picked.logsumexp(dim=-1)  # (S,)
+    misses = (picked.argmax(dim=-1) != packed.targets).long()  # (S,): 1 where greedy decoding differs
+    n, owners = len(packed.rows), packed.owners  # owners (S,): the branch of each scored id
+    sums = torch.zeros(n, device=picked.device).index_add_(0, owners, logprobs)  # (n,)
+    missed = torch.zeros(n, dtype=torch.long, device=picked.device).index_add_(0, owners, misses)  # (n,)
+    counts = torch.bincount(owners, minlength=n)  # (n,)
+    scores = zip(sums.tolist(), counts.tolist(), missed.tolist(), strict=True)
+    return {row: EndingScore(s, c, m == 0) for row, (s, c, m) in zip(packed.rows, scores, strict=True)}
