@@ -97,3 +97,24 @@ def test_make_tasks_command_writes_a_file_gpt2_eval_reads(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert len(read_task("choice", out)) == 7
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "mmlu"], "--task 'mmlu': choose one of hellaswag, choice, lambada"),
+    (["--limit", "5"], "--limit and --results go with --task"),
+    (["--task", "choice", "--limit", "0"], "--limit must be at least 1, got 0"),
+])
+def test_task_option_mistakes_are_one_line(tmp_path, capsys, args, message):
+    with pytest.raises(SystemExit):
+        main(["eval", "--checkpoint", str(tmp_path), "--data", str(tmp_path / "x.jsonl"), *args])
+    assert message in capsys.readouterr().err
+
+
+def test_the_cli_scores_lambada(tmp_path, capsys):
+    char_checkpoint(tmp_path / "ckpt", "the cat sat on a mat\n")
+    path = _write(tmp_path / "l.jsonl", [{"text": "the cat sat on the mat"}, {"text": "a cat sat"}])
+    main(["eval", "--checkpoint", str(tmp_path / "ckpt"), "--task", "lambada", "--data", str(path),
+          "--device", "cpu", "--dtype", "float32", "--threads", "1", "--json_output", "true"])
+    result = json.loads(capsys.readouterr().out)
+    assert result["examples"] == 2 and set(result["metrics"]) == {"acc", "perplexity"}
+    assert result["chance"] is None and result["metrics"]["perplexity"] > 1
