@@ -118,3 +118,15 @@ def test_the_cli_scores_lambada(tmp_path, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["examples"] == 2 and set(result["metrics"]) == {"acc", "perplexity"}
     assert result["chance"] is None and result["metrics"]["perplexity"] > 1
+
+
+def test_results_are_appended_and_a_cut_line_stays_apart(tmp_path):
+    from gpt2.evaluation.results import append_result, read_results
+
+    path = tmp_path / "runs" / "results.jsonl"
+    append_result(path, {"run": 1})
+    with path.open("a") as f:
+        f.write('{"run": 2, "cut sh')  # a run killed mid-write
+    append_result(path, {"run": 3})
+    assert read_results(path) == [{"run": 1}, {"run": 3}]
+    assert path.read_text().splitlines()[0] == '{"run": 1}'

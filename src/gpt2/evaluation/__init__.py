@@ -3,7 +3,8 @@ generic one) and last-word cloze (LAMBADA's shape), on local JSON-lines files.
 
     tasks.py       task files -> `Example`s, with one-line errors naming file and line
     encoding.py    an example's context and endings -> token ids (shared by both scorers)
-    scoring.py     the fast path: every ending of many examples in one padded batch
+    packing.py     an example's endings laid out after its context in one masked sequence
+    scoring.py     the fast path: packed examples in padded batches, the head at scored positions
     reference.py   the readable reference: one example, one ending, one forward pass at a time
     metrics.py     acc, acc_norm per token, acc_norm per byte, cloze accuracy
     results.py     one JSON line per run appended to a results file
