@@ -9,8 +9,8 @@ where each ending's ids take the positions n, n+1, ... (every branch starts wher
 ends) and attend to the prefix and to the earlier ids of their own ending only, never to
 another ending. The prefix's last position predicts each ending's first id; each ending id
 predicts the next. That is exactly what scoring every row on its own computes, with the
-context's work done once instead of once per ending (HellaSwag: ~40 context tokens, 4
-endings of ~20: half the positions).
+context's work done once instead of once per ending (four endings half as long as their
+context: half the positions).
 
 Rows whose window was cut (encoding.py) no longer share one prefix; such an example becomes
 one unit per row (a unit with one branch is an ordinary row).
