@@ -23,7 +23,7 @@ BAD_FILES = [  # (task, lines of the file, what the one-line error must say)
     ("hellaswag", [GOOD, GOOD, {**GOOD, "label": 4}], ":3: label 4 is out of range for 2 choices"),
     ("hellaswag", [{**GOOD, "label": -1}], ":1: label -1 is out of range"),
     ("hellaswag", [{**GOOD, "endings": ["sits.", " "]}], ":1: endings[1] must be a non-empty string"),
-    ("hellaswag", [{**GOOD, "label": "first"}], ":1: field 'label' must be a int"),
+    ("hellaswag", [{**GOOD, "label": "first"}], ":1: field 'label' must be an integer, got \"first\""),
     ("hellaswag", [{**GOOD, "endings": ["only one"], "label": 0}], ":1: field 'endings' needs at least 2"),
     ("hellaswag", [GOOD, "{not json"], ":2: not a JSON object"),
     ("hellaswag", [[1, 2]], ":1: expected a JSON object, got list"),

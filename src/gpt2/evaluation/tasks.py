@@ -94,6 +94,9 @@ class _Where:
         return TaskFileError(f"{self.name}: {what}; a {self.task} line is {TASKS[self.task]}")
 
 
+_KIND_NAMES = {int: "an integer", str: "a string", list: "a list"}
+
+
 def _field(record: Any, name: str, kind: type, where: _Where) -> Any:
     if not isinstance(record, dict):
         raise where.fail(f"expected a JSON object, got {type(record).__name__}")
@@ -103,7 +106,7 @@ def _field(record: Any, name: str, kind: type, where: _Where) -> Any:
     if kind is int and isinstance(value, str) and value.strip().isdigit():
         value = int(value)  # the Hugging Face copy of HellaSwag writes labels as strings
     if not isinstance(value, kind) or isinstance(value, bool):
-        raise where.fail(f"field {name!r} must be a {kind.__name__}, got {json.dumps(value)[:40]}")
+        raise where.fail(f"field {name!r} must be {_KIND_NAMES[kind]}, got {json.dumps(value)[:40]}")
     return value
 
 
