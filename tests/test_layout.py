@@ -15,7 +15,7 @@ STAGES = {
     "device": 1, "device_options": 1, "layer_norm": 1, "attention": 1, "mlp": 1, "transformer_block": 1,
     "hf_layout": 1,
     "checkpoint": 1, "gpt_model": 1, "loss": 1, "autotune": 1, "autotune_probe": 1, "runtime": 1,
-    "tokenizers": 2, "chat_template": 2, "data": 3, "generation": 4, "training": 5,
+    "tokenizers": 2, "chat_template": 2, "data": 3, "generation": 4, "evaluation": 4, "training": 5,
     "commands": 6, "serving": 6,
     "cli": 7, "__main__": 7,
 }

@@ -1,4 +1,5 @@
-"""`gpt2 eval`: the exact mean next-token loss of a checkpoint over a text file or a shard split.
+"""`gpt2 eval`: the exact mean next-token loss of a checkpoint over a text file or a shard split,
+or, with --task, its accuracy on a benchmark task file (gpt2.evaluation, docs/evaluation.md).
 
 A text file is encoded exactly as `gpt2 prepare` encodes one (special tokens' spellings as
 plain text, end-of-text after it) and windowed by the same `SequentialLoader`, so the loss
@@ -18,6 +19,7 @@ from gpt2.data.options import SPLITS
 from gpt2.data.sources import decode_utf8
 from gpt2.device_options import DeviceOptions
 from gpt2.errors import GPT2Error
+from gpt2.evaluation.options import TaskOptions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -31,9 +33,10 @@ class EvalOptions:
 
     Args:
         checkpoint: A checkpoint directory (ours, or a Hugging Face GPT-2 directory with a tokenizer).
-        data: A text file (encoded with the checkpoint's tokenizer) or a folder of token shards.
+        data: A text file (encoded with the checkpoint's tokenizer) or a folder of token shards;
+            with --task, the task's JSON-lines file.
         split: Which split of a shard folder: val or train.
-        batch_size: Windows per forward pass.
+        batch_size: Sequences per forward pass: windows of the text, or a task's context + ending rows.
         context_length: Tokens per window; default the model's context length.
         json_output: Print one JSON object instead of text.
     """
@@ -113,7 +116,10 @@ def evaluate_checkpoint(options: EvalOptions, system: DeviceOptions = DeviceOpti
             "bytes": text_bytes[0]}
 
 
-def _run(options: EvalOptions, system: DeviceOptions) -> None:
+def _run(options: EvalOptions, task: TaskOptions, system: DeviceOptions) -> None:
+    if task.task is not None:
+        _run_task(options, task, system)
+        return
     result = evaluate_checkpoint(options, system)
     if options.json_output:
         print(json.dumps(result))
@@ -123,7 +129,24 @@ def _run(options: EvalOptions, system: DeviceOptions) -> None:
               f"{options.data})")
 
 
-evaluate = flat_command(_run, EvalOptions, DeviceOptions, name="eval", doc="""\
-Loss and perplexity of a checkpoint on a text file or a `gpt2 prepare` folder.
+def _run_task(options: EvalOptions, task: TaskOptions, system: DeviceOptions) -> None:
+    from gpt2.evaluation.run import evaluate_task  # here, not at the top: see commands/__init__.py
 
-Example: gpt2 eval --checkpoint runs/shakespeare_cpu/best --data data/shakespeare_char""")
+    result = evaluate_task(options.checkpoint, options.data, task, options.batch_size,
+                           options.context_length, system)
+    if options.json_output:
+        print(json.dumps(result))
+        return
+    metrics = "  ".join(f"{name} {value:.4f}" for name, value in result["metrics"].items())
+    guess = f", chance {result['chance']:.4f}" if result["chance"] is not None else ""
+    print(f"{task.task}: {metrics}  ({result['examples']:,} examples of {options.data}{guess})")
+
+
+evaluate = flat_command(_run, EvalOptions, TaskOptions, DeviceOptions, name="eval", doc="""\
+Loss and perplexity of a checkpoint on text or shards, or its accuracy on a task (--task).
+
+--data is a text file or a `gpt2 prepare` folder; with --task, a JSON-lines task file
+(hellaswag, choice or lambada; see docs/evaluation.md).
+
+Example: gpt2 eval --checkpoint runs/shakespeare_cpu/best --data data/shakespeare_char
+Example: gpt2 eval --checkpoint DIR --task hellaswag --data hellaswag_val.jsonl --results results.jsonl""")

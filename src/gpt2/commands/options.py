@@ -19,7 +19,10 @@ import docstring_parser
 
 
 def _field_help(cls: type) -> dict[str, str]:
-    return {p.arg_name: p.description or "" for p in docstring_parser.parse(cls.__doc__ or "").params}
+    """Field name -> its help text on one line (a description continued on the next lines of the
+    docstring would otherwise end the generated Args section there)."""
+    return {p.arg_name: " ".join((p.description or "").split())
+            for p in docstring_parser.parse(cls.__doc__ or "").params}
 
 
 def flat_command(run: Callable[..., Any], *classes: type, name: str, doc: str) -> Callable[..., Any]:
