@@ -37,6 +37,7 @@ from gpt2.data.shards import (
     write_meta,
 )
 from gpt2.data.sources import Chunk, CorpusOptions, Source, chunk_size_for, plan_chunks, resolve_sources
+from gpt2.data.streams import with_payloads
 from gpt2.data.train_tokenizer import char_vocabulary
 from gpt2.errors import GPT2Error
 from gpt2.files import recover_dir, replace_dir, staging_dir
@@ -98,15 +99,16 @@ def _check_tokenizer(out: Path, old: dict[str, Any] | None, identity: dict[str, 
                         "or pass --overwrite true to replace them")
 
 
-def _tokenize_into(tmp: Path, sources: list[Source], chunks: list[Chunk], val: set[int], dtype: np.dtype,
-                   pool: ProcessPoolExecutor | None, n_workers: int, shard_tokens: int,
+def _tokenize_into(tmp: Path, sources: list[Source], chunks: list[Chunk], field: str, val: set[int],
+                   dtype: np.dtype, pool: ProcessPoolExecutor | None, n_workers: int, shard_tokens: int,
                    progress: bool) -> dict[str, Any]:
     """Encode every chunk (in the pool) and write it to its split's shards in `tmp`."""
     writers = {split: SplitWriter(tmp, split, dtype, shard_tokens) for split in SPLITS}
     bar = tqdm(total=sum(s.size for s in sources), desc="tokenizing", unit="B", unit_scale=True,
                disable=not progress)
     groups = workers.group_chunks(chunks, n_workers)
-    encoded = workers.ordered_map(workers.encode_chunks, groups, pool, n_workers)
+    tasks = with_payloads(groups, sources, field)  # compressed .jsonl and Parquet are read here
+    encoded = workers.ordered_map(workers.encode_chunks, tasks, pool, n_workers)
     results = (r for group in encoded for r in group)
     try:
         for index, (tokens, docs) in enumerate(results):
@@ -134,9 +136,9 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2",
     o, out, inputs = options, Path(out), list(inputs)
     sources = resolve_sources(inputs, corpus.glob)
     _refuse_output_inside_inputs(out, inputs)
-    chunks = plan_chunks(sources, chunk_size_for(sum(s.size for s in sources)))
+    chunks = plan_chunks(sources, chunk_size_for(sum(s.size for s in sources)), corpus.field)
     if len(chunks) < 2 and o.val_ratio > 0:  # a tiny corpus: cut finer, so validation gets some of it
-        chunks = plan_chunks(sources, max(64, sum(s.size for s in sources) // 16))
+        chunks = plan_chunks(sources, max(64, sum(s.size for s in sources) // 16), corpus.field)
     val = _val_chunks(len(chunks), o.val_ratio, o.seed)
     n_workers = min(o.workers or workers.default_workers(), len(chunks))  # no idle workers on a small corpus
     old = _existing(out)
@@ -150,7 +152,7 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2",
             if _up_to_date(out, old, fingerprint):
                 return old
             pool = workers.make_pool(n_workers, (sources, None, corpus.errors, corpus.field))
-            tok: Tokenizer = char_vocabulary(chunks, pool, n_workers, o.progress)
+            tok: Tokenizer = char_vocabulary(sources, chunks, corpus.field, pool, n_workers, o.progress)
             workers.stop_pool(pool, wait=True)
             pool = None
         else:
@@ -167,12 +169,13 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2",
         workers.share_tokenizer(tok)  # forked workers inherit it; spawned ones load the saved copy
         pool = workers.make_pool(n_workers, (sources, str(tmp / TOKENIZER_DIR), corpus.errors, corpus.field,
                                          shard_dtype.name))
-        splits = _tokenize_into(tmp, sources, chunks, val, shard_dtype, pool, n_workers, o.shard_tokens,
-                                o.progress)
+        splits = _tokenize_into(tmp, sources, chunks, corpus.field, val, shard_dtype, pool, n_workers,
+                                o.shard_tokens, o.progress)
         _check_lengths(splits, o.context_length)
         meta = {"format": FORMAT, "version": 1, "tokenizer": tok.identity(), "vocab_size": tok.vocab_size,
                 "eot_id": tok.eot_id, "dtype": shard_dtype.name,
-                "sources": [{"path": str(s.path), "kind": s.kind, "bytes": s.size} for s in sources],
+                "sources": [{"path": str(s.path), "kind": s.kind + s.compression, "bytes": s.size}
+                            for s in sources],
                 "split": {"by": "chunk", "val_ratio": o.val_ratio, "seed": o.seed, "chunks": len(chunks),
                           "val_chunks": len(val)},
                 "options": settings, "splits": splits, "fingerprint": fingerprint}

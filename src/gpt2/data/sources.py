@@ -1,22 +1,26 @@
 """Where the text comes from, and how it is cut into chunks for parallel tokenisation.
 
 Inputs: text files, folders (searched recursively with a glob), glob patterns, `.jsonl`
-files (one JSON record per line, text in a named field), and the built-in corpus
-`shakespeare`. A text file is one document; a .jsonl record is one document.
+files (one JSON record per line, text in a named field; also compressed, .jsonl.gz and
+.jsonl.zst), Parquet files (text in a named column) and the built-in corpus `shakespeare`.
+A text file is one document; a .jsonl record or a Parquet row is one document.
 
 A *chunk* is a byte range of one file, cut at a paragraph break (or a line break) so it
 holds whole lines; a .jsonl chunk holds whole records. Chunks are the unit of work for
 the worker processes and the unit of the train/val split, and only their offsets are
-kept in memory: a corpus far larger than RAM is read one chunk at a time.
+kept in memory: a corpus far larger than RAM is read one chunk at a time. Compressed
+.jsonl and Parquet are read front to back instead (streams.py).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import glob as globlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from gpt2.data import streams
 from gpt2.data.corpus import BUILTIN_CORPORA, shakespeare_files
 from gpt2.errors import GPT2Error
 
@@ -31,7 +35,7 @@ class CorpusOptions:
 
     Args:
         glob: Which files of a folder to read (recursive with **).
-        field: The text field of .jsonl records.
+        field: The text field of .jsonl records, or the text column of Parquet files.
         errors: strict (bytes that are not UTF-8 are an error naming file and offset) or replace (U+FFFD).
     """
 
@@ -47,8 +51,9 @@ class CorpusOptions:
 @dataclass(frozen=True)
 class Source:
     path: Path
-    kind: str  # "text" | "jsonl"
-    size: int
+    kind: str  # "text" | "jsonl" | "parquet"
+    size: int  # bytes the chunk offsets count: the file's, or the decompressed stream's
+    compression: str = ""  # "" | ".gz" | ".zst" (a compressed .jsonl)
 
 
 @dataclass(frozen=True)
@@ -57,10 +62,21 @@ class Chunk:
     start: int  # byte offsets [start, end)
     end: int
     ends_document: bool  # a text file's last chunk: append end-of-text after it
+    rows: tuple[int, int] | None = None  # Parquet: the rows [first, last) it holds
 
 
-def _kind(path: Path) -> str:
-    return "jsonl" if path.suffix.lower() in JSONL_SUFFIXES else "text"
+def _source(path: Path) -> Source:
+    """The kind of a file from its name, and the size its chunk offsets count."""
+    suffixes = [s.lower() for s in path.suffixes[-2:]]
+    if suffixes[-1:] == [streams.PARQUET_SUFFIX]:
+        return Source(path, "parquet", path.stat().st_size)
+    if len(suffixes) == 2 and suffixes[1] in streams.COMPRESSIONS:
+        if suffixes[0] not in JSONL_SUFFIXES:
+            raise GPT2Error(f"{path}: compressed inputs must be .jsonl.gz or .jsonl.zst (one JSON record "
+                            "per line); decompress other files first")
+        return Source(path, "jsonl", streams.decompressed_size(path, suffixes[1]), suffixes[1])
+    return Source(path, "jsonl" if suffixes[-1:] and suffixes[-1] in JSONL_SUFFIXES else "text",
+                  path.stat().st_size)
 
 
 def _expand(item: str, glob: str) -> list[Path]:
@@ -95,7 +111,7 @@ def resolve_sources(inputs: list[str], glob: str = "**/*.txt") -> list[Source]:
             key = path.resolve()
             if key not in seen:
                 seen.add(key)
-                sources.append(Source(key, _kind(path), path.stat().st_size))
+                sources.append(dataclasses.replace(_source(path), path=key))
     if sum(s.size for s in sources) == 0:
         names = ", ".join(str(s.path) for s in sources[:3])
         raise GPT2Error(f"the corpus is empty: {names}{' ...' if len(sources) > 3 else ''} hold 0 bytes")
@@ -132,12 +148,20 @@ def _next_cut(f, pos: int, size: int, target: int, records: bool) -> int:
     return start + offset
 
 
-def plan_chunks(sources: list[Source], target: int) -> list[Chunk]:
-    """Cut every source into chunks of about `target` bytes (reads only near the cut points)."""
+def plan_chunks(sources: list[Source], target: int, field: str = "text") -> list[Chunk]:
+    """Cut every source into chunks of about `target` bytes (reads only near the cut points;
+    a compressed .jsonl is decompressed up to each cut, Parquet planned from its metadata)."""
     chunks = []
     for index, source in enumerate(sources):
+        if source.kind == "parquet":
+            rows = streams.parquet_plan(source.path, field, target)
+            n_rows = rows[-1][1] if rows else 1  # offsets: the rows' share of the file's bytes
+            chunks += [Chunk(index, first * source.size // n_rows, last * source.size // n_rows, False,
+                             (first, last)) for first, last in rows]
+            continue
         start = 0
-        with open(source.path, "rb") as f:
+        with (streams.open_decompressed(source.path, source.compression) if source.compression
+              else open(source.path, "rb")) as f:
             while start < source.size:
                 end = source.size
                 if source.size - start > target * 3 // 2:
@@ -159,11 +183,19 @@ def decode_utf8(data: bytes, path: Path, offset: int, errors: str, fix: str = RE
                         f"{fix}") from None
 
 
-def read_chunk(source: Source, chunk: Chunk, errors: str = "strict", field: str = "text") -> list[str]:
-    """The documents (or document pieces) in a chunk: one string for text, one per .jsonl record."""
-    with open(source.path, "rb") as f:
-        f.seek(chunk.start)
-        data = f.read(chunk.end - chunk.start)
+def read_chunk(source: Source, chunk: Chunk, errors: str = "strict", field: str = "text",
+               data: bytes | list[str] | None = None) -> list[str]:
+    """The documents (or document pieces) in a chunk: one string for text, one per .jsonl
+    record or Parquet row. `data`: the chunk's content when the main process read it
+    (compressed .jsonl, Parquet: see streams.with_payloads); else it is read from the file."""
+    if source.kind == "parquet":
+        assert isinstance(data, list), "Parquet rows are read by streams.with_payloads"
+        return data
+    if data is None:
+        with open(source.path, "rb") as f:
+            f.seek(chunk.start)
+            data = f.read(chunk.end - chunk.start)
+    assert isinstance(data, bytes)
     if source.kind == "text":
         return [decode_utf8(data, source.path, chunk.start, errors)]
     texts, offset = [], chunk.start

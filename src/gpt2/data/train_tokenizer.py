@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from gpt2.data.options import SentencePieceOptions
 from gpt2.data.sources import Chunk, CorpusOptions, Source, chunk_size_for, plan_chunks, read_chunk
+from gpt2.data.streams import with_payloads
 from gpt2.data.workers import chunk_chars, group_chunks, ordered_map
 from gpt2.errors import GPT2Error
 from gpt2.tokenizers import CharTokenizer, SentencePieceTokenizer
@@ -30,13 +31,14 @@ from gpt2.tokenizers import CharTokenizer, SentencePieceTokenizer
 MAX_SENTENCE_BYTES = 1 << 16
 
 
-def char_vocabulary(chunks: list[Chunk], pool: ProcessPoolExecutor | None, workers: int,
-                    progress: bool) -> CharTokenizer:
+def char_vocabulary(sources: list[Source], chunks: list[Chunk], field: str, pool: ProcessPoolExecutor | None,
+                    workers: int, progress: bool) -> CharTokenizer:
     """A char tokenizer over every character of the corpus (the pool's workers read it)."""
     chars: set[str] = set()
     bar = tqdm(total=len(chunks), desc="characters", unit="chunk", disable=not progress)
     groups = group_chunks(chunks, workers)
-    for group, found in zip(groups, ordered_map(chunk_chars, groups, pool, workers), strict=True):
+    tasks = with_payloads(groups, sources, field)
+    for group, found in zip(groups, ordered_map(chunk_chars, tasks, pool, workers), strict=True):
         chars |= found
         bar.update(len(group))
     bar.close()
@@ -52,9 +54,11 @@ def suggested_vocab_size(corpus_bytes: int) -> int:
 
 def iter_sentences(sources: list[Source], corpus: CorpusOptions) -> Iterator[str]:
     """Every non-empty line of the corpus, streamed chunk by chunk."""
-    for chunk in plan_chunks(sources, chunk_size_for(sum(s.size for s in sources))):
-        for text in read_chunk(sources[chunk.source], chunk, corpus.errors, corpus.field):
-            yield from (line for line in text.splitlines() if line.strip())
+    chunks = plan_chunks(sources, chunk_size_for(sum(s.size for s in sources)), corpus.field)
+    for task in with_payloads([[chunk] for chunk in chunks], sources, corpus.field):
+        for chunk, data in task:
+            for text in read_chunk(sources[chunk.source], chunk, corpus.errors, corpus.field, data):
+                yield from (line for line in text.splitlines() if line.strip())
 
 
 def train_sentencepiece(sources: list[Source], corpus: CorpusOptions = CorpusOptions(),

@@ -12,7 +12,7 @@ import multiprocessing as mp
 import os
 import sys
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
@@ -50,11 +50,16 @@ def share_tokenizer(tokenizer: Tokenizer | None) -> None:
         _WORKER["tokenizer"] = tokenizer
 
 
-def chunk_chars(chunks: list[Chunk]) -> set[str]:
-    """The characters of some chunks (the char tokenizer's vocabulary pass)."""
+def _read(chunk: Chunk, data: Any) -> list[str]:
+    return read_chunk(_WORKER["sources"][chunk.source], chunk, _WORKER["errors"], _WORKER["field"], data)
+
+
+def chunk_chars(task: list[tuple[Chunk, Any]]) -> set[str]:
+    """The characters of some chunks (the char tokenizer's vocabulary pass); a task pairs each
+    chunk with its content when the main process read it (streams.with_payloads), else None."""
     found: set[str] = set()
-    for chunk in chunks:
-        for text in read_chunk(_WORKER["sources"][chunk.source], chunk, _WORKER["errors"], _WORKER["field"]):
+    for chunk, data in task:
+        for text in _read(chunk, data):
             found.update(text)
     return found
 
@@ -68,27 +73,28 @@ def _encode_text(tokenizer: Tokenizer, text: str, source: Source, chunk: Chunk) 
         raise GPT2Error(f"{source.path}, {where}: {err.reason}") from None
 
 
-def _chunk_tokens(chunk: Chunk) -> tuple[np.ndarray, int]:
+def _chunk_tokens(chunk: Chunk, data: Any) -> tuple[np.ndarray, int]:
     """The tokens of one chunk, end-of-text after each document; (tokens, documents)."""
     tok: Tokenizer = _WORKER["tokenizer"]
     source = _WORKER["sources"][chunk.source]
-    texts = read_chunk(source, chunk, _WORKER["errors"], _WORKER["field"])
+    texts = _read(chunk, data)
     dtype = dtype_for_vocab(tok.vocab_size, _WORKER["token_dtype"])
     eot = np.array([tok.eot_id], dtype=dtype)
     parts: list[np.ndarray] = []
     for text in texts:
         parts.append(_encode_text(tok, text, source, chunk))
-        if source.kind == "jsonl":
+        if source.kind != "text":  # a record or a row is a whole document
             parts.append(eot)
     if chunk.ends_document:
         parts.append(eot)
-    docs = len(texts) if source.kind == "jsonl" else int(chunk.ends_document)
+    docs = len(texts) if source.kind != "text" else int(chunk.ends_document)
     return (np.concatenate(parts).astype(dtype, copy=False) if parts else np.zeros(0, dtype)), docs
 
 
-def encode_chunks(chunks: list[Chunk]) -> list[tuple[np.ndarray, int]]:
-    """One worker task: the (tokens, documents) of several consecutive chunks."""
-    return [_chunk_tokens(chunk) for chunk in chunks]
+def encode_chunks(task: list[tuple[Chunk, Any]]) -> list[tuple[np.ndarray, int]]:
+    """One worker task: the (tokens, documents) of several consecutive chunks (each with its
+    content or None, as in chunk_chars)."""
+    return [_chunk_tokens(chunk, data) for chunk, data in task]
 
 
 def group_chunks(chunks: list[Chunk], workers: int) -> list[list[Chunk]]:
@@ -107,7 +113,7 @@ def group_chunks(chunks: list[Chunk], workers: int) -> list[list[Chunk]]:
     return groups
 
 
-def ordered_map(fn: Callable, items: list, pool: ProcessPoolExecutor | None, workers: int) -> Iterator:
+def ordered_map(fn: Callable, items: Iterable, pool: ProcessPoolExecutor | None, workers: int) -> Iterator:
     """fn over items in order, at most 2 * workers + 2 pending at once (bounded memory)."""
     if pool is None:
         yield from map(fn, items)
