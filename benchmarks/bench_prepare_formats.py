@@ -9,7 +9,8 @@ as: one plain .txt (documents separated by blank lines: the baseline), a plain .
 up to 1 Mi rows: the worst case for memory, one row group of the text column is read at a
 time). Each is prepared with GPT-2 BPE in a fresh process (bench_prepare.run_prepare):
 MB/s counts bytes of text, so the rows compare directly; peak RSS of the main process and
-of the largest worker.
+of the largest worker (a worker is forked from the main process, so its figure includes what
+the main process held at that moment).
 """
 
 from __future__ import annotations
@@ -18,14 +19,16 @@ import argparse
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import zstandard
-from bench_prepare import run_prepare, tiktoken_cache
 
+from bench_prepare import run_prepare, tiktoken_cache
 from gpt2.data.corpus import shakespeare_files
 from gpt2.data.workers import default_workers
 from gpt2.hardware import describe
@@ -47,29 +50,39 @@ def documents(mb: int) -> list[str]:
     return docs
 
 
-def write_inputs(docs: list[str], folder: Path) -> dict[str, Path]:
-    paths = {name: folder / name for name in ("docs.txt", "docs.jsonl", "docs.jsonl.zst", "docs.parquet")}
+NAMES = ("docs.txt", "docs.jsonl", "docs.jsonl.zst", "docs.parquet")
+
+
+def write_inputs(mb: int, folder: Path) -> None:
+    """The four inputs (run in a child process: its memory must not count in the RSS of the
+    prepare processes, which Linux would carry over from this one through fork and exec)."""
+    docs = documents(mb)
+    paths = {name: folder / name for name in NAMES}
     paths["docs.txt"].write_text("\n\n".join(docs), encoding="utf-8")
     lines = "".join(json.dumps({"text": d}, ensure_ascii=False) + "\n" for d in docs).encode()
     paths["docs.jsonl"].write_bytes(lines)
     paths["docs.jsonl.zst"].write_bytes(zstandard.ZstdCompressor(level=3, threads=-1).compress(lines))
     pq.write_table(pa.table({"text": docs}), paths["docs.parquet"])
-    return paths
+    (folder / "text_mb").write_text(str(sum(len(d.encode("utf-8")) for d in docs) / 1e6))
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mb", type=int, default=200, help="MB of text per format")
     parser.add_argument("--workers", type=int, default=default_workers())
+    parser.add_argument("--write", help=argparse.SUPPRESS)  # the child that writes the inputs
     args = parser.parse_args()
+    if args.write:
+        write_inputs(args.mb, Path(args.write))
+        return
     print(f"machine: {describe()}, python {platform.python_version()}, pyarrow {pa.__version__}, "
           f"zstandard {zstandard.__version__}, load average {os.getloadavg()[0]:.1f}")
     with tempfile.TemporaryDirectory() as tmp:
         tiktoken_cache(Path(tmp))
-        docs = documents(args.mb)
-        text_mb = sum(len(d.encode("utf-8")) for d in docs) / 1e6
-        paths = write_inputs(docs, Path(tmp))
-        del docs
+        subprocess.run([sys.executable, __file__, "--mb", str(args.mb), "--write", tmp], check=True)
+        text_mb = float((Path(tmp) / "text_mb").read_text())
+        paths = {name: Path(tmp) / name for name in NAMES}
         print(f"{len(paths)} inputs of {text_mb:.0f} MB of text each; prepare with {args.workers} workers\n")
         print(f"{'input':16} {'file MB':>8} {'s':>7} {'text MB/s':>10} {'vs .txt':>8} {'tokens':>12} "
               f"{'RSS main':>9} {'RSS worker':>11}")

@@ -58,19 +58,25 @@ def run_state(progress: Progress, optimizer: torch.optim.Optimizer, scaler: torc
 
 def restore_run_state(state: dict[str, Any], optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                       loader: Any) -> Progress:
-    """Undo `run_state`: load the optimizer, scaler, loader and RNG states; return the counters."""
-    kinds = [[g.get("muon", False) for g in groups]  # AdamW: [False, False]; Muon: [True, False, False]
-             for groups in (state["optimizer"]["param_groups"], optimizer.param_groups)]
-    if kinds[0] != kinds[1]:
-        raise GPT2Error("--resume: the checkpoint's optimizer state is for another --optim.name; resume "
-                        "with the optimizer the run was saved with")
-    optimizer.load_state_dict(state["optimizer"])
+    """Undo `run_state`: load the optimizer, scaler, loader and RNG states; return the counters.
+    A state without "optimizer" kept it in sharded files, loaded apart (sharded_checkpoint.py)."""
+    if "optimizer" in state:
+        _load_optimizer(optimizer, state["optimizer"])
     if state.get("scaler"):
         scaler.load_state_dict(state["scaler"])
     loader.load_state_dict(state["loader"])
     restore_rng(state["rng"])
     return Progress(state["step"], state["tokens_seen"], state["best_val_loss"],
                     list(state.get("history", [])))
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, saved: dict[str, Any]) -> None:
+    kinds = [[g.get("muon", False) for g in groups]  # AdamW: [False, False]; Muon: [True, False, False]
+             for groups in (saved["param_groups"], optimizer.param_groups)]
+    if kinds[0] != kinds[1]:
+        raise GPT2Error("--resume: the checkpoint's optimizer state is for another --optim.name; resume "
+                        "with the optimizer the run was saved with")
+    optimizer.load_state_dict(saved)
 
 
 def capture_rng() -> dict[str, Any]:
@@ -124,12 +130,15 @@ class RunCheckpoints:
         if self.info.is_main:
             save_checkpoint(path, model, tokenizer=self.tokenizer, training_state=training_state(),
                             json_files={RUN_CONFIG: self.run_config})
-            self.saved = True
-            if self.replaced is not None:  # the new run has a checkpoint: the old one can go
-                shutil.rmtree(self.replaced, ignore_errors=True)
-                self.replaced = None
+            self._saved()
         barrier(self.info)
         return path
+
+    def _saved(self) -> None:
+        self.saved = True
+        if self.replaced is not None:  # the new run has a checkpoint: the old one can go
+            shutil.rmtree(self.replaced, ignore_errors=True)
+            self.replaced = None
 
     def undo_unsaved_run(self) -> None:
         """A new run that failed before its first checkpoint leaves nothing behind (no metrics

@@ -211,10 +211,16 @@ class SystemSection(DeviceOptions):
         threads: CPU threads for torch; 0 = auto.
         compile: Compile the model with torch.compile (slower start, faster steps).
         progress: Show a progress bar (rank 0 only).
+        parallel: Several processes (torchrun): ddp (each holds the whole model) or fsdp (each holds
+            1/N of weights, gradients and optimizer state; checkpoints add sharded files).
+        activation_checkpointing: Recompute each block's activations in backward instead of keeping
+            them (less memory, about a third more compute).
     """
 
     compile: bool = False
     progress: bool = True
+    parallel: Literal["ddp", "fsdp"] = "ddp"
+    activation_checkpointing: bool = False
 
 
 @dataclass

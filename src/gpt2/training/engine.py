@@ -27,21 +27,15 @@ from gpt2.data.loaders import BatchSource
 from gpt2.device import autocast, resolve_dtype
 from gpt2.errors import GPT2Error
 from gpt2.loss import NextTokenLoss
-from gpt2.training.checkpointing import (
-    BEST,
-    LATEST,
-    Progress,
-    RunCheckpoints,
-    StopFlag,
-    restore_run_state,
-    run_state,
-)
+from gpt2.training.checkpointing import BEST, LATEST, Progress, StopFlag, restore_run_state, run_state
 from gpt2.training.config import RunConfig
 from gpt2.training.distributed import DistInfo, StepSignals, sync_context, wrap_model
+from gpt2.training.fsdp import local, parallelize
 from gpt2.training.metrics import MetricsLog, perplexity, progress_bar
 from gpt2.training.mfu import flops_per_token, peak_flops
 from gpt2.training.optim import build_optimizer, lr_at, set_lr
 from gpt2.training.prefetch import Prefetcher
+from gpt2.training.sharded_checkpoint import load_sharded, run_checkpoints
 from gpt2.training.step_stats import LossReader, Reading, Throughput, bar_speed, diverged_message, speed_text
 from gpt2.training.validation import Validator
 
@@ -70,11 +64,13 @@ class Trainer:
         o, explicit = cfg.optim, "float32" if cfg.system.dtype == "auto" else cfg.system.dtype
         self.amp_dtype = amp_dtype or resolve_dtype(explicit)
         ns_dtype = torch.bfloat16 if self.amp_dtype is torch.bfloat16 else torch.float32  # Muon: as autocast
+        sharded = parallelize(model, cfg.system, o.name, self.info, self.amp_dtype)  # before the optimizer
         self.optimizer = build_optimizer(model, o.lr, o.weight_decay, (o.beta1, o.beta2), o.eps, o.impl,
                                          o.name, o.muon_lr, o.momentum, ns_dtype)
         self.fast_model = torch.compile(model) if cfg.system.compile else model  # forward for evaluation
         objective = NextTokenLoss(model)  # (x, y) -> loss: compiled as one graph with the model
-        self.model = wrap_model(torch.compile(objective) if cfg.system.compile else objective, self.info)
+        objective = torch.compile(objective) if cfg.system.compile else objective
+        self.model = objective if sharded else wrap_model(objective, self.info)
         self.train_batches = Prefetcher(train_batches)
         self.progress = Progress()
         self.out_dir = Path(cfg.train.out_dir)
@@ -82,7 +78,8 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
         self.validator = Validator(self.fast_model, model, val_batches, tokenizer, cfg.eval, cfg.train.seed,
                                    self.info, self.amp_dtype)
-        self.checkpoints = RunCheckpoints(self.out_dir, tokenizer, cfg.to_dict(), self.info)
+        self.checkpoints = run_checkpoints(self.out_dir, tokenizer, cfg.to_dict(), self.info,
+                                           self.optimizer if cfg.system.parallel == "fsdp" else None)
         self.header: dict[str, Any] = {}  # the run's facts (launch.run_header), first row of metrics.jsonl
         self.metrics: MetricsLog | None = None
         self.signals, self.reader = StepSignals(self.info), LossReader()
@@ -92,7 +89,10 @@ class Trainer:
         return run_state(self.progress, self.optimizer, self.scaler, self.train_batches)
 
     def restore(self, state: dict[str, Any]) -> None:
-        """Continue from `training_state()` of an earlier run (the weights are loaded already)."""
+        """Continue from `training_state()` of an earlier run (the weights are loaded already;
+        an FSDP run's optimizer, and weights, come from latest/sharded, re-cut for this world size)."""
+        if "optimizer" not in state:
+            load_sharded(self.out_dir / LATEST, self.raw_model, self.optimizer)
         self.progress = restore_run_state(state, self.optimizer, self.scaler, self.train_batches)
 
     def save(self, which: str) -> Path:
@@ -125,8 +125,7 @@ class Trainer:
         if clip <= 0:
             return None
         self.scaler.unscale_(self.optimizer)
-        return torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), clip)
-
+        return local(torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), clip))  # FSDP: reduced
 
     def fit(self) -> dict[str, Any]:
         """Train to max_steps (or max_seconds, or Ctrl-C); returns the run summary."""

@@ -16,6 +16,7 @@ from gpt2.loss import bits_per_byte, byte_table, counting_bytes, mean_loss
 from gpt2.training.checkpointing import Progress
 from gpt2.training.config import EvalSection
 from gpt2.training.distributed import DistInfo, all_reduce_sum
+from gpt2.training.fsdp import even_batches, is_sharded
 from gpt2.training.metrics import MetricsLog, perplexity
 
 
@@ -46,6 +47,8 @@ class Validator:
         text_bytes = [0]
         if self.bytes is not None:
             batches = counting_bytes(batches, self.bytes, text_bytes)
+        if is_sharded(self.raw_model):  # every forward is a collective: the same number on every process
+            batches = even_batches(self.model, batches, len(self.val_batches(max_batches)), self.info)
         self.model.eval()
         loss, count = mean_loss(self.model, batches, autocast(self.info.device, self.amp_dtype))
         self.model.train()
@@ -76,7 +79,7 @@ class Validator:
         improved = val < p.best_val_loss
         if improved:
             p.best_val_loss = val
-        text = self.sample() if self.info.is_main else ""
+        text = self.sample() if self.info.is_main or is_sharded(self.raw_model) else ""  # FSDP: all join
         if metrics is not None:
             metrics.log({"step": p.step, "tokens": p.tokens_seen, "val_loss": val,
                          "val_perplexity": perplexity(val), "val_bits_per_byte": self.bits_per_byte,
