@@ -94,7 +94,8 @@ class ShardedCheckpoints(RunCheckpoints):
         weights = full_weights(model, self.info)
         staged = self._staging(path)
         try:
-            dcp.save(sharded_state(model, self.optimizer), checkpoint_id=staged / SHARDS)
+            dcp.save(sharded_state(model, self.optimizer), checkpoint_id=staged / SHARDS,
+                     no_dist=not self.info.enabled)
             barrier(self.info)  # every shard is on disk before rank 0 seals the folder
             if self.info.is_main:
                 state = {k: v for k, v in training_state().items() if k != "optimizer"}  # in the shards
@@ -137,6 +138,6 @@ def load_sharded(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer)
     path = readable_path(path)
     verify_checkpoint(path, [p.relative_to(path).as_posix() for p in sorted((path / SHARDS).iterdir())])
     state = sharded_state(model, optimizer)
-    dcp.load(state, checkpoint_id=path / SHARDS)
+    dcp.load(state, checkpoint_id=path / SHARDS, no_dist=not dist.is_initialized())
     set_model_state_dict(model, state["model"])
     set_optimizer_state_dict(model, optimizer, state["optim"])
