@@ -9,6 +9,9 @@ char tokenizer: once in one process, then under torchrun with 2 processes and
 difference to one process), the final weights (max difference), the bytes each process
 keeps for parameters + gradients + AdamW state (the local pieces of DTensors under FSDP;
 expect about 1/N of DDP's), its peak RSS, and the steady-state ms per step.
+
+benchmarks/gpu_check.sh runs the worker alone on GPUs (`--worker --device cuda --preset
+gpt2-xl ...`), which prints what each process holds and its peak GPU memory.
 """
 
 from __future__ import annotations
@@ -38,6 +41,20 @@ def tensor_bytes(t: torch.Tensor | None) -> int:
     return t.numel() * t.element_size()
 
 
+def steps_only(trainer: object, steps: int) -> dict[str, float]:
+    """On the GPU: optimizer steps alone (no evaluation, no checkpoint of a 1.5B model to disk);
+    the mean time of the steps after the first two."""
+    import time
+
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        loss, _ = trainer.train_step(1e-4)
+        loss.item()  # waits for the device
+        times.append(time.perf_counter() - start)
+    return {"ms_per_step": 1000 * sum(times[2:]) / max(1, len(times) - 2)}
+
+
 def worker(args: argparse.Namespace) -> None:
     """One process of a run (under torchrun for 2): train, then write what it holds."""
     from gpt2.training.config import (
@@ -52,23 +69,28 @@ def worker(args: argparse.Namespace) -> None:
     from gpt2.training.distributed import process_group
     from gpt2.training.launch import build_trainer
 
+    shape = ({"n_layers": args.n_layers, "emb_dim": args.emb_dim, "n_heads": 4, "context_length": 128}
+             if args.preset == "char-tiny" else {})  # a GPT-2 preset keeps its own shape
     cfg = RunConfig(
-        model=ModelSection(preset="char-tiny", n_layers=args.n_layers, emb_dim=args.emb_dim, n_heads=4,
-                           context_length=128, drop_rate=0.0),
+        model=ModelSection(preset=args.preset, drop_rate=0.0, **shape),
         data=DataSection(dir=args.data), optim=OptimSection(name="adamw", lr=1e-3, warmup_steps=2),
-        train=TrainSection(max_steps=args.steps, batch_size=8, seed=7, out_dir=args.out, log_interval=1),
+        train=TrainSection(max_steps=args.steps, batch_size=args.batch, seed=7, out_dir=args.out,
+                           log_interval=1, max_passes=0),
         eval=EvalSection(interval=0, batches=1, sample_tokens=0, final_full=False),
-        system=SystemSection(device="cpu", dtype="float32", threads=1, progress=False,
-                             parallel=args.parallel))
+        system=SystemSection(device=args.device, dtype=args.dtype, threads=1 if args.device == "cpu" else 0,
+                             progress=False, parallel=args.parallel,
+                             activation_checkpointing=args.activation_checkpointing))
     trainer = build_trainer(cfg)
     with process_group(trainer.info):
-        summary = trainer.fit()
+        summary = trainer.fit() if args.device == "cpu" else steps_only(trainer, args.steps)
         opt_state = sum(tensor_bytes(v) for s in trainer.optimizer.state.values() for v in s.values()
                         if isinstance(v, torch.Tensor) and v.dim() > 0)
         params = list(trainer.raw_model.parameters())
         held = {"params": sum(map(tensor_bytes, params)), "grads": sum(tensor_bytes(p.grad) for p in params),
                 "optimizer": opt_state, "ms_per_step": summary.get("ms_per_step"),
-                "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+                "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                "gpu_peak_gb": torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else None}
+    print(json.dumps({"rank": trainer.info.rank, **held}))
     (Path(args.out) / f"held_rank{trainer.info.rank}.json").write_text(json.dumps(held))
 
 
@@ -126,6 +148,12 @@ def main() -> None:
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     parser.add_argument("--parallel", default="ddp", help=argparse.SUPPRESS)
+    # for the GPU check (benchmarks/gpu_check.sh runs one worker per GPU under torchrun)
+    parser.add_argument("--preset", default="char-tiny", help="char-tiny (shaped by the above) or gpt2-*")
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32")
+    parser.add_argument("--activation_checkpointing", action="store_true")
     args = parser.parse_args()
     if args.worker:
         worker(args)

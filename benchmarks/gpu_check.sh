@@ -7,7 +7,8 @@
 # script goes on): environment; HF parity on CUDA (max logit diff at 124M); `gpt2 train` 124M
 # B16 x 1024 bf16 compiled, 60 steps, steady state from metrics.jsonl, and transformers'
 # training step at the same shape; greedy decoding tokens/s at batch 1 and 16 vs transformers;
-# fp16 + GradScaler and torchrun/NCCL smoke runs; the CUDA tests. The report is a compact table,
+# fp16 + GradScaler and torchrun/NCCL smoke runs; an FSDP step of gpt2-xl (memory per GPU) and an
+# FSDP 124M run over NCCL; the CUDA tests. The report is a compact table,
 # printed and copied to "$OUT/gpu_report.txt" when $OUT is set.
 #
 # Nothing is downloaded. Packages the GPU machine lacks are installed from local wheels in .whl/
@@ -116,6 +117,17 @@ if [ "$DEVICE" = cuda ]; then
   section "torchrun NCCL smoke (nproc $NPROC, 20 steps)" 150 $PY -m torch.distributed.run --standalone \
     --nproc_per_node "$NPROC" -m gpt2 train "${PRESET[@]}" "${TRAIN_COMMON[@]}" --train.batch_size 8 \
     --train.max_steps 20 --train.out_dir "$WORK/ddp" --system.dtype bf16
+  # FSDP (issue 22): gpt2-xl (1.56B) sharded over the GPUs there are, bf16 compute, float32 master
+  # weights and AdamW state: per GPU, params + grads + AdamW bytes and the peak memory allocated.
+  # On one GPU FSDP has nothing to shard with: the same run shows what an unsharded process needs.
+  NGPU=$($PY -c "import torch; print(max(1, torch.cuda.device_count()))")
+  TAIL_LINES=$((NGPU + 1)) section "FSDP gpt2-xl B${NGPU}x1024 bf16, activation checkpointing (nproc $NGPU, 6 steps)" 300 \
+    $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" benchmarks/bench_fsdp.py --worker \
+    --data "$WORK/data" --out "$WORK/fsdp" --steps 6 --preset gpt2-xl --batch "$NGPU" --device cuda \
+    --dtype bf16 --parallel fsdp --activation_checkpointing
+  TAIL_LINES=3 section "FSDP NCCL 124M (nproc $NPROC, 20 steps, sharded checkpoint)" 150 $PY -m torch.distributed.run \
+    --standalone --nproc_per_node "$NPROC" -m gpt2 train "${PRESET[@]}" "${TRAIN_COMMON[@]}" --train.batch_size 8 \
+    --train.max_steps 20 --train.out_dir "$WORK/fsdp124" --system.dtype bf16 --system.parallel fsdp
   TAIL_LINES=4 section "CUDA tests" 180 $PY -m pytest -q -x -p no:cacheprovider tests/test_cuda.py \
     tests/test_static_cache.py tests/test_hot_loop.py
 else
