@@ -24,8 +24,10 @@ a process killed at any moment leaves the previous checkpoint whole. Several nod
 
 from __future__ import annotations
 
+import contextlib
 import shutil
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,14 @@ def full_weights(model: nn.Module, info: DistInfo) -> dict[str, torch.Tensor]:
     return get_model_state_dict(model, options=_options(full_state_dict=True, cpu_offload=True))
 
 
+@contextlib.contextmanager
+def _one_process_is_intended() -> Iterator[None]:
+    """Silence DCP's warning that it runs without a process group: on one process we mean it."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled, unavailable")
+        yield
+
+
 class ShardedCheckpoints(RunCheckpoints):
     """RunCheckpoints for FSDP runs: `save` is collective (every process writes its shard)."""
 
@@ -94,8 +104,9 @@ class ShardedCheckpoints(RunCheckpoints):
         weights = full_weights(model, self.info)
         staged = self._staging(path)
         try:
-            dcp.save(sharded_state(model, self.optimizer), checkpoint_id=staged / SHARDS,
-                     no_dist=not self.info.enabled)
+            with _one_process_is_intended():
+                dcp.save(sharded_state(model, self.optimizer), checkpoint_id=staged / SHARDS,
+                         no_dist=not self.info.enabled)
             barrier(self.info)  # every shard is on disk before rank 0 seals the folder
             if self.info.is_main:
                 state = {k: v for k, v in training_state().items() if k != "optimizer"}  # in the shards
@@ -138,6 +149,7 @@ def load_sharded(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer)
     path = readable_path(path)
     verify_checkpoint(path, [p.relative_to(path).as_posix() for p in sorted((path / SHARDS).iterdir())])
     state = sharded_state(model, optimizer)
-    dcp.load(state, checkpoint_id=path / SHARDS, no_dist=not dist.is_initialized())
+    with _one_process_is_intended():
+        dcp.load(state, checkpoint_id=path / SHARDS, no_dist=not dist.is_initialized())
     set_model_state_dict(model, state["model"])
     set_optimizer_state_dict(model, optimizer, state["optim"])
