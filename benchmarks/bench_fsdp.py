@@ -11,7 +11,7 @@ keeps for parameters + gradients + AdamW state (the local pieces of DTensors und
 expect about 1/N of DDP's), its peak RSS, and the steady-state ms per step.
 
 benchmarks/gpu_check.sh runs the worker alone on GPUs (`--worker --device cuda --preset
-gpt2-xl ...`), which prints what each process holds and its peak GPU memory.
+gpt2-xl --steps_only ...`), which prints what each process holds and its peak GPU memory.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def worker(args: argparse.Namespace) -> None:
                              activation_checkpointing=args.activation_checkpointing))
     trainer = build_trainer(cfg)
     with process_group(trainer.info):
-        summary = trainer.fit() if args.device == "cpu" else steps_only(trainer, args.steps)
+        summary = steps_only(trainer, args.steps) if args.steps_only else trainer.fit()
         opt_state = sum(tensor_bytes(v) for s in trainer.optimizer.state.values() for v in s.values()
                         if isinstance(v, torch.Tensor) and v.dim() > 0)
         params = list(trainer.raw_model.parameters())
@@ -91,6 +91,7 @@ def worker(args: argparse.Namespace) -> None:
                 "rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 "gpu_peak_gb": torch.cuda.max_memory_allocated() / 2**30 if args.device == "cuda" else None}
     print(json.dumps({"rank": trainer.info.rank, **held}))
+    Path(args.out).mkdir(parents=True, exist_ok=True)  # steps_only writes no checkpoint
     (Path(args.out) / f"held_rank{trainer.info.rank}.json").write_text(json.dumps(held))
 
 
@@ -154,6 +155,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--dtype", default="float32")
     parser.add_argument("--activation_checkpointing", action="store_true")
+    parser.add_argument("--steps_only", action="store_true", help="optimizer steps only (no eval, no save)")
     args = parser.parse_args()
     if args.worker:
         worker(args)

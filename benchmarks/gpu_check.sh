@@ -124,7 +124,7 @@ if [ "$DEVICE" = cuda ]; then
   TAIL_LINES=$((NGPU + 1)) section "FSDP gpt2-xl B${NGPU}x1024 bf16, activation checkpointing (nproc $NGPU, 6 steps)" 300 \
     $PY -m torch.distributed.run --standalone --nproc_per_node "$NGPU" benchmarks/bench_fsdp.py --worker \
     --data "$WORK/data" --out "$WORK/fsdp" --steps 6 --preset gpt2-xl --batch "$NGPU" --device cuda \
-    --dtype bf16 --parallel fsdp --activation_checkpointing
+    --dtype bf16 --parallel fsdp --activation_checkpointing --steps_only
   TAIL_LINES=3 section "FSDP NCCL 124M (nproc $NPROC, 20 steps, sharded checkpoint)" 150 $PY -m torch.distributed.run \
     --standalone --nproc_per_node "$NPROC" -m gpt2 train "${PRESET[@]}" "${TRAIN_COMMON[@]}" --train.batch_size 8 \
     --train.max_steps 20 --train.out_dir "$WORK/fsdp124" --system.dtype bf16 --system.parallel fsdp
