@@ -35,7 +35,7 @@ from gpt2.training.metrics import MetricsLog, perplexity, progress_bar
 from gpt2.training.mfu import flops_per_token, peak_flops
 from gpt2.training.optim import build_optimizer, lr_at, set_lr
 from gpt2.training.prefetch import Prefetcher
-from gpt2.training.sharded_checkpoint import load_sharded, run_checkpoints
+from gpt2.training.sharded_checkpoint import restore_sharded, run_checkpoints
 from gpt2.training.step_stats import LossReader, Reading, Throughput, bar_speed, diverged_message, speed_text
 from gpt2.training.validation import Validator
 
@@ -91,8 +91,7 @@ class Trainer:
     def restore(self, state: dict[str, Any]) -> None:
         """Continue from `training_state()` of an earlier run (the weights are loaded already;
         an FSDP run's optimizer, and weights, come from latest/sharded, re-cut for this world size)."""
-        if "optimizer" not in state:
-            load_sharded(self.out_dir / LATEST, self.raw_model, self.optimizer)
+        restore_sharded(state, self.out_dir / LATEST, self.raw_model, self.optimizer)
         self.progress = restore_run_state(state, self.optimizer, self.scaler, self.train_batches)
 
     def save(self, which: str) -> Path:

@@ -36,6 +36,7 @@ import torch.distributed as dist
 from torch import nn
 
 from gpt2.checkpoint import readable_path, recover_interrupted_save, save_checkpoint, verify_checkpoint
+from gpt2.errors import GPT2Error
 from gpt2.files import staging_dir
 from gpt2.training.checkpointing import LATEST, RUN_CONFIG, RunCheckpoints
 from gpt2.training.distributed import DistInfo, barrier
@@ -138,6 +139,19 @@ def run_checkpoints(out_dir: Path, tokenizer: Any, run_config: dict[str, Any], i
     if sharded_optimizer is None:
         return RunCheckpoints(out_dir, tokenizer, run_config, info)
     return ShardedCheckpoints(out_dir, tokenizer, run_config, info, sharded_optimizer)
+
+
+def restore_sharded(state: dict[str, Any], path: Path, model: nn.Module,
+                    optimizer: torch.optim.Optimizer) -> None:
+    """The sharded part of a resume: `path`/sharded when the training state has no optimizer
+    (an FSDP run saved it); a DDP run's whole optimizer cannot be cut into FSDP's pieces."""
+    from gpt2.training.fsdp import is_sharded
+
+    if "optimizer" not in state:
+        load_sharded(path, model, optimizer)
+    elif is_sharded(model):
+        raise GPT2Error(f"--resume: {path} was saved by a --system.parallel ddp run; resume it with ddp "
+                        "(FSDP runs resume from their sharded checkpoints only)")
 
 
 def load_sharded(path: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
