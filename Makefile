@@ -22,11 +22,13 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 # The playground's browser test drives Debian's chromium through chromium-driver (a browser
-# download of its own would need the internet). Without root, say what is missing and go on.
+# download of its own would need the internet) and checks that Devanagari is drawn with a real
+# font (fonts-noto-core). Without root, say what is missing and go on.
 browser:
-	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
-		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; } || \
-		echo "make: warning: could not install chromium chromium-driver; the browser test will be skipped"
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null && fc-list :lang=ne | grep -q . || \
+		{ apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver \
+		fonts-noto-core; } || \
+		echo "make: warning: could not install chromium chromium-driver fonts-noto-core; browser tests will be skipped"
 
 demo: install
 	$(BIN)/gpt2 prepare --input shakespeare --out $(DATA) --tokenizer char

@@ -1,12 +1,15 @@
 """The playground in a real browser: headless Chromium (Debian's chromium + chromium-driver,
 driven by Selenium) types a prompt, generates with the keyboard only, watches the text stream
-in, stops it, checks the token colours and the top-5 alternatives, and saves screenshots."""
+in, stops it, checks the token colours and the top-5 alternatives, shows the model's own name
+and example prompt, draws Devanagari with a font that has it (Debian's fonts-noto-core), and
+saves screenshots."""
 
 from __future__ import annotations
 
 import math
 import os
 import shutil
+import subprocess
 
 import httpx
 import pytest
@@ -24,6 +27,16 @@ if not (CHROMIUM and DRIVER):
     if os.environ.get("CI"):
         raise RuntimeError("CI needs chromium and chromium-driver (apt-get install chromium chromium-driver)")
     pytest.skip("needs Debian's chromium and chromium-driver (make browser)", allow_module_level=True)
+NEPALI = "नेपाल एक सुन्दर देश हो।"  # 18 glyphs in Noto Sans Devanagari (conjuncts and vowel signs)
+
+
+def has_devanagari_font() -> bool:
+    """Whether fontconfig knows a font covering Nepali (fonts-noto-core brings Noto Sans Devanagari)."""
+    try:
+        listed = subprocess.run(["fc-list", ":lang=ne", "family"], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return False
+    return bool(listed.stdout.strip())
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +80,47 @@ def open_playground(browser, server) -> WebDriverWait:
     wait = WebDriverWait(browser, 30)
     wait.until(lambda b: MODEL in b.find_element(By.ID, "model").text)
     return wait
+
+
+def fonts_drawing(browser, text: str) -> list[dict]:
+    """The platform fonts Chromium drew `text` with (DevTools' CSS.getPlatformFontsForNode), found
+    wherever it is shown, inside a textarea's own shadow tree too: [{familyName, glyphCount}, ...]."""
+    browser.execute_cdp_cmd("DOM.enable", {})
+    browser.execute_cdp_cmd("CSS.enable", {})
+    nodes = [browser.execute_cdp_cmd("DOM.getDocument", {"depth": -1, "pierce": True})["root"]]
+    while nodes:
+        node = nodes.pop()
+        if node.get("nodeType") == 3 and text in node.get("nodeValue", ""):
+            return browser.execute_cdp_cmd("CSS.getPlatformFontsForNode", {"nodeId": node["nodeId"]})["fonts"]
+        nodes += node.get("children", []) + node.get("shadowRoots", [])
+    raise AssertionError(f"{text!r} is not on the page")
+
+
+def test_the_page_names_the_served_model_and_prefills_its_example_prompt(browser, server):
+    open_playground(browser, server)
+    served = httpx.get(server.url + "/v1/models").json()["data"][0]["id"]
+    assert browser.find_element(By.ID, "model").text == f"model: {served}"
+    assert browser.title == f"{served} · gpt2 playground"
+    example = httpx.get(server.url + "/health").json().get("example_prompt") or ""
+    WebDriverWait(browser, 10).until(lambda b: b.find_element(By.ID, "prompt").get_property("value") == example)
+    assert "Once upon a time" not in browser.page_source  # no English text forced on every model
+
+
+def test_devanagari_is_drawn_with_a_font_that_has_it(browser, server, tmp_path):
+    if not has_devanagari_font():
+        if os.environ.get("CI"):
+            raise RuntimeError("CI needs fonts-noto-core (apt-get install fonts-noto-core)")
+        pytest.skip("needs a Devanagari font: Debian's fonts-noto-core (make browser)")
+    open_playground(browser, server)
+    fill(browser, "prompt", NEPALI)
+    fonts = fonts_drawing(browser, NEPALI)
+    devanagari = [f for f in fonts if "Devanagari" in f["familyName"]]
+    # Boxes would come from the monospace font's missing-glyph shape: every Devanagari letter must
+    # be a glyph of a Devanagari font (the space and the danda may come from the Latin font).
+    assert devanagari and sum(f["glyphCount"] for f in devanagari) >= 15, fonts
+    prompt = browser.find_element(By.ID, "prompt")
+    prompt.screenshot(str(tmp_path / "devanagari.png"))
+    assert (tmp_path / "devanagari.png").stat().st_size > 1_000
 
 
 def test_text_streams_in_and_escape_stops_it(browser, server):

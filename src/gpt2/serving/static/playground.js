@@ -263,7 +263,6 @@ function newChat() {
 function init() {
   for (const radio of document.querySelectorAll("input[name=mode]")) radio.addEventListener("change", setMode);
   $("new_chat").addEventListener("click", newChat);
-  $("prompt").value = $("prompt").value || "Once upon a time";
   $("form").addEventListener("submit", (event) => { event.preventDefault(); generate(); });
   $("stop_button").addEventListener("click", stop);
   $("prompt").addEventListener("keydown", (event) => {
@@ -279,10 +278,28 @@ function init() {
   output.addEventListener("focusout", (event) => {
     if (!output.contains(event.relatedTarget)) hideTooltip();
   });
+  showModel();
+  prefillPrompt();
+}
+
+function showModel() { // the name the server gives the model (its run's name), never a fixed one
   fetch("v1/models", { headers: headers() })
     .then((r) => (r.ok ? r.json() : Promise.reject(r.status)))
-    .then((body) => { $("model").textContent = `model: ${body.data[0].id}`; })
+    .then((body) => {
+      const name = body.data[0].id;
+      $("model").textContent = `model: ${name}`;
+      document.title = `${name} · gpt2 playground`;
+    })
     .catch(() => { $("model").textContent = "model: (enter the API key to use this server)"; });
+}
+
+function prefillPrompt() { // a line of the model's own validation text, in its own language
+  fetch("health")
+    .then((r) => (r.ok ? r.json() : {}))
+    .then((body) => {
+      if (!$("prompt").value && typeof body.example_prompt === "string") $("prompt").value = body.example_prompt;
+    })
+    .catch(() => {}); // no example: the prompt stays empty (the model then starts from end-of-text)
 }
 
 init();
