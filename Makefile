@@ -49,4 +49,4 @@ bench: install
 	$(BIN)/python benchmarks/bench_train.py
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache .ruff_cache
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache learn_out notebooks/learn_out

@@ -3,6 +3,7 @@ prompt taken from the validation split when none is given."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import numpy as np
 from gpt2.checkpoint import read_config
 from gpt2.data.shards import write_prepared
 from gpt2.tokenizers import get_tokenizer
-from gpt2.training.config import RunConfig, TrainSection
+from gpt2.training.config import EvalSection, RunConfig, TrainSection
 from gpt2.training.fit_data import capped_steps, fit_to_data, prompt_from_data
 from train_helpers import TEXT, make_char_data, run_gpt2, tiny_args
 
@@ -96,7 +97,7 @@ def test_the_prompt_stops_at_end_of_text_and_survives_an_empty_split(tmp_path: P
     assert prompt_from_data(empty, tok) == ""  # samples then start from end-of-text
 
 
-def test_warmup_is_lowered_with_the_steps(tmp_path: Path) -> None:
+def test_warmup_and_eval_interval_are_lowered_with_the_steps(tmp_path: Path) -> None:
     tok = get_tokenizer("char", text=TEXT)
     ids = np.array(tok.encode(TEXT))
     data = write_prepared(tmp_path, tok, {"train": ids[:5000], "val": ids[5000:]}, split={"val_ratio": 0.1})
@@ -104,4 +105,10 @@ def test_warmup_is_lowered_with_the_steps(tmp_path: Path) -> None:
     fitted, notes = fit_to_data(cfg, data, tok, window=32)
     assert fitted.train.max_steps == 39 and fitted.optim.warmup_steps == 3  # 5,000 / 128; a tenth
     assert any("--optim.warmup_steps lowered from 50 to 3" in n for n in notes)
+    assert fitted.eval.interval == 4  # 250 would evaluate only at the end: 8 evaluations in 39 steps
+    assert any("--eval.interval lowered from 250 to 4: 8 evaluations in 39 steps" in n for n in notes)
+    at_end_only = dataclasses.replace(cfg, eval=EvalSection(interval=0))
+    assert fit_to_data(at_end_only, data, tok, window=32)[0].eval.interval == 0  # as asked
+    uncapped = RunConfig(train=TrainSection(max_steps=20, max_passes=1.0, batch_size=4))
+    assert fit_to_data(uncapped, data, tok, window=32)[0].eval.interval == 250  # a run not lowered is left alone
     assert fitted.eval.prompt and fitted.eval.prompt in TEXT

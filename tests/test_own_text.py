@@ -4,9 +4,12 @@ the run shortened for the test."""
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import shlex
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -29,11 +32,47 @@ def nepali_corpus(folder: Path, files: int = 3, lines: int = 1500) -> Path:
     return folder
 
 
+PROMPT = "a prompt in your language"  # the README's stand-in for --prompt
+
+
+def bash_commands(text: str, heading: str) -> list[list[str]]:
+    """The commands of the first bash block after `heading` in markdown `text`."""
+    block = re.search(r"```bash\n(.*?)```", text.split(heading, 1)[1], flags=re.S)[1]
+    return [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
+
+
 def readme_recipe() -> list[list[str]]:
     """The commands of the first bash block under '## Your own text' in README.md."""
-    section = (ROOT / "README.md").read_text(encoding="utf-8").split("## Your own text", 1)[1]
-    block = re.search(r"```bash\n(.*?)```", section, flags=re.S)[1]
-    return [shlex.split(line, comments=True) for line in block.splitlines() if line.strip()]
+    return bash_commands((ROOT / "README.md").read_text(encoding="utf-8"), "## Your own text")
+
+
+def notebook_recipe() -> list[list[str]]:
+    """The commands of notebook 06's 'Doing it for real' (a markdown cell)."""
+    cells = json.loads((ROOT / "notebooks" / "06-your-language.ipynb").read_text(encoding="utf-8"))["cells"]
+    text = "\n".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown")
+    return bash_commands(text, "## Doing it for real")
+
+
+def test_notebook_06_and_the_docs_give_the_readme_recipe() -> None:
+    """One recipe: notebook 06 and docs/data.md repeat the README's commands with the names filled
+    in (the README's are run below, on a corpus they never saw)."""
+    names = {"my_texts/": "nepali/", "tok/mine": "tok/nepali", "data/mine": "data/nepali",
+             "runs/mine/best": "runs/nepali/best", "runs/mine": "runs/nepali", PROMPT: "नेपाल"}
+    filled = [[names.get(a, a) for a in command] for command in readme_recipe()]
+    assert notebook_recipe() == filled
+    data_md = (ROOT / "docs" / "data.md").read_text(encoding="utf-8")
+    nepali = [c for c in bash_commands(data_md, "# Data") if "nepali/" in c]
+    assert nepali and all(c in filled for c in nepali)
+
+
+def test_what_the_recipe_writes_is_ignored_by_git() -> None:
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("needs git and a git checkout")
+    outputs = [a for c in readme_recipe() for a in c if a.startswith(("tok/", "data/", "runs/"))]
+    assert {o.split("/")[0] for o in outputs} == {"tok", "data", "runs"}
+    for path in [*outputs, "notebooks/learn_out/06-your-language/run_sp"]:  # and the notebooks' own
+        ignored = subprocess.run(["git", "check-ignore", "-q", path], cwd=ROOT, check=False)
+        assert ignored.returncode == 0, f"{path} would show up in git status"
 
 
 @pytest.mark.slow
@@ -51,7 +90,7 @@ def test_the_readme_own_text_recipe_runs_on_a_new_corpus(tmp_path: Path) -> None
             args += ["--train.max_steps=40", "--eval.interval=20", "--eval.batches=2",
                      "--system.progress=false"]
         if command[1] == "generate":
-            args = [a if a != "the first words" else "नेपाल" for a in args]
+            args = [a if a != PROMPT else "नेपाल" for a in args]
         proc = run_gpt2(args, timeout=300)
         assert proc.returncode == 0, f"{' '.join(command)}:\n{proc.stderr}"
         outputs.append(proc)

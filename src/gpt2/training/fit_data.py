@@ -4,7 +4,9 @@ A config written for one corpus is often run on another. Two settings go wrong s
 when that happens: `train.max_steps` may repeat a small corpus hundreds of times, and
 `eval.prompt` may hold characters the new tokenizer has never seen. `fit_to_data` resolves
 both once, before the run starts (and before a resume compares its settings, which then
-resolve to the same values); a lowered max_steps is printed as a note.
+resolve to the same values); a lowered max_steps is printed as a note, and so are the warmup
+and the evaluation interval lowered with it (a short run still warms up in a tenth of its
+steps and still has FITTED_EVALS validation points, so the best checkpoint can be chosen).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from gpt2.training.config import RunConfig
 
 PROMPT_MAX_TOKENS = 12  # a short line start: enough to show the model continues it
 PROMPT_SCAN_TOKENS = 4096  # how far into the validation split to look for a line start
+FITTED_EVALS = 8  # evaluations in a run whose length was lowered to fit its data
 
 
 def capped_steps(max_steps: int, max_passes: float, train_tokens: int, tokens_per_step: int) -> int:
@@ -60,6 +63,11 @@ def fit_to_data(cfg: RunConfig, data_dir: Path, tokenizer: Tokenizer,
             notes.append(f"--optim.warmup_steps lowered from {cfg.optim.warmup_steps} to {warmup}, "
                          "a tenth of the steps")
             cfg = dataclasses.replace(cfg, optim=dataclasses.replace(cfg.optim, warmup_steps=warmup))
+        interval = min(cfg.eval.interval, max(1, steps // FITTED_EVALS))  # 0 (only at the end) stays 0
+        if interval != cfg.eval.interval:
+            notes.append(f"--eval.interval lowered from {cfg.eval.interval} to {interval}: "
+                         f"{FITTED_EVALS} evaluations in {steps} steps")
+            cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, interval=interval))
     if cfg.eval.prompt is None:  # the run header shows it
         prompt = prompt_from_data(data_dir, tokenizer)
         cfg = dataclasses.replace(cfg, eval=dataclasses.replace(cfg.eval, prompt=prompt))
