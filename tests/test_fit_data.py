@@ -110,5 +110,5 @@ def test_warmup_and_eval_interval_are_lowered_with_the_steps(tmp_path: Path) -> 
     at_end_only = dataclasses.replace(cfg, eval=EvalSection(interval=0))
     assert fit_to_data(at_end_only, data, tok, window=32)[0].eval.interval == 0  # as asked
     uncapped = RunConfig(train=TrainSection(max_steps=20, max_passes=1.0, batch_size=4))
-    assert fit_to_data(uncapped, data, tok, window=32)[0].eval.interval == 250  # a run not lowered is left alone
+    assert fit_to_data(uncapped, data, tok, window=32)[0].eval.interval == 250  # not lowered: left alone
     assert fitted.eval.prompt and fitted.eval.prompt in TEXT

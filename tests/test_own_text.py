@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from train_helpers import ROOT, run_gpt2
+from gpt2 import GPT2, GPT2Config
+from gpt2.checkpoint import save_checkpoint
+from gpt2.data.shards import open_data
+from train_helpers import ROOT, make_char_data, run_gpt2
 
 WORDS = ("नेपाल हिमाल पहाड तराई गाउँ सहर नदी खोला जङ्गल बाटो घर आमा बुबा दाजु दिदी भाइ बहिनी साथी "
          "किताब विद्यालय शिक्षक विद्यार्थी खेत किसान धान मकै आलु पानी आकाश घाम जून तारा बादल हावा "
@@ -100,3 +103,29 @@ def test_the_readme_own_text_recipe_runs_on_a_new_corpus(tmp_path: Path) -> None
     generated = outputs[4].stdout
     assert generated.startswith("नेपाल") and len(generated) > 50
     assert sum("\u0900" <= ch <= "\u097f" for ch in generated) > 20  # Devanagari, not mojibake
+
+
+@pytest.mark.slow
+def test_the_finetune_own_recipe_starts_from_a_small_checkpoint(tmp_path: Path) -> None:
+    """configs/finetune_own.yaml on a checkpoint of 32 positions: the window is the model's own
+    (GPT-2's recipe, 256 tokens, is refused in one line saying so)."""
+    data = make_char_data(tmp_path / "data")
+    tokenizer = open_data(data)[1]
+    base = tmp_path / "base"
+    save_checkpoint(base, GPT2(GPT2Config(vocab_size=tokenizer.vocab_size, context_length=32, emb_dim=32,
+                                          n_heads=2, n_layers=2)), tokenizer=tokenizer)
+    quick = ["--train.max_steps=3", "--eval.interval=0", "--eval.batches=1", "--eval.sample_tokens=0",
+             "--model.attention=explicit", "--system.device=cpu", "--system.dtype=float32",
+             "--system.threads=1", "--system.progress=false"]
+    tuned = tmp_path / "tuned"
+    proc = run_gpt2(["train", "--config", "configs/finetune_own.yaml", f"--model.init={base}",
+                     f"--data.dir={data}", f"--train.out_dir={tuned}", *quick])
+    assert proc.returncode == 0, proc.stderr
+    saved = json.loads((tuned / "latest" / "train_config.json").read_text())
+    header = json.loads((tuned / "metrics.jsonl").read_text().splitlines()[0])
+    assert header["tokens_per_step"] == saved["train"]["batch_size"] * 32  # the loaded model's context
+    old = run_gpt2(["train", "--config", "configs/finetune_gpt2.yaml", f"--model.init={base}",
+                    f"--data.dir={data}", f"--train.out_dir={tmp_path / 'old'}", *quick])
+    assert old.returncode == 1 and "Traceback" not in old.stderr
+    assert "--train.context_length 256 is longer than the model's context_length 32; lower it or leave it " \
+           "unset (it defaults to the loaded model's)" in old.stderr

@@ -33,7 +33,8 @@ NEPALI = "नेपाल एक सुन्दर देश हो।"  # 18 g
 def has_devanagari_font() -> bool:
     """Whether fontconfig knows a font covering Nepali (fonts-noto-core brings Noto Sans Devanagari)."""
     try:
-        listed = subprocess.run(["fc-list", ":lang=ne", "family"], capture_output=True, text=True, check=False)
+        listed = subprocess.run(["fc-list", ":lang=ne", "family"], capture_output=True, text=True,
+                                check=False)
     except FileNotFoundError:
         return False
     return bool(listed.stdout.strip())
@@ -102,7 +103,8 @@ def test_the_page_names_the_served_model_and_prefills_its_example_prompt(browser
     assert browser.find_element(By.ID, "model").text == f"model: {served}"
     assert browser.title == f"{served} · gpt2 playground"
     example = httpx.get(server.url + "/health").json().get("example_prompt") or ""
-    WebDriverWait(browser, 10).until(lambda b: b.find_element(By.ID, "prompt").get_property("value") == example)
+    prompt = browser.find_element(By.ID, "prompt")
+    WebDriverWait(browser, 10).until(lambda b: prompt.get_property("value") == example)
     assert "Once upon a time" not in browser.page_source  # no English text forced on every model
 
 

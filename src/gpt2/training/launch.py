@@ -142,8 +142,10 @@ def check_settings(cfg: RunConfig, info: DistInfo, model_cfg: GPT2Config, tokeni
     has already checked its own values when it was built.)"""
     t = cfg.train
     if window > model_cfg.context_length:
+        fix = ("leave it unset (it defaults to the loaded model's)" if source != "scratch"
+               else "give the model more positions (--model.context_length)")
         raise GPT2Error(f"--train.context_length {window} is longer than the model's context_length "
-                        f"{model_cfg.context_length}; lower it or give the model more positions")
+                        f"{model_cfg.context_length}; lower it or {fix}")
     if tokenizer.vocab_size > model_cfg.vocab_size:
         raise GPT2Error(f"the data's tokenizer has {tokenizer.vocab_size} ids but the model's vocabulary has "
                         f"{model_cfg.vocab_size}; use data prepared with the model's tokenizer")
