@@ -294,10 +294,12 @@ function showModel() { // the name the server gives the model (its run's name), 
 }
 
 function prefillPrompt() { // a line of the model's own validation text, in its own language
+  let typed = false; // never replace what the user typed before the answer came
+  $("prompt").addEventListener("input", () => { typed = true; }, { once: true });
   fetch("health")
     .then((r) => (r.ok ? r.json() : {}))
     .then((body) => {
-      if (!$("prompt").value && typeof body.example_prompt === "string") $("prompt").value = body.example_prompt;
+      if (!typed && typeof body.example_prompt === "string") $("prompt").value = body.example_prompt;
     })
     .catch(() => {}); // no example: the prompt stays empty (the model then starts from end-of-text)
 }
