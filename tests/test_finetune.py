@@ -65,11 +65,13 @@ def test_classifier_reaches_100_percent_on_a_separable_set(tmp_path, capsys, one
     assert "accuracy 1.0000 on 40 examples" in printed and "confusion" in printed
     # Only the last block, the final norm and the head were trained: the embedding is the base's.
     tuned = load_file(out / "latest" / "model.safetensors")
-    assert torch.equal(tuned["transformer.wte.weight"], load_file(base / "model.safetensors")["transformer.wte.weight"])
+    before = load_file(base / "model.safetensors")
+    assert torch.equal(tuned["transformer.wte.weight"], before["transformer.wte.weight"])
     assert not torch.equal(tuned["transformer.h.1.mlp.c_fc.weight"],
                            load_file(base / "model.safetensors")["transformer.h.1.mlp.c_fc.weight"])
 
-    main(["classify", "--checkpoint", str(out / "latest"), "--file", str(val), "--out", str(tmp_path / "r.json"),
+    main(["classify", "--checkpoint", str(out / "latest"), "--file", str(val), "--out",
+          str(tmp_path / "r.json"),
           "--text", "abcabc", "--device", "cpu"])
     printed = capsys.readouterr().out
     assert printed.startswith("early\t") and "accuracy 1.0000" in printed
@@ -99,7 +101,8 @@ def test_lora_chat_run_resumes_bit_for_bit(tmp_path, one_thread):
     opts = ["--task", "chat", "--lora.rank", "4", "--lora.dropout", "0.1", "--model.drop_rate", "0.1",
             "--lora.targets", "[attn.qkv,mlp.fc]"]
     main(["finetune", *opts, *_opts(base, tmp_path / "a", 8, **{"data.train": data})])
-    main(["finetune", *opts, *_opts(base, tmp_path / "b", 8, **{"data.train": data, "train.stop_after_steps": 4})])
+    stop = {"data.train": data, "train.stop_after_steps": 4}
+    main(["finetune", *opts, *_opts(base, tmp_path / "b", 8, **stop)])
     assert _losses(tmp_path / "b").keys() == {1, 2, 3, 4}
     main(["finetune", *opts, "--resume", "true", *_opts(base, tmp_path / "b", 8, **{"data.train": data})])
     assert _losses(tmp_path / "a") == _losses(tmp_path / "b")
@@ -124,11 +127,13 @@ def _fails(argv: list[str], capsys) -> str:
     ("chat", "c.jsonl", '{"messages": [{"role": "user", "content": "hi"}]}\n'
                         '{"messages": [{"role": "user", "content": "a"}]}\n',
      "c.jsonl line 1: the conversation has no assistant turn"),
-    ("chat", "c.jsonl", '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]}\n'
+    ("chat", "c.jsonl", '{"messages": [{"role": "user", "content": "a"}, '
+                        '{"role": "assistant", "content": "b"}]}\n'
                         '\n{"messages": [{"role": "robot", "content": "a"}]}\n',
      "c.jsonl line 3: message 1 has the unknown role 'robot'"),
     ("chat", "c.jsonl", '{"messages": []}\n{"oops": 1\n', "c.jsonl line 2: not JSON"),
-    ("classify", "d.csv", "text,category\nabc,x\nabd,y\n", "d.csv line 2: no 'label' column (--data.label_field)"),
+    ("classify", "d.csv", "text,category\nabc,x\nabd,y\n",
+     "d.csv line 2: no 'label' column (--data.label_field)"),
     ("classify", "d.csv", "", "d.csv: the file holds no examples"),
     ("chat", "e.jsonl", "\n\n", "e.jsonl: the file holds no examples"),
 ])

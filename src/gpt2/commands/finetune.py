@@ -15,8 +15,8 @@ from gpt2.finetune.options import (
     FinetuneOptimSection,
     FinetuneTrainSection,
     LoRASection,
-    TaskSection,
     Task,
+    TaskSection,
     Trainable,
 )
 from gpt2.training.config import CheckpointSection, ModelSection, SystemSection
@@ -47,7 +47,8 @@ def finetune(task: Task, model: ModelSection, data: FinetuneDataSection, lora: L
     from gpt2.training.distributed import process_group
     from gpt2.training.engine import TrainingInterruptedError
 
-    cfg = FinetuneConfig(TaskSection(task, trainable), model, data, lora, optim, train, eval, checkpoint, system)
+    cfg = FinetuneConfig(TaskSection(task, trainable), model, data, lora, optim, train, eval, checkpoint,
+                         system)
     trainer = build_finetuner(cfg, resume=resume, allow_changes=allow_changes, overwrite=overwrite)
     with process_group(trainer.info):
         if resume and trainer.progress.step >= trainer.cfg.train.max_steps:

@@ -17,7 +17,8 @@ from gpt2.finetune.records import read_records, to_labelled
 
 
 @torch.no_grad()
-def predict_rows(model: nn.Module, X: np.ndarray, Y: np.ndarray, batch_size: int = 32) -> tuple[list[int], list[int]]:
+def predict_rows(model: nn.Module, X: np.ndarray, Y: np.ndarray,
+                 batch_size: int = 32) -> tuple[list[int], list[int]]:
     """(true, predicted) class indices of padded rows whose one target is the class (examples.py)."""
     model.eval()
     truth, predicted = [], []
@@ -38,7 +39,8 @@ def labelled_rows(file: str | Path, tokenizer: Any, classes: list[str], width: i
     for where, record in read_records(file):
         text, label = to_labelled(where, record, text_field, label_field)
         if label not in index:
-            raise GPT2Error(f"{where}: label {label!r} is not one the classifier knows ({', '.join(classes)})")
+            raise GPT2Error(f"{where}: label {label!r} is not one the classifier knows "
+                            f"({', '.join(classes)})")
         rows.append(class_row(tokenizer, text, index[label], where))
     X, Y, _ = pad_rows(rows, min(width, max(len(x) for x, _ in rows)), tokenizer.eot_id, keep_end=True)
     return X, Y

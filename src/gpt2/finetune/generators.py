@@ -112,7 +112,8 @@ def chat_examples(kind: str, n: int, seed: int, plays: list[str] | None = None) 
             else:
                 i = rng.randrange(len(s.lines) - 1)
                 question, answer = f"Continue this line:\n{s.lines[i]}", s.lines[i + 1]
-        out.append({"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]})
+        out.append({"messages": [{"role": "user", "content": question},
+                                 {"role": "assistant", "content": answer}]})
     return out
 
 

@@ -72,13 +72,15 @@ def build_finetuner(cfg: FinetuneConfig, resume: bool = False, allow_changes: bo
     torch.manual_seed(cfg.train.seed)  # the same head and adapters on every process
     model = prepare_model(cfg, build_model(model_cfg, source, info.device), examples.classes)
     torch.manual_seed(cfg.train.seed + info.rank)
-    train = ExampleBatches(*examples.train, micro, cfg.train.seed, info.rank, info.world_size, str(info.device))
-    val = val_batches(*examples.val, cfg.eval.batch_size or micro, info.rank, info.world_size, str(info.device))
+    where = (info.rank, info.world_size, str(info.device))
+    train = ExampleBatches(*examples.train, micro, cfg.train.seed, *where)
+    val = val_batches(*examples.val, cfg.eval.batch_size or micro, *where)
     trainer = Trainer(cfg, model, train, val, tokenizer if cfg.task.name == "chat" else None, info,
                       runtime.dtype, examples.width)
     lora = dataclasses.asdict(cfg.lora) if cfg.lora.rank else None
     trainer.checkpoints.tokenizer = tokenizer  # (a classifier's Validator gets none: it samples no text)
-    trainer.checkpoints.write = checkpoint_writer(finetune_info(cfg.task.name, source, examples.classes, lora))
+    info_json = finetune_info(cfg.task.name, source, examples.classes, lora)
+    trainer.checkpoints.write = checkpoint_writer(info_json)
     trainer.checkpoints.run_config["runtime"] = runtime.record()
     trainer.header = run_header(cfg, model, examples)
     if not resume and info.is_main:
@@ -91,6 +93,9 @@ def build_finetuner(cfg: FinetuneConfig, resume: bool = False, allow_changes: bo
     if resume:
         restore_weights(model, ckpt, read_info(ckpt) or {"lora": lora})
         trainer.restore(load_resume_state(ckpt))
+        if info.is_main:
+            print(f"gpt2: resumed from {ckpt} at step {trainer.progress.step} of {cfg.train.max_steps}",
+                  file=sys.stderr)
     return trainer
 
 

@@ -35,7 +35,7 @@ class LoRALinear(nn.Module):
         self.scale = alpha / rank
         base.requires_grad_(False)
         self.lora_A = nn.Parameter(torch.empty(rank, base.in_features, device=base.weight.device))  # (r, in)
-        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, device=base.weight.device))  # (out, r)
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, rank, device=base.weight.device))  # (out,r)
         nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))  # as nn.Linear (and peft) initialise A
         self.dropout = nn.Dropout(dropout)
 
@@ -114,7 +114,8 @@ def load_adapter_tensors(model: nn.Module, tensors: dict[str, Tensor], source: s
 def peft_config(rank: int, alpha: float, dropout: float, targets: list[str], base: str) -> dict[str, Any]:
     """adapter_config.json as peft writes it for LoRA on transformers' GPT-2: the target
     modules as a regex of GPT-2's module names (so attn.c_proj and mlp.c_proj stay apart)."""
-    hf = sorted(to_hf_name(f"blocks.0.{t}.weight").split(".h.0.", 1)[1].removesuffix(".weight") for t in targets)
+    hf = sorted(to_hf_name(f"blocks.0.{t}.weight").split(".h.0.", 1)[1].removesuffix(".weight")
+                for t in targets)  # e.g. attn.c_attn
     pattern = r".*\.h\.\d+\.(" + "|".join(t.replace(".", r"\.") for t in hf) + ")"
     return {"peft_type": "LORA", "task_type": "CAUSAL_LM", "r": rank, "lora_alpha": alpha,
             "lora_dropout": dropout, "target_modules": pattern, "fan_in_fan_out": True, "bias": "none",

@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from typing import Any
 
 
-def classification_report(truth: Sequence[int], predicted: Sequence[int], classes: list[str]) -> dict[str, Any]:
+def classification_report(truth: Sequence[int], predicted: Sequence[int],
+                          classes: list[str]) -> dict[str, Any]:
     """{"accuracy", "n", "majority_baseline", "classes", "confusion", "per_class"}: confusion[i][j]
     counts examples of class i predicted as j; precision = tp / predicted as the class,
     recall = tp / examples of the class (0 where nothing was predicted / present)."""

@@ -80,7 +80,8 @@ def to_messages(where: str, record: dict[str, Any]) -> list[dict[str, str]]:
         prompt = str(record["instruction"])
         if str(record.get("input") or "").strip():
             prompt += "\n\n" + str(record["input"])
-        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": str(record["output"])}]
+        messages = [{"role": "user", "content": prompt},
+                    {"role": "assistant", "content": str(record["output"])}]
     else:
         raise GPT2Error(f"{where}: expected a 'messages' list, or 'instruction' and 'output' (Alpaca); "
                         f"found keys {sorted(record)}")

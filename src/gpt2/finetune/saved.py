@@ -22,7 +22,7 @@ from gpt2.checkpoint import readable_path, save_checkpoint, verify_checkpoint
 from gpt2.errors import GPT2Error
 from gpt2.files import read_json
 from gpt2.finetune.classifier import GPT2Classifier
-from gpt2.finetune.lora import add_lora, adapter_tensors, load_adapter_tensors, merge_lora, peft_config
+from gpt2.finetune.lora import adapter_tensors, add_lora, load_adapter_tensors, merge_lora, peft_config
 from gpt2.gpt_model import GPT2
 from gpt2.tokenizers import Tokenizer, find_tokenizer
 
@@ -32,7 +32,8 @@ ADAPTER_CONFIG = "adapter_config.json"
 HEAD = "head.safetensors"
 
 
-def finetune_info(task: str, base: str, classes: list[str] | None, lora: dict[str, Any] | None) -> dict[str, Any]:
+def finetune_info(task: str, base: str, classes: list[str] | None,
+                  lora: dict[str, Any] | None) -> dict[str, Any]:
     """The contents of finetune.json. base: the directory the run started from (absolute)."""
     return {"task": task, "base": str(Path(base).resolve()), "classes": classes, "lora": lora}
 
@@ -41,8 +42,8 @@ def checkpoint_writer(info: dict[str, Any]) -> Callable[..., Path]:
     """A `RunCheckpoints.write` for fine-tuning: save_checkpoint with the adapters (instead of
     the weights) under LoRA, the class head, and finetune.json."""
 
-    def write(path: Path, model: nn.Module, tokenizer: Any = None, training_state: dict[str, Any] | None = None,
-              json_files: dict[str, Any] | None = None) -> Path:
+    def write(path: Path, model: nn.Module, tokenizer: Any = None,
+              training_state: dict[str, Any] | None = None, json_files: dict[str, Any] | None = None) -> Path:
         tensors, files = {}, {**(json_files or {}), FINETUNE: info}
         lora = info["lora"]
         if lora:
@@ -50,7 +51,8 @@ def checkpoint_writer(info: dict[str, Any]) -> Callable[..., Path]:
             files[ADAPTER_CONFIG] = peft_config(lora["rank"], lora["alpha"], lora["dropout"], lora["targets"],
                                                 info["base"])
         if isinstance(model, GPT2Classifier):
-            tensors[HEAD] = {k: v.detach().float().cpu().contiguous() for k, v in model.head.state_dict().items()}
+            head = model.head.state_dict()
+            tensors[HEAD] = {k: v.detach().float().cpu().contiguous() for k, v in head.items()}
         body = None if lora else getattr(model, "gpt", model)
         return save_checkpoint(path, body, tokenizer, training_state, files, tensors)
 
