@@ -112,3 +112,27 @@ def test_generators_take_their_answers_from_the_corpus(tmp_path):
     assert GENRE["macbeth"] == "tragedy" and GENRE["henry_v"] == "history" and GENRE["tempest"] == "comedy"
     with pytest.raises(GPT2Error, match="--kind 'poem'"):
         write_examples("poem", tmp_path / "x.jsonl")
+
+
+def test_validation_loss_is_the_mean_over_unmasked_targets_only():
+    """Held-out conversations are scored on the assistant's tokens: batches with different numbers
+    of masked targets average to the loss over all kept targets, and masked ones count no bytes."""
+    import torch
+
+    from conftest import tiny_config
+    from gpt2 import GPT2
+    from gpt2.loss import counting_bytes, cross_entropy_reference, mean_loss
+
+    torch.manual_seed(0)
+    model = GPT2(tiny_config()).eval()
+    x = torch.randint(0, 97, (4, 8))
+    y = torch.randint(0, 97, (4, 8))
+    y[:2, :6] = IGNORE  # the first batch keeps 4 targets, the second 16
+    batches = [(x[:2], y[:2]), (x[2:], y[2:])]
+    loss, count = mean_loss(model, batches)
+    assert count == 20
+    with torch.no_grad():
+        assert loss == pytest.approx(float(cross_entropy_reference(model(x), y)), rel=1e-5)
+    total = [0]
+    list(counting_bytes(batches, torch.ones(97, dtype=torch.long), total))
+    assert total == [20]
