@@ -58,12 +58,15 @@ def make_base(work: Path, steps: int, threads: int) -> Path:
     plays = "\n\n".join(f"{s.speaker}.\n" + "\n".join(s.lines) for s in speeches(PLAYS))
     ids = np.array(tok.encode(plays, allow_special=False), dtype=np.int64)
     cut = int(len(ids) * 0.95)
-    data = write_prepared(work / "plays", tok, {"train": ids[:cut], "val": ids[cut:]}, split={"val_ratio": 0.05})
-    gpt2(["train", "--data.dir", str(data), "--train.out_dir", str(work / "base"), "--train.max_steps", str(steps),
-          "--model.preset", "char-tiny", "--model.n_layers", "4", "--model.emb_dim", "128", "--model.n_heads", "4",
-          "--model.context_length", "256", "--train.context_length", "128", "--train.batch_size", "12",
-          "--eval.interval", "0", "--eval.sample_tokens", "0", "--overwrite", "true", "--system.threads",
-          str(threads), *SYSTEM], threads)
+    data = write_prepared(work / "plays", tok, {"train": ids[:cut], "val": ids[cut:]},
+                          split={"val_ratio": 0.05})
+    model = ["--model.preset", "char-tiny", "--model.n_layers", "4", "--model.emb_dim", "128",
+             "--model.n_heads", "4", "--model.context_length", "256"]
+    gpt2(["train", "--data.dir", str(data), "--train.out_dir", str(work / "base"),
+          "--train.max_steps", str(steps),
+          *model, "--train.context_length", "128", "--train.batch_size", "12", "--eval.interval", "0",
+          "--eval.sample_tokens", "0", "--eval.final_full", "false", "--overwrite", "true",
+          "--system.threads", str(threads), *SYSTEM], threads)
     return work / "base" / "latest"
 
 
@@ -123,7 +126,7 @@ def main() -> None:
     p.add_argument("--work", type=Path, default=Path("/tmp/bench_finetune"))
     p.add_argument("--pretrain_steps", type=int, default=300)
     p.add_argument("--steps", type=int, default=150)
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     a = p.parse_args()
     print(f"machine: {describe()}; load average before: {os.getloadavg()}")
     a.work.mkdir(parents=True, exist_ok=True)
@@ -132,8 +135,8 @@ def main() -> None:
     write_examples("play", train, 1500, seed=0, plays=PLAYS)
     write_examples("play", val, 100, seed=1, plays=PLAYS)
     held_out = [to_messages(*r) for r in read_records(val)]
-    lora = ["--lora.rank", "8", "--lora.alpha", "16", "--lora.targets", "[attn.qkv,attn.proj,mlp.fc,mlp.proj]",
-            "--optim.lr", "3e-3"]
+    lora = ["--lora.rank", "8", "--lora.alpha", "16", "--optim.lr", "3e-3",
+            "--lora.targets", "[attn.qkv,attn.proj,mlp.fc,mlp.proj]"]
     runs = [finetune("chat-full", base, a.work, "chat", train, val, a.steps, a.threads, []),
             finetune("chat-lora", base, a.work, "chat", train, val, a.steps, a.threads, lora)]
     base_model = GPT2.from_pretrained(base).eval()
@@ -154,14 +157,15 @@ def main() -> None:
         report = json.loads((r["out"] / "classification.json").read_text())
         r["accuracy"], majority = report["accuracy"], report["majority_baseline"]
         runs.append(r)
-    print(f"classification (genre, {len(list(csv.DictReader(cval.open())))} held-out excerpts): majority class "
-          f"{majority:.3f}, bag-of-words logistic regression {bag_of_words(ctrain, cval):.3f}")
+    n_val = len(list(csv.DictReader(cval.open())))
+    print(f"classification (genre, {n_val} held-out excerpts): majority class {majority:.3f}, "
+          f"bag-of-words logistic regression {bag_of_words(ctrain, cval):.3f}")
     print("\n| run | exact match / accuracy | trainable params | peak RSS MB | tokens/s | weights KB | s |")
     print("|---|---|---|---|---|---|---|")
     for r in runs:
         score = r.get("exact_match", r.get("accuracy"))
-        print(f"| {r['run']} | {score:.3f} | {r['trainable']:,} of {r['parameters']:,} | {r['peak_rss_mb']} | "
-              f"{r['tokens_per_s']:,} | {r['weights_kb']:,} | {r['seconds']} |")
+        print(f"| {r['run']} | {score:.3f} | {r['trainable']:,} of {r['parameters']:,} | "
+              f"{r['peak_rss_mb']} | {r['tokens_per_s']:,} | {r['weights_kb']:,} | {r['seconds']} |")
     print(f"load average after: {os.getloadavg()}")
 
 

@@ -47,7 +47,7 @@ def step_fn(model: torch.nn.Module, logits_of):
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--rounds", type=int, default=15)
     a = p.parse_args()
     torch.set_num_threads(a.threads)
@@ -78,8 +78,8 @@ def main() -> None:
             model = get_peft_model(model, config)
         return step_fn(model, lambda m, x: m(input_ids=x).logits), model
 
-    modes = {f"{who} {kind}": build(kind == "lora") for who, build in (("ours", ours), ("transformers", theirs))
-             for kind in ("full", "lora")}
+    builders = (("ours", ours), ("transformers", theirs))
+    modes = {f"{who} {kind}": build(kind == "lora") for who, build in builders for kind in ("full", "lora")}
     times: dict[str, list[float]] = {m: [] for m in modes}
     for step, _ in modes.values():
         step(X, Y)  # warm-up
