@@ -15,6 +15,8 @@ from safetensors.torch import load_file
 from gpt2 import GPT2, GPT2Config
 from gpt2.checkpoint import save_checkpoint
 from gpt2.cli import main
+from gpt2.finetune.lora import add_lora
+from gpt2.finetune.saved import checkpoint_writer, finetune_info
 from gpt2.tokenizers import get_tokenizer
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
@@ -152,3 +154,9 @@ def test_scratch_and_a_chat_checkpoint_are_refused_where_they_cannot_work(tmp_pa
     base = _base(tmp_path / "base")
     err = _fails(["classify", "--checkpoint", str(base), "--text", "abc", "--device", "cpu"], capsys)
     assert "not a fine-tuned checkpoint" in err
+    model = GPT2.from_pretrained(base)
+    add_lora(model, 2, 4.0, 0.0, ["attn.qkv"])
+    lora = {"rank": 2, "alpha": 4.0, "dropout": 0.0, "targets": ["attn.qkv"]}
+    checkpoint_writer(finetune_info("chat", str(base), None, lora))(tmp_path / "adapters", model)
+    err = _fails(["finetune", "--task", "chat", "--model.init", str(tmp_path / "adapters")], capsys)
+    assert "holds LoRA adapters only" in err and "gpt2 merge" in err

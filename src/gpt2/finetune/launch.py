@@ -103,6 +103,9 @@ def _tokenizer(source: str) -> Tokenizer:
     if source == "scratch" or not Path(source).is_dir():
         raise GPT2Error(f"--model.init {source}: fine-tuning starts from a model; give one of our checkpoint "
                         "directories or a local Hugging Face GPT-2 directory")
+    if (read_info(source) or {}).get("lora"):
+        raise GPT2Error(f"--model.init {source}: holds LoRA adapters only; make a full checkpoint first with "
+                        f"`gpt2 merge --checkpoint {source} --out DIR`")
     tokenizer = find_tokenizer(source)
     if tokenizer is None:
         raise GPT2Error(f"--model.init {source}: holds no tokenizer, so its examples cannot be encoded")
