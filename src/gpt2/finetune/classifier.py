@@ -42,12 +42,8 @@ class GPT2Classifier(nn.Module):
 
     def hidden_states(self, idx: Tensor) -> Tensor:
         """(B, T) ids -> (B, T, d) final hidden states: GPT-2's forward without the LM head."""
-        g = self.gpt
         positions = torch.arange(idx.shape[1], device=idx.device).unsqueeze(0)  # (1, T)
-        x = g.drop_emb(g.tok_emb(idx) + g.pos_emb(positions))  # (B, T, d)
-        for block in g.blocks:
-            x = block(x)  # causal attention
-        return g.final_norm(x)
+        return self.gpt.hidden_states(idx, positions, None, [None] * len(self.gpt.blocks))  # causal
 
     def forward(self, idx: Tensor) -> Tensor:
         """(B, T) ids -> (B, T, n_classes) class logits at every position."""
