@@ -160,3 +160,20 @@ def test_scratch_and_a_chat_checkpoint_are_refused_where_they_cannot_work(tmp_pa
     checkpoint_writer(finetune_info("chat", str(base), None, lora))(tmp_path / "adapters", model)
     err = _fails(["finetune", "--task", "chat", "--model.init", str(tmp_path / "adapters")], capsys)
     assert "holds LoRA adapters only" in err and "gpt2 merge" in err
+
+
+@pytest.mark.slow
+def test_fine_tunes_a_plain_hugging_face_gpt2_folder(tmp_path, one_thread):
+    """A folder as transformers writes it (config.json, model.safetensors, vocab.json, merges.txt):
+    GPT-2's BPE encodes the examples, and the fine-tuned checkpoint loads back in transformers."""
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_positions=32, n_embd=16, n_layer=1, n_head=2)
+    torch.manual_seed(0)
+    transformers.GPT2LMHeadModel(config).save_pretrained(tmp_path / "hf")
+    get_tokenizer("gpt2").save(tmp_path / "hf")
+    (tmp_path / "hf" / "gpt2_tokenizer.json").unlink()  # a plain Hugging Face folder
+    data = _chats(tmp_path / "chats.jsonl", 20, 0)
+    main(["finetune", "--task", "chat", *_opts(tmp_path / "hf", tmp_path / "run", 2, **{"data.train": data})])
+    tuned = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "run" / "latest")
+    before = transformers.GPT2LMHeadModel.from_pretrained(tmp_path / "hf")
+    assert not torch.equal(tuned.transformer.h[0].mlp.c_fc.weight, before.transformer.h[0].mlp.c_fc.weight)
