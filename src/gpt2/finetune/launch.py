@@ -39,6 +39,9 @@ def build_finetuner(cfg: FinetuneConfig, resume: bool = False, allow_changes: bo
                     overwrite: bool = False) -> Trainer:
     """Check the settings and the data, build every piece, and restore the run when resuming."""
     source, out = cfg.model.init, Path(cfg.train.out_dir)
+    if cfg.system.parallel != "ddp":  # its sharded checkpoints would not hold adapters or a head
+        raise GPT2Error(f"--system.parallel {cfg.system.parallel}: fine-tuning runs on one process or "
+                        "under DDP; use --system.parallel ddp")
     tokenizer = _tokenizer(source)
     ckpt = out / LATEST
     if resume:

@@ -54,7 +54,7 @@ def checkpoint_writer(info: dict[str, Any]) -> Callable[..., Path]:
             head = model.head.state_dict()
             tensors[HEAD] = {k: v.detach().float().cpu().contiguous() for k, v in head.items()}
         body = None if lora else getattr(model, "gpt", model)
-        return save_checkpoint(path, body, tokenizer, training_state, files, tensors)
+        return save_checkpoint(path, body, tokenizer, training_state, files, tensor_files=tensors)
 
     return write
 
