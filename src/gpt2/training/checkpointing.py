@@ -130,7 +130,7 @@ class RunCheckpoints:
             self._latest_step = step
         if self.info.is_main:
             self.write(path, model, tokenizer=self.tokenizer, training_state=training_state(),
-                            json_files={RUN_CONFIG: self.run_config})
+                       json_files={RUN_CONFIG: self.run_config})
             self._saved()
         barrier(self.info)
         return path
