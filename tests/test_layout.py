@@ -16,7 +16,7 @@ STAGES = {
     "hf_layout": 1,
     "checkpoint": 1, "gpt_model": 1, "loss": 1, "autotune": 1, "autotune_probe": 1, "runtime": 1,
     "tokenizers": 2, "chat_template": 2, "data": 3, "generation": 4, "evaluation": 4, "training": 5,
-    "commands": 6, "serving": 6,
+    "finetune": 5, "commands": 6, "serving": 6,
     "cli": 7, "__main__": 7,
 }
 

@@ -25,9 +25,10 @@ def _cells(path: Path) -> list[dict]:
     return json.loads(path.read_text(encoding="utf-8"))["cells"]
 
 
-def test_the_six_notebooks_exist():
+def test_the_seven_notebooks_exist():
     assert [p.name for p in NOTEBOOKS] == ["01-tokens.ipynb", "02-attention.ipynb", "03-model.ipynb",
-                                           "04-training.ipynb", "05-sampling.ipynb", "06-your-language.ipynb"]
+                                           "04-training.ipynb", "05-sampling.ipynb", "06-your-language.ipynb",
+                                           "07-fine-tuning.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -53,22 +53,28 @@ FORMAT_VERSION = 1
 _FIX = "re-save the checkpoint"
 
 
-def save_checkpoint(path: str | Path, model: nn.Module, tokenizer: Any = None,
+def save_checkpoint(path: str | Path, model: nn.Module | None, tokenizer: Any = None,
                     training_state: dict[str, Any] | None = None,
-                    json_files: dict[str, Any] | None = None, staged: Path | None = None) -> Path:
+                    json_files: dict[str, Any] | None = None, staged: Path | None = None,
+                    tensor_files: dict[str, dict[str, torch.Tensor]] | None = None) -> Path:
     """Write a complete checkpoint of `model` (anything with `.cfg` and GPT2's parameter
     names) to `path`, replacing any checkpoint there atomically (see gpt2.files.replace_dir):
     a crash at any moment leaves either the old checkpoint or the new one, never a mix.
     tokenizer: anything with `save(directory)`. json_files: {"name.json": data}. staged: a
     `staging_dir(path)` already holding files of other writers (the shards of every process,
     training/sharded_checkpoint.py), sealed into the manifest with the rest.
+    tensor_files: {"name.safetensors": tensors} beside the model (e.g. LoRA adapters); with
+    model None they are the only tensors (a LoRA checkpoint holds no copy of its base model).
     """
     path = Path(path)
     recover_interrupted_save(path)
     tmp = staged or staging_dir(path)
     try:
-        write_bytes_atomic(tmp / CONFIG, json_bytes(model.cfg.to_hf_dict()))
-        save_file(to_hf_state_dict(model, model.cfg.bias), tmp / WEIGHTS, metadata={"format": "pt"})
+        if model is not None:
+            write_bytes_atomic(tmp / CONFIG, json_bytes(model.cfg.to_hf_dict()))
+            save_file(to_hf_state_dict(model, model.cfg.bias), tmp / WEIGHTS, metadata={"format": "pt"})
+        for name, tensors in (tensor_files or {}).items():
+            save_file(tensors, tmp / name, metadata={"format": "pt"})
         if tokenizer is not None:
             tokenizer.save(tmp)
         for name, data in (json_files or {}).items():

@@ -19,6 +19,7 @@ import jsonargparse
 from gpt2.commands.chat import chat
 from gpt2.commands.config_files import CONFIG_MODE
 from gpt2.commands.eval import evaluate
+from gpt2.commands.finetune import classify, examples, finetune, merge
 from gpt2.commands.generate import generate
 from gpt2.commands.info import info
 from gpt2.commands.prepare import prepare_command
@@ -59,7 +60,8 @@ def _one_line(message: str) -> str:
 def commands() -> dict:
     """Subcommand name -> function (or a group of them; its "_help" is its line in `gpt2 --help`)."""
     return {"info": info, "train": train, "eval": evaluate, "prepare": prepare_command,
-            "generate": generate, "chat": chat, "serve": serve, "verify": verify,
+            "generate": generate, "chat": chat, "serve": serve, "verify": verify, "finetune": finetune,
+            "classify": classify, "merge": merge, "examples": examples,
             "tokenizer": {"_help": "Train a SentencePiece tokenizer on your text (`gpt2 tokenizer train`).",
                           "train": tokenizer_train}}
 

@@ -106,8 +106,9 @@ def mean_loss(model: nn.Module, batches: Iterable[tuple[Tensor, Tensor]],
         x, y = x.to(device), y.to(device)
         with ctx:
             loss = cross_entropy_loss(model(x), y)
-        total += loss.item() * y.numel()
-        count += y.numel()
+        kept = int((y != -100).sum())  # the loss is a mean over these (masked targets excluded)
+        total += loss.item() * kept if kept else 0.0
+        count += kept
     return (total / count if count else float("nan")), count
 
 
@@ -128,5 +129,6 @@ def byte_table(token_bytes: np.ndarray, vocab_size: int) -> Tensor:
 def counting_bytes(batches: Iterable[tuple[Tensor, Tensor]], table: Tensor, total: list[int]) -> Iterator:
     """The batches as they are, adding the bytes their targets stand for to total[0]."""
     for x, y in batches:
-        total[0] += int(table[y.cpu()].sum())
+        y = y.cpu()
+        total[0] += int((table[y.clamp(min=0)] * (y != -100)).sum())  # masked targets stand for no text
         yield x, y

@@ -114,6 +114,7 @@ class RunCheckpoints:
     def __init__(self, out_dir: Path, tokenizer: Any, run_config: dict[str, Any], info: DistInfo) -> None:
         self.out_dir, self.tokenizer, self.run_config, self.info = out_dir, tokenizer, run_config, info
         self._latest_step = -1
+        self.write = save_checkpoint  # what writes one checkpoint (fine-tuning writes its own kind)
         self.saved = False  # whether this run has written a checkpoint yet
         self.replaced: Path | None = None  # an old run set aside by --overwrite (see claim_out_dir)
         self.fresh = False  # a new run in a folder it created: nothing of it is worth keeping unsaved
@@ -128,8 +129,8 @@ class RunCheckpoints:
         if which == LATEST:
             self._latest_step = step
         if self.info.is_main:
-            save_checkpoint(path, model, tokenizer=self.tokenizer, training_state=training_state(),
-                            json_files={RUN_CONFIG: self.run_config})
+            self.write(path, model, tokenizer=self.tokenizer, training_state=training_state(),
+                       json_files={RUN_CONFIG: self.run_config})
             self._saved()
         barrier(self.info)
         return path
