@@ -60,7 +60,7 @@ def main() -> None:
     parser.add_argument("--dtypes", default="float32,bfloat16")
     parser.add_argument("--batches", default="1,4")
     args = parser.parse_args()
-    from gpt2.hardware import describe
+    from gpt2.runtime.hardware import describe
 
     results = {}
     for dtype in args.dtypes.split(","):

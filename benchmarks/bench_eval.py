@@ -38,7 +38,7 @@ from gpt2.evaluation.make_tasks import make_next_line_task
 from gpt2.evaluation.metrics import task_metrics
 from gpt2.evaluation.scoring import score_encoded
 from gpt2.evaluation.tasks import read_task
-from gpt2.hardware import describe
+from gpt2.runtime.hardware import describe
 from gpt2.tokenizers import get_tokenizer, load_tokenizer
 
 TASK_YAML = """task: {name}

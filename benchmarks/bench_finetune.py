@@ -32,7 +32,7 @@ from gpt2.data.shards import write_prepared
 from gpt2.finetune.generators import speeches, write_examples
 from gpt2.finetune.records import read_records, to_messages
 from gpt2.finetune.saved import load_finetuned
-from gpt2.hardware import describe
+from gpt2.runtime.hardware import describe
 from gpt2.tokenizers import get_tokenizer
 
 PLAYS = ["macbeth", "tempest", "henry_v", "twelfth_night"]

@@ -27,8 +27,8 @@ from gpt2.finetune.data import load_examples
 from gpt2.finetune.generators import write_examples
 from gpt2.finetune.lora import add_lora
 from gpt2.finetune.options import FinetuneDataSection
-from gpt2.hardware import describe
 from gpt2.loss import cross_entropy_loss
+from gpt2.runtime.hardware import describe
 from gpt2.tokenizers import get_tokenizer
 
 TARGETS = ["attn.qkv", "attn.proj", "mlp.fc", "mlp.proj"]

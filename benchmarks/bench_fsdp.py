@@ -160,7 +160,7 @@ def main() -> None:
     if args.worker:
         worker(args)
         return
-    from gpt2.hardware import describe
+    from gpt2.runtime.hardware import describe
 
     print(f"machine: {describe()}, python {platform.python_version()}, "
           f"load average {os.getloadavg()[0]:.1f}; "

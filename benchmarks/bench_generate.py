@@ -25,7 +25,9 @@ import torch
 from gpt2 import GPT2, GPT2Config
 from gpt2.generation import generate, generate_text, prepare_for_decoding
 from gpt2.generation.sampling import SamplingOptions
-from gpt2.hardware import describe
+from gpt2.runtime.autotune import choose_decoding
+from gpt2.runtime.device import DTYPES
+from gpt2.runtime.hardware import describe
 
 PROMPT_LEN, NEW_TOKENS = 16, 128
 
@@ -106,7 +108,8 @@ def main() -> None:
         model.save_pretrained(tmp)
         hf = GPT2LMHeadModel.from_pretrained(tmp).eval()
         hf16 = GPT2LMHeadModel.from_pretrained(tmp, dtype=torch.bfloat16).eval()
-        auto = GPT2.from_pretrained(tmp, dtype="auto")  # bf16 only where this CPU computes it natively
+        auto_dtype = DTYPES[choose_decoding("cpu").dtype]  # bf16 only where this CPU computes it natively
+        auto = GPT2.from_pretrained(tmp, dtype=auto_dtype)
         bf16 = GPT2.from_pretrained(tmp, dtype=torch.bfloat16)
         fast32 = prepare_for_decoding(GPT2.from_pretrained(tmp))
         fast16 = prepare_for_decoding(GPT2.from_pretrained(tmp, dtype=torch.bfloat16))

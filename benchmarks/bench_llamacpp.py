@@ -147,7 +147,7 @@ def main() -> None:
     if not Path(llama_python).exists():
         sys.exit(f"no llama.cpp environment at {llama_python}: run LLAMA_KIND={args.kind} "
                  "bash benchmarks/llamacpp_setup.sh first")
-    from gpt2.hardware import describe
+    from gpt2.runtime.hardware import describe
 
     ggufs = prepare(llama_python)
     bandwidth = copy_bandwidth()

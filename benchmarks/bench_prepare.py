@@ -31,7 +31,7 @@ from pathlib import Path
 
 from gpt2.data.corpus import shakespeare_files
 from gpt2.data.workers import default_workers
-from gpt2.hardware import describe
+from gpt2.runtime.hardware import describe
 from gpt2.tokenizers import GPT2BPETokenizer
 
 RUN_PREPARE = """

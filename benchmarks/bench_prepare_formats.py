@@ -31,7 +31,7 @@ import zstandard
 from bench_prepare import run_prepare, tiktoken_cache
 from gpt2.data.corpus import shakespeare_files
 from gpt2.data.workers import default_workers
-from gpt2.hardware import describe
+from gpt2.runtime.hardware import describe
 
 
 def documents(mb: int) -> list[str]:

@@ -37,7 +37,7 @@ import torch
 
 from gpt2 import GPT2, GPT2Config
 from gpt2.checkpoint import save_checkpoint
-from gpt2.hardware import describe
+from gpt2.runtime.hardware import describe
 from gpt2.tokenizers import get_tokenizer
 
 PROMPTS = ["The meaning of life is", "Once upon a time", "In the beginning", "To be, or not to be:"]

@@ -26,8 +26,8 @@ from collections.abc import Callable
 import torch
 
 from gpt2 import GPT2, GPT2Config
-from gpt2.hardware import describe
 from gpt2.loss import cross_entropy_loss
+from gpt2.runtime.hardware import describe
 from gpt2.training.mfu import cpu_matmul_ceiling, flops_per_step  # the same measures as training
 from gpt2.training.optim import build_optimizer
 

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from gpt2.data.shards import write_prepared
-from gpt2.hardware import describe
+from gpt2.runtime.hardware import describe
 from gpt2.tokenizers import get_tokenizer
 
 ROOT = Path(__file__).resolve().parents[1]

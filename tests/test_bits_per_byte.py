@@ -13,7 +13,7 @@ from gpt2.checkpoint import save_checkpoint
 from gpt2.commands.eval import EvalOptions, evaluate_checkpoint
 from gpt2.data.sources import CorpusOptions, resolve_sources
 from gpt2.data.train_tokenizer import SentencePieceOptions, train_sentencepiece
-from gpt2.device import DeviceOptions
+from gpt2.runtime.options import DeviceOptions
 from gpt2.tokenizers import CharTokenizer, GPT2BPETokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")

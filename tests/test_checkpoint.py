@@ -48,6 +48,8 @@ def test_load_in_other_dtype(tmp_path):
     _model().save_pretrained(tmp_path / "ck")
     model = GPT2.from_pretrained(tmp_path / "ck", dtype=torch.bfloat16)
     assert model.tok_emb.weight.dtype is torch.bfloat16
+    with pytest.raises(ValueError, match="give a torch.dtype"):  # "auto" is the runtime's to resolve
+        GPT2.from_pretrained(tmp_path / "ck", dtype="auto")
 
 
 def test_overwrite_replaces_whole_checkpoint(tmp_path):

@@ -81,14 +81,16 @@ def test_help_describes_every_subcommand():
 
 
 def test_the_options_are_defined_once():
-    """The torch-free homes of the option dataclasses are re-exported where they are used."""
-    from gpt2 import device, device_options
+    """The torch-free homes of the option dataclasses are re-exported where they are used; the
+    dtype names come from one Literal."""
     from gpt2.data import options, prepare, train_tokenizer
     from gpt2.generation import options as generation_options
     from gpt2.generation import sampling
+    from gpt2.runtime import device
+    from gpt2.runtime import options as runtime_options
 
-    assert device.DeviceOptions is device_options.DeviceOptions
+    assert not hasattr(device, "DeviceOptions")  # one home: gpt2.runtime.options
     assert sampling.SamplingOptions is generation_options.SamplingOptions
     assert prepare.PrepareOptions is options.PrepareOptions
     assert train_tokenizer.SentencePieceOptions is options.SentencePieceOptions
-    assert ("auto", *device.DTYPES) == device_options.DTYPE_NAMES
+    assert ("auto", *device.DTYPES) == runtime_options.DTYPE_NAMES

@@ -12,10 +12,10 @@ from gpt2 import GPT2, GPT2Config
 from gpt2.checkpoint import save_checkpoint
 from gpt2.cli import main
 from gpt2.commands.generate import GenerateOptions, load_session
-from gpt2.device import DeviceOptions
 from gpt2.generation import generate
 from gpt2.generation.sampling import SamplingOptions
 from gpt2.generation.streaming import REPLACEMENT
+from gpt2.runtime.options import DeviceOptions
 from gpt2.tokenizers import CharTokenizer, get_tokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -15,11 +15,11 @@ import sys
 import pytest
 import torch
 
-from gpt2 import autotune, autotune_probe, hardware
-from gpt2.autotune import Choice
-from gpt2.autotune_probe import combo_key
 from gpt2.config import GPT2Config
-from gpt2.hardware import CpuInfo, native_bf16
+from gpt2.runtime import autotune, hardware, probe
+from gpt2.runtime.autotune import Choice
+from gpt2.runtime.hardware import CpuInfo, native_bf16
+from gpt2.runtime.probe import combo_key
 
 ZEN4 = CpuInfo(model="AMD EPYC 9454P", machine="x86_64",
                flags=frozenset({"avx2", "avx512f", "avx512_bf16"}), cores=2,
@@ -57,7 +57,7 @@ def fake_probe(monkeypatch, tmp_path):
         calls.append(list(combos))
         return {combo_key(*c): fake_seconds(*c) for c in combos}
 
-    monkeypatch.setattr(autotune_probe, "measure", measure)
+    monkeypatch.setattr(probe, "measure", measure)
     return calls
 
 
@@ -103,7 +103,7 @@ def test_cache_dir_precedence(monkeypatch, tmp_path):
     assert hardware.cache_dir() == tmp_path / "mine"
 
 
-_NATIVE = ("from gpt2.hardware import cpu_info, native_bf16; "
+_NATIVE = ("from gpt2.runtime.hardware import cpu_info, native_bf16; "
            "i = cpu_info(); print(native_bf16(i), i.capability)")
 
 
@@ -167,10 +167,10 @@ def test_candidates():
 
 
 def test_probe_shape_caps_tokens():
-    assert autotune_probe.probe_shape(GPT2Config.from_preset("char-tiny"), 12, 128)[1] == 128
-    batch, seq = autotune_probe.probe_shape(GPT2Config.from_preset("char-tiny"), 12, 128)
-    assert batch * seq <= autotune_probe.MAX_PROBE_TOKENS
-    wide_batch, wide_seq = autotune_probe.probe_shape(GPT2Config(), 12, 1024)
+    assert probe.probe_shape(GPT2Config.from_preset("char-tiny"), 12, 128)[1] == 128
+    batch, seq = probe.probe_shape(GPT2Config.from_preset("char-tiny"), 12, 128)
+    assert batch * seq <= probe.MAX_PROBE_TOKENS
+    wide_batch, wide_seq = probe.probe_shape(GPT2Config(), 12, 1024)
     assert wide_batch * wide_seq < batch * seq  # fewer tokens for wide models
 
 
@@ -211,11 +211,11 @@ def test_cache_is_stale_for_another_cpu_torch_or_shape(fake_probe, change):
 
 @pytest.mark.parametrize("content", ["{not json", "[1, 2]", '{"key": {"float32/sdpa/1": "fast"}}', ""])
 def test_corrupt_cache_is_ignored_and_rewritten(fake_probe, tmp_path, content):
-    (tmp_path / autotune_probe.CACHE_FILE).write_text(content)
+    (tmp_path / probe.CACHE_FILE).write_text(content)
     choice = autotune.choose_training("cpu", CFG, 4, 16, info=ZEN4)
     assert choice.dtype == "bf16" and len(fake_probe) == 1
-    data = json.loads((tmp_path / autotune_probe.CACHE_FILE).read_text())
-    assert list(data) == [autotune_probe.cache_key(ZEN4, CFG, *choice.probe_shape)]
+    data = json.loads((tmp_path / probe.CACHE_FILE).read_text())
+    assert list(data) == [probe.cache_key(ZEN4, CFG, *choice.probe_shape)]
 
 
 def test_bf16_slowdown_measures_only_what_is_missing(fake_probe):
@@ -228,7 +228,7 @@ def test_bf16_slowdown_measures_only_what_is_missing(fake_probe):
 
 def test_real_probe_returns_a_choice_and_writes_the_cache(monkeypatch, tmp_path):
     monkeypatch.setenv("GPT2_CACHE_DIR", str(tmp_path))
-    monkeypatch.setattr(autotune_probe, "BUSY_FRACTION", 1.0)  # cache it even if CI is busy
+    monkeypatch.setattr(probe, "BUSY_FRACTION", 1.0)  # cache it even if CI is busy
     threads, rng = torch.get_num_threads(), torch.get_rng_state()
     choice = autotune.choose_training("cpu", CFG, 2, 16)
     assert isinstance(choice, Choice) and choice.reason
@@ -238,8 +238,8 @@ def test_real_probe_returns_a_choice_and_writes_the_cache(monkeypatch, tmp_path)
     assert set(choice.timings) == {combo_key(*c) for c in autotune.candidates(hardware.cpu_info())}
     assert all(s > 0 for s in choice.timings.values())
     assert torch.get_num_threads() == threads and torch.equal(torch.get_rng_state(), rng)  # restored
-    cached = json.loads((tmp_path / autotune_probe.CACHE_FILE).read_text())
-    assert cached == {autotune_probe.cache_key(hardware.cpu_info(), CFG, *choice.probe_shape): choice.timings}
+    cached = json.loads((tmp_path / probe.CACHE_FILE).read_text())
+    assert cached == {probe.cache_key(hardware.cpu_info(), CFG, *choice.probe_shape): choice.timings}
     assert not list(tmp_path.glob("*.tmp"))  # the atomic write left no temp file behind
 
 
@@ -248,23 +248,23 @@ def test_real_probe_returns_a_choice_and_writes_the_cache(monkeypatch, tmp_path)
 def test_others_share_counts_only_other_processes(monkeypatch):
     monkeypatch.setattr(os, "sysconf", lambda name: 100)  # ticks per second
     # 200 busy ticks of 200 in all; 0.5 s of them (50 ticks) were ours: others used 75%
-    assert autotune_probe.others_share((100, 1000, 0.0), (300, 1200, 0.5)) == pytest.approx(0.75)
-    assert autotune_probe.others_share(None, (300, 1200, 0.5)) == 0.0  # no /proc/stat: unknown
-    ticks = autotune_probe.cpu_ticks()
+    assert probe.others_share((100, 1000, 0.0), (300, 1200, 0.5)) == pytest.approx(0.75)
+    assert probe.others_share(None, (300, 1200, 0.5)) == 0.0  # no /proc/stat: unknown
+    ticks = probe.cpu_ticks()
     if ticks is not None:  # Linux: some time was idle, and this process has used some CPU
         assert 0 < ticks[0] < ticks[1] and ticks[2] > 0
 
 
 def test_timings_from_a_busy_machine_are_used_once_and_not_cached(fake_probe, tmp_path, monkeypatch):
-    monkeypatch.setattr(autotune_probe, "others_share", lambda before, after: 0.6)
+    monkeypatch.setattr(probe, "others_share", lambda before, after: 0.6)
     choice = autotune.choose_training("cpu", CFG, 4, 16, info=ZEN4)
     assert choice.dtype == "bf16" and "used 60% of the CPU" in choice.reason and "not cached" in choice.reason
-    assert not (tmp_path / autotune_probe.CACHE_FILE).exists()
+    assert not (tmp_path / probe.CACHE_FILE).exists()
     autotune.choose_training("cpu", CFG, 4, 16, info=ZEN4)
     assert len(fake_probe) == 2  # measured again: nothing was cached
 
 
-@pytest.mark.skipif(autotune_probe.cpu_ticks() is None or hardware.cpu_info().cores > 8,
+@pytest.mark.skipif(probe.cpu_ticks() is None or hardware.cpu_info().cores > 8,
                     reason="needs Linux's /proc/stat, and few enough cores to keep busy")
 def test_a_real_probe_beside_busy_processes_is_not_cached(monkeypatch, tmp_path):
     monkeypatch.setenv("GPT2_CACHE_DIR", str(tmp_path))
@@ -277,4 +277,4 @@ def test_a_real_probe_beside_busy_processes_is_not_cached(monkeypatch, tmp_path)
             p.kill()
             p.wait()
     assert "not cached" in choice.reason
-    assert not (tmp_path / autotune_probe.CACHE_FILE).exists()
+    assert not (tmp_path / probe.CACHE_FILE).exists()

@@ -5,7 +5,7 @@ import torch
 
 from conftest import tiny_config
 from gpt2 import GPT2, GPT2Config
-from gpt2.device import pick_device, resolve_dtype
+from gpt2.runtime.device import pick_device, resolve_dtype
 
 
 @pytest.mark.parametrize("preset, expected", [("gpt2", 124_439_808), ("gpt2-medium", 354_823_168)])
@@ -93,6 +93,8 @@ def test_device_and_dtype_helpers():
     assert resolve_dtype("bf16") is torch.bfloat16 and resolve_dtype(torch.float16) is torch.float16
     with pytest.raises(ValueError, match="unknown dtype 'fp8'"):
         resolve_dtype("fp8")
+    with pytest.raises(ValueError, match="'auto' is not resolved yet"):
+        resolve_dtype("auto")  # the machine decides auto (gpt2.runtime), never a silent float32
     with pytest.raises(ValueError, match="unknown device 'gpu'"):
         pick_device("gpu")
     if not torch.cuda.is_available():

@@ -236,10 +236,23 @@ def _engine(out: Path, batches: type = TensorBatches) -> Any:
     model = GPT2(GPT2Config(vocab_size=tok.vocab_size, context_length=16, emb_dim=32, n_heads=2, n_layers=1))
     cfg = RunConfig(train=TrainSection(max_steps=8, batch_size=4, out_dir=str(out), log_interval=1),
                     eval=EvalSection(interval=4, batches=2, sample_tokens=5),
-                    system=SystemSection(device="cpu", progress=False))
+                    system=SystemSection(device="cpu", dtype="float32", progress=False))
     val = TensorBatches(ids[-400:], 4, 16)
     return Trainer(cfg, model, batches(ids[:-400], 4, 16),
                    lambda n: [val.next_batch() for _ in range(n or 5)], tokenizer=tok)
+
+
+def test_a_trainer_never_reads_auto_as_float32(tmp_path: Path) -> None:
+    """Built without gpt2 train's launch, a Trainer refuses dtype auto instead of guessing."""
+    from gpt2.training import RunConfig, Trainer
+    from gpt2.training.config import SystemSection
+
+    trainer = _engine(tmp_path)  # float32, given
+    auto = RunConfig(train=trainer.cfg.train, system=SystemSection(device="cpu", progress=False))
+    with pytest.raises(ValueError, match="dtype 'auto' is not resolved yet"):
+        Trainer(auto, trainer.raw_model, trainer.train_batches, lambda n: [])
+    assert Trainer(auto, trainer.raw_model, trainer.train_batches, lambda n: [],
+                   amp_dtype=torch.bfloat16).amp_dtype is torch.bfloat16
 
 
 def test_trainer_engine_on_any_batch_source(tmp_path: Path) -> None:
@@ -385,8 +398,8 @@ def test_eval_resolves_the_tokenizer_before_reading_weights(run: tuple[Path, str
 
 def test_autocast_and_mean_loss_helpers() -> None:
     from gpt2 import GPT2, GPT2Config
-    from gpt2.device import autocast
     from gpt2.loss import cross_entropy_loss, mean_loss
+    from gpt2.runtime.device import autocast
 
     cpu = torch.device("cpu")
     with autocast(cpu, "float32"):

@@ -12,10 +12,8 @@ import torch
 from torch import Tensor, nn
 
 from gpt2.attention import ATTENTION_IMPLS, KVCache, MultiHeadAttention
-from gpt2.autotune import choose_decoding
 from gpt2.checkpoint import read_config, read_weights, readable_path, save_checkpoint
 from gpt2.config import GPT2Config
-from gpt2.device import DTYPES, resolve_dtype
 from gpt2.errors import CheckpointError, GPT2Error
 from gpt2.hf_layout import from_hf_state_dict
 from gpt2.layer_norm import LayerNorm
@@ -167,15 +165,15 @@ class GPT2(nn.Module):
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device: str | torch.device = "cpu",
-                        dtype: torch.dtype | str | None = None) -> GPT2:
+                        dtype: torch.dtype | None = None) -> GPT2:
         """Load our checkpoint directory or a local Hugging Face GPT-2 directory (in eval mode).
         The files are verified against the checkpoint's manifest (see gpt2.checkpoint).
-        dtype: cast the weights (for inference); "auto" picks bf16 where `device` computes it
-        natively (e.g. a CPU with AVX512_BF16), else float32 (see autotune.choose_decoding)."""
-        if dtype == "auto":
-            dtype = DTYPES[choose_decoding(device).dtype]
-        elif isinstance(dtype, str):
-            dtype = resolve_dtype(dtype)
+        dtype: cast the weights (for inference), e.g. torch.bfloat16; None keeps float32. The
+        model knows nothing of the machine: what suits this hardware ("auto") is decided by
+        gpt2.runtime (`resolve_runtime(...).dtype`) before loading."""
+        if dtype is not None and not isinstance(dtype, torch.dtype):
+            raise GPT2Error(f"from_pretrained(dtype={dtype!r}): give a torch.dtype (e.g. torch.bfloat16) "
+                            "or None; resolve names and 'auto' with gpt2.runtime first")
         if not readable_path(path).is_dir():
             raise CheckpointError(f"{path}: no such checkpoint directory")
         cfg = read_config(path)

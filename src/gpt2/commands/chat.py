@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, TextIO
 
 from gpt2.commands.generate import utf8_stdout, write
 from gpt2.commands.options import flat_command
-from gpt2.device_options import DeviceOptions
 from gpt2.errors import GPT2Error
 from gpt2.generation.options import SamplingOptions
+from gpt2.runtime.options import DeviceOptions
 
 if TYPE_CHECKING:
     from gpt2.generation.chat import ChatSession

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 from gpt2.commands.options import flat_command
 from gpt2.data.options import SPLITS
 from gpt2.data.sources import decode_utf8
-from gpt2.device_options import DeviceOptions
 from gpt2.errors import GPT2Error
 from gpt2.evaluation.options import TaskOptions
+from gpt2.runtime.options import DeviceOptions
 
 if TYPE_CHECKING:
     import numpy as np
@@ -88,10 +88,10 @@ def evaluate_checkpoint(options: EvalOptions, system: DeviceOptions = DeviceOpti
     # Imported here, not at the top, so that --help does not import torch (see commands/__init__.py).
     from gpt2.checkpoint import read_config, readable_path
     from gpt2.data.loaders import SequentialLoader
-    from gpt2.device import autocast
     from gpt2.gpt_model import GPT2
     from gpt2.loss import bits_per_byte, byte_table, counting_bytes, mean_loss
-    from gpt2.runtime import resolve_runtime
+    from gpt2.runtime.device import autocast
+    from gpt2.runtime.resolve import resolve_runtime
     from gpt2.tokenizers import tokenizer_for_checkpoint
     from gpt2.training.metrics import perplexity
 

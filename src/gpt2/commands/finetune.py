@@ -7,7 +7,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from gpt2.device_options import DeviceOptions
 from gpt2.finetune.options import (
     FinetuneConfig,
     FinetuneDataSection,
@@ -19,6 +18,7 @@ from gpt2.finetune.options import (
     TaskSection,
     Trainable,
 )
+from gpt2.runtime.options import DeviceOptions
 from gpt2.training.config import CheckpointSection, ModelSection, SystemSection
 
 
@@ -95,11 +95,11 @@ def classify(checkpoint: str, file: str | None = None, text: str | None = None, 
     """
     import torch
 
-    from gpt2.device import pick_device
     from gpt2.errors import GPT2Error
     from gpt2.finetune.evaluate import labelled_rows, report_rows
     from gpt2.finetune.metrics import format_report
     from gpt2.finetune.saved import load_finetuned
+    from gpt2.runtime.device import pick_device
 
     DeviceOptions(device=device)
     model, tokenizer, info = load_finetuned(checkpoint, pick_device(device))

@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from gpt2.commands.options import flat_command
-from gpt2.device_options import DeviceOptions
 from gpt2.errors import GPT2Error
 from gpt2.generation.options import SamplingOptions
+from gpt2.runtime.options import DeviceOptions
 
 if TYPE_CHECKING:
     from gpt2.generation.text import TextGenerator

@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from gpt2.commands.options import flat_command
-from gpt2.device_options import DeviceOptions
 from gpt2.errors import GPT2Error
+from gpt2.runtime.options import DeviceOptions
 from gpt2.serving.options import ServeLimits
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

@@ -8,8 +8,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-from gpt2.device import autocast
-from gpt2.device_options import DeviceOptions
 from gpt2.errors import GPT2Error
 from gpt2.evaluation.encoding import example_rows
 from gpt2.evaluation.metrics import chance, definitions, task_metrics
@@ -17,6 +15,8 @@ from gpt2.evaluation.options import TaskOptions
 from gpt2.evaluation.results import append_result
 from gpt2.evaluation.scoring import score_encoded
 from gpt2.evaluation.tasks import read_task
+from gpt2.runtime.device import autocast
+from gpt2.runtime.options import DeviceOptions
 
 
 def evaluate_task(checkpoint: str | Path, data: str | Path, options: TaskOptions, batch_size: int = 32,
@@ -27,7 +27,7 @@ def evaluate_task(checkpoint: str | Path, data: str | Path, options: TaskOptions
     encoded before the weights are loaded, so a bad file fails fast."""
     from gpt2.checkpoint import read_config, readable_path
     from gpt2.gpt_model import GPT2
-    from gpt2.runtime import resolve_runtime
+    from gpt2.runtime.resolve import resolve_runtime
     from gpt2.tokenizers import tokenizer_for_checkpoint
 
     assert options.task is not None

@@ -25,7 +25,7 @@ from gpt2.finetune.examples import ExampleBatches, val_batches
 from gpt2.finetune.lora import add_lora
 from gpt2.finetune.options import FinetuneConfig
 from gpt2.finetune.saved import checkpoint_writer, finetune_info, read_info, restore_weights
-from gpt2.runtime import resolve_runtime
+from gpt2.runtime.resolve import resolve_runtime
 from gpt2.tokenizers import Tokenizer, find_tokenizer
 from gpt2.training.checkpointing import LATEST, check_out_dir, claim_out_dir, load_resume_state
 from gpt2.training.distributed import dist_info_from_env, init_distributed, launched_by_torchrun

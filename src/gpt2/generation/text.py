@@ -17,7 +17,6 @@ from typing import Any
 import torch
 
 from gpt2.checkpoint import read_config, readable_path
-from gpt2.device import DeviceOptions
 from gpt2.errors import GPT2Error
 from gpt2.generation.engine import Engine, RowSpec, decoding
 from gpt2.generation.fast_linear import prepare_for_decoding
@@ -27,7 +26,8 @@ from gpt2.generation.row_sampling import row_keys
 from gpt2.generation.stopping import StopMatcher
 from gpt2.generation.streaming import StreamDecoder
 from gpt2.gpt_model import GPT2
-from gpt2.runtime import resolve_runtime
+from gpt2.runtime.options import DeviceOptions
+from gpt2.runtime.resolve import resolve_runtime
 from gpt2.tokenizers import Tokenizer, tokenizer_for_checkpoint
 
 

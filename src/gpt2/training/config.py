@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from gpt2.config import GPT2Config, PresetName
-from gpt2.device_options import DeviceOptions
 from gpt2.errors import GPT2Error
 from gpt2.generation.options import SamplingOptions
+from gpt2.runtime.options import DeviceOptions
 
 
 def _positive(section: str, **values: float) -> None:

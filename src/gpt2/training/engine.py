@@ -24,9 +24,9 @@ import torch
 from torch import Tensor, nn
 
 from gpt2.data.loaders import BatchSource
-from gpt2.device import autocast, resolve_dtype
 from gpt2.errors import GPT2Error
 from gpt2.loss import NextTokenLoss
+from gpt2.runtime.device import autocast, resolve_dtype
 from gpt2.training.checkpointing import BEST, LATEST, Progress, StopFlag, restore_run_state, run_state
 from gpt2.training.config import RunConfig
 from gpt2.training.distributed import DistInfo, StepSignals, sync_context, wrap_model
@@ -55,14 +55,15 @@ class Trainer:
                  val_batches: Callable[[int | None], Collection[tuple[Tensor, Tensor]]],
                  tokenizer: Any = None, info: DistInfo | None = None, amp_dtype: torch.dtype | None = None,
                  window: int | None = None) -> None:
-        """amp_dtype: the autocast precision (default: cfg.system.dtype, auto meaning float32);
+        """amp_dtype: the autocast precision (default: cfg.system.dtype, which must then be
+        concrete: `auto` is resolved by gpt2.runtime, as launch.build_trainer does);
         window: tokens per training sequence (default: cfg.train.context_length or the model's)."""
         self.cfg = cfg
         self.info = info or DistInfo(device=model.device)
         self.device = self.info.device
         self.raw_model = model  # unwrapped: what checkpoints and samples use
-        o, explicit = cfg.optim, "float32" if cfg.system.dtype == "auto" else cfg.system.dtype
-        self.amp_dtype = amp_dtype or resolve_dtype(explicit)
+        o = cfg.optim
+        self.amp_dtype = amp_dtype or resolve_dtype(cfg.system.dtype)  # refuses auto
         ns_dtype = torch.bfloat16 if self.amp_dtype is torch.bfloat16 else torch.float32  # Muon: as autocast
         sharded = parallelize(model, cfg.system, o.name, self.info, self.amp_dtype)  # before the optimizer
         self.optimizer = build_optimizer(model, o.lr, o.weight_decay, (o.beta1, o.beta2), o.eps, o.impl,

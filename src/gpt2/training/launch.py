@@ -21,7 +21,7 @@ from gpt2.data.loaders import RandomWindowLoader, SequentialLoader
 from gpt2.data.shards import open_data, read_meta, verify_shards
 from gpt2.errors import GPT2Error
 from gpt2.gpt_model import GPT2
-from gpt2.runtime import resolve_runtime
+from gpt2.runtime.resolve import resolve_runtime
 from gpt2.tokenizers import Tokenizer, find_tokenizer, same_ids
 from gpt2.training.checkpointing import LATEST, check_out_dir, claim_out_dir, load_resume_state
 from gpt2.training.config import MODEL_FIELDS, RunConfig

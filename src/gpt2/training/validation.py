@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gpt2.device import autocast
 from gpt2.errors import GPT2Error
 from gpt2.generation.text import sample_text
 from gpt2.loss import bits_per_byte, byte_table, counting_bytes, mean_loss
+from gpt2.runtime.device import autocast
 from gpt2.training.checkpointing import Progress
 from gpt2.training.config import EvalSection
 from gpt2.training.distributed import DistInfo, all_reduce_sum

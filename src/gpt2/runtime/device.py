@@ -3,9 +3,8 @@
 `dtype` has one meaning everywhere: the precision the model computes in. Training and
 evaluation autocast to it (the weights and the loss stay float32); generation casts the
 weights (nothing is trained, and a bf16 weight is half the memory to read per token).
-`auto` picks from the hardware at hand (see autotune.py). The options themselves,
-`DeviceOptions`, are declared in device_options.py (which does not import torch) and
-re-exported here.
+`auto` is resolved from the hardware at hand by resolve.py; the options themselves,
+`DeviceOptions`, are declared in options.py (which does not import torch).
 """
 
 from __future__ import annotations
@@ -14,10 +13,10 @@ import contextlib
 
 import torch
 
-from gpt2.device_options import DeviceOptions as DeviceOptions  # re-exported; declared without torch
 from gpt2.errors import GPT2Error
+from gpt2.runtime.options import PRECISIONS
 
-DTYPES = {"float32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}  # DTYPE_NAMES, less auto
+DTYPES = dict(zip(PRECISIONS, (torch.float32, torch.bfloat16, torch.float16), strict=True))
 
 
 def pick_device(preference: str | torch.device | None = "auto") -> torch.device:
@@ -43,9 +42,13 @@ def pick_device(preference: str | torch.device | None = "auto") -> torch.device:
 
 def resolve_dtype(name: str | torch.dtype) -> torch.dtype:
     """'float32' / 'bf16' / 'fp16' (or a torch.dtype) -> torch.dtype ('auto' is resolved by
-    autotune.py first, since it depends on the device and the model)."""
+    resolve.py first, since it depends on the device and the model)."""
     if isinstance(name, torch.dtype):
         return name
+    if name == "auto":  # never read silently as float32
+        raise GPT2Error("dtype 'auto' is not resolved yet: resolve it with "
+                        "gpt2.runtime.resolve.resolve_runtime (as every gpt2 command does), "
+                        "or give float32, bf16 or fp16")
     if name not in DTYPES:
         raise GPT2Error(f"unknown dtype {name!r}; choose one of {', '.join(DTYPES)}")
     return DTYPES[name]

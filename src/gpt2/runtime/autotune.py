@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 
 import torch
 
-from gpt2.autotune_probe import ATTENTIONS, Combo, cached_timings, combo_key
 from gpt2.config import GPT2Config
-from gpt2.hardware import CpuInfo, bf16_support, cpu_info
+from gpt2.runtime.hardware import CpuInfo, bf16_support, cpu_info
+from gpt2.runtime.probe import ATTENTIONS, Combo, cached_timings, combo_key
 
 
 @dataclass(frozen=True)

@@ -13,17 +13,18 @@ import dataclasses
 import json
 import os
 import time
+import typing
 import warnings
 from pathlib import Path
 
 import torch
 
-from gpt2.config import GPT2Config
+from gpt2.config import AttentionImpl, GPT2Config
 from gpt2.files import write_bytes_atomic
-from gpt2.hardware import CpuInfo, cache_dir
+from gpt2.runtime.hardware import CpuInfo, cache_dir
 from gpt2.transformer_block import TransformerBlock
 
-ATTENTIONS = ("explicit", "sdpa")
+ATTENTIONS: tuple[str, ...] = typing.get_args(AttentionImpl)
 # Tokens per probe step: about PROBE_FLOPS of work (~20 ms on 2 idle cores): the probe takes < 1 s,
 # but at least MIN_PROBE_TOKENS: autocast re-casts every weight to bf16 on each forward, and with
 # too few tokens that cast hides bf16's speed (GPT-2 small: bf16 ~= fp32 at 32 tokens, 2.5x at 512).

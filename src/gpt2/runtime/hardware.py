@@ -1,6 +1,6 @@
 """Facts about the CPU and the torch build at hand, for choosing precision and threads.
 
-Only facts live here (no model imports, no timing); `gpt2.autotune` turns them into choices.
+Only facts live here (no model imports, no timing); `gpt2.runtime.autotune` turns them into choices.
 
 Why both CPU flags and torch's view: the flags say what the silicon can do, but torch only
 uses AVX-512 kernels when its dispatch capability is AVX512, and oneDNN only runs bf16 natively

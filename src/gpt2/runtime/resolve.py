@@ -14,10 +14,11 @@ from dataclasses import dataclass
 
 import torch
 
-from gpt2 import autotune
 from gpt2.config import GPT2Config
-from gpt2.device import DTYPES, DeviceOptions, check_dtype, pick_device
-from gpt2.hardware import cpu_info, describe, native_bf16
+from gpt2.runtime import autotune
+from gpt2.runtime.device import DTYPES, check_dtype, pick_device
+from gpt2.runtime.hardware import cpu_info, describe, native_bf16
+from gpt2.runtime.options import DeviceOptions
 
 
 @dataclass(frozen=True)
