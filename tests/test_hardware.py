@@ -16,9 +16,10 @@ import pytest
 import torch
 
 from gpt2.config import GPT2Config
-from gpt2.runtime import autotune, hardware, probe
+from gpt2.runtime import autotune, hardware, probe, resolve
 from gpt2.runtime.autotune import Choice
 from gpt2.runtime.hardware import CpuInfo, native_bf16
+from gpt2.runtime.options import DeviceOptions
 from gpt2.runtime.probe import combo_key
 
 ZEN4 = CpuInfo(model="AMD EPYC 9454P", machine="x86_64",
@@ -58,6 +59,8 @@ def fake_probe(monkeypatch, tmp_path):
         return {combo_key(*c): fake_seconds(*c) for c in combos}
 
     monkeypatch.setattr(probe, "measure", measure)
+    monkeypatch.setattr(probe, "others_share", lambda before, after: 0.0)  # a quiet machine...
+    monkeypatch.setattr(probe, "LOAD_SAMPLE_S", 0.0)  # ...sampled at once
     return calls
 
 
@@ -264,17 +267,58 @@ def test_timings_from_a_busy_machine_are_used_once_and_not_cached(fake_probe, tm
     assert len(fake_probe) == 2  # measured again: nothing was cached
 
 
+def test_cached_timings_are_not_trusted_while_the_machine_is_busy(fake_probe, tmp_path, monkeypatch):
+    """Measured quiet, 2 threads win and are cached; under load now, the run measures again for
+    itself and takes 1 thread, leaving the quiet timings cached for a quiet machine."""
+    load = {"share": 0.0}
+    monkeypatch.setattr(probe, "others_share", lambda before, after: load["share"])
+    monkeypatch.setattr(probe, "measure", lambda cfg, batch, seq, combos: fake_probe.append(combos) or {
+        combo_key(*c): fake_seconds(*c, many_threads=2.0 if load["share"] else 0.5) for c in combos})
+    assert autotune.choose_training("cpu", CFG, 4, 16, info=ZEN4).threads == 2
+    cached = (tmp_path / probe.CACHE_FILE).read_text()
+    load["share"] = 0.6  # other processes take 60% of the CPU now
+    busy = autotune.choose_training("cpu", CFG, 4, 16, info=ZEN4)
+    assert busy.threads == 1 and "used 60% of the CPU" in busy.reason and len(fake_probe) == 2
+    assert (tmp_path / probe.CACHE_FILE).read_text() == cached  # the quiet timings stay
+    load["share"] = 0.0
+    assert autotune.choose_training("cpu", CFG, 4, 16, info=ZEN4).threads == 2 and len(fake_probe) == 2
+
+
+def test_the_header_reports_forced_settings_as_forced(fake_probe, monkeypatch):
+    """--system.threads 1 (or --system.dtype float32) beside a probe that prefers 2 threads (and
+    bf16): the line says what runs, as asked, not the probe's sentence about something else."""
+    monkeypatch.setattr(autotune, "cpu_info", lambda: ZEN4)
+    monkeypatch.setattr(resolve, "cpu_info", lambda: ZEN4)
+    monkeypatch.setattr(probe, "measure", lambda cfg, batch, seq, combos: {
+        combo_key(*c): fake_seconds(*c, many_threads=0.5) for c in combos})
+    saved = torch.get_num_threads()
+    try:
+        auto = resolve.resolve_runtime(DeviceOptions(device="cpu"), CFG, "train", 4, 16, verbose=False)
+        forced = resolve.resolve_runtime(DeviceOptions(device="cpu", dtype="float32", threads=1), CFG,
+                                         "train", 4, 16, verbose=False, attention="sdpa")
+    finally:
+        torch.set_num_threads(saved)
+    assert (auto.threads, auto.dtype) == (2, torch.bfloat16) and "2 threads (2.0x faster" in auto.reason
+    assert (forced.threads, forced.dtype, forced.attention) == (1, torch.float32, "sdpa")
+    assert forced.reason == "float32 as asked; sdpa attention as asked; 1 thread as asked"
+
+
 @pytest.mark.skipif(probe.cpu_ticks() is None or hardware.cpu_info().cores > 8,
                     reason="needs Linux's /proc/stat, and few enough cores to keep busy")
-def test_a_real_probe_beside_busy_processes_is_not_cached(monkeypatch, tmp_path):
+def test_a_real_probe_beside_busy_processes_is_not_cached_nor_trusts_the_cache(monkeypatch, tmp_path):
+    """Real processes spinning on every core: quiet timings in the cache are set aside (the run
+    measures for itself), and what it measured is not cached."""
     monkeypatch.setenv("GPT2_CACHE_DIR", str(tmp_path))
-    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
-                for _ in range(hardware.cpu_info().cores)]
+    info = hardware.cpu_info()
+    shape = probe.probe_shape(CFG, 2, 16)
+    quiet = {probe.cache_key(info, CFG, *shape): {combo_key(*c): 1.0 for c in autotune.candidates(info)}}
+    (tmp_path / probe.CACHE_FILE).write_text(json.dumps(quiet))  # a made-up quiet measurement
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(info.cores)]
     try:
         choice = autotune.choose_training("cpu", CFG, 2, 16)
     finally:
         for p in spinners:
             p.kill()
             p.wait()
-    assert "not cached" in choice.reason
-    assert not (tmp_path / probe.CACHE_FILE).exists()
+    assert "not cached" in choice.reason and set(choice.timings.values()) != {1.0}
+    assert json.loads((tmp_path / probe.CACHE_FILE).read_text()) == quiet

@@ -54,6 +54,51 @@ def test_resume_is_bit_identical(data: Path, reference: dict[int, float], tmp_pa
     assert train_losses(tmp_path) == reference  # exact float equality at every step
 
 
+@pytest.mark.slow
+def test_the_same_command_resumes_three_times(data: Path, tmp_path: Path, one_thread: None,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """One command with `auto` precision, attention and threads, split over four invocations
+    (as job slots do with --train.stop_after_steps): every resume is accepted, train_config.json
+    keeps `auto` as given beside what it resolved to, and the run ends exactly where an
+    uninterrupted run with those choices does. (In-process: five torch imports would dominate.)"""
+    from gpt2.cli import main
+
+    monkeypatch.setenv("GPT2_CACHE_DIR", str(tmp_path / "cache"))
+    split = tmp_path / "split"
+    args = tiny_args(data, split, steps=10, **{"model.drop_rate": 0.1, "system.dtype": "auto",
+                                               "system.threads": 0, "train.stop_after_steps": 3})
+    for resume in ([], ["--resume=true"], ["--resume=true"], ["--resume=true"]):  # steps 3, 6, 9, 10
+        main([*args, *resume])
+    assert load_training_state(split / "latest")["step"] == 10
+    saved = json.loads((split / "latest" / "train_config.json").read_text())
+    system, model = saved["system"], saved["model"]
+    assert (system["dtype"], system["threads"], model["attention"]) == ("auto", 0, None)  # as given
+    chosen = saved["runtime"]
+    assert "as the saved run chose" in chosen["reason"]
+    whole = tmp_path / "whole"
+    explicit = {"system.dtype": chosen["dtype"], "system.threads": chosen["threads"],
+                "model.attention": chosen["attention"], "model.drop_rate": 0.1}
+    main(tiny_args(data, whole, steps=10, **explicit))
+    assert train_losses(split) == train_losses(whole)  # exact float equality at every step
+
+
+def test_a_resume_compares_auto_with_the_choice_it_stands_for() -> None:
+    """`auto` now means the saved run's choice (also in runs saved with it written in, before
+    the settings and the choices were kept apart); a concrete value that differs is refused."""
+    from gpt2.training.config import RunConfig, SystemSection
+    from gpt2.training.resume import check_changes
+
+    auto = RunConfig(system=SystemSection(dtype="auto", threads=0))
+    pinned = RunConfig(system=SystemSection(dtype="bf16", threads=2)).to_dict()
+    legacy = {**pinned, "runtime": {"dtype": "bfloat16", "threads": 2, "attention": "explicit"}}
+    legacy["model"] = {**legacy["model"], "attention": "explicit"}
+    assert check_changes(auto, legacy, allow=False) == []
+    saved = {**auto.to_dict(), "runtime": {"dtype": "bf16", "threads": 2, "attention": "explicit"}}
+    assert check_changes(auto, saved, allow=False) == []
+    with pytest.raises(ValueError, match=r"--system.dtype float32 \(saved auto\)"):
+        check_changes(RunConfig(system=SystemSection(dtype="float32")), saved, allow=False)
+
+
 def _start(args: list[str]) -> subprocess.Popen:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.Popen([str(VENV_BIN / "gpt2"), *args], cwd=ROOT, env=env, text=True,

@@ -21,14 +21,19 @@ from gpt2.runtime.probe import ATTENTIONS, Combo, cached_timings, combo_key
 
 @dataclass(frozen=True)
 class Choice:
-    """What to run with, and one human line saying why. None means "leave as it is"."""
+    """What to run with, and why, one short sentence per setting. None means "leave as it is"."""
 
     dtype: str  # "float32", "bf16" or "fp16" (autocast for training, weights for decoding)
     attention: str | None  # "explicit" or "sdpa"
     threads: int | None  # for torch.set_num_threads
-    reason: str
+    why: dict[str, str]  # "dtype", "attention", "threads" (each when decided here), "note"
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step, by combo_key
     probe_shape: tuple[int, int] | None = None  # (batch, seq) that was timed
+
+    @property
+    def reason(self) -> str:
+        """The reasons as one line, in the order dtype, attention, threads, note."""
+        return "; ".join(self.why.values())
 
 
 def candidates(info: CpuInfo) -> list[Combo]:
@@ -53,35 +58,39 @@ def decide_cpu(info: CpuInfo, timings: dict[str, float]) -> Choice:
     native, why = bf16_support(info)
     allowed = {k: s for k, s in timings.items() if native or not k.startswith("bf16/")}
     if not allowed:
-        return Choice("float32", "sdpa", None, f"float32: {why}; nothing measured, sdpa attention")
+        return Choice("float32", "sdpa", None, {"dtype": f"float32: {why}; nothing measured",
+                                                "attention": "sdpa attention"})
     best = min(allowed, key=allowed.__getitem__)
     dtype, attention, threads = best.split("/")
     t, bf16 = allowed[best], timings.get(combo_key("bf16", attention, threads))
     if dtype == "bf16":
         fp32 = timings[combo_key("float32", attention, threads)]
-        parts = [f"bf16 autocast: {why} and bf16 measured {_compare(t, fp32, 'float32')} for this shape"]
+        dtype_why = f"bf16 autocast: {why} and bf16 measured {_compare(t, fp32, 'float32')} for this shape"
     elif native and bf16 is not None:
-        parts = [f"float32: {why} but bf16 measured {_compare(bf16, t, 'float32')} for this shape"]
+        dtype_why = f"float32: {why} but bf16 measured {_compare(bf16, t, 'float32')} for this shape"
     else:
-        parts = [f"float32: {why}"]
+        dtype_why = f"float32: {why}"
     rival = "sdpa" if attention == "explicit" else "explicit"
     rival_t = timings.get(combo_key(dtype, rival, threads))
-    parts.append(f"{attention} attention" + (f" {_compare(t, rival_t, rival)}" if rival_t else ""))
-    parts.append(_threads(threads) + "".join(f" ({_compare(t, s, _threads(k.split('/')[2]))})"
-                                             for k, s in allowed.items()
-                                             if k.startswith(f"{dtype}/{attention}/") and k != best))
-    return Choice(dtype, attention, int(threads), "; ".join(parts), dict(timings))
+    attention_why = f"{attention} attention" + (f" {_compare(t, rival_t, rival)}" if rival_t else "")
+    threads_why = _threads(threads) + "".join(f" ({_compare(t, s, _threads(k.split('/')[2]))})"
+                                              for k, s in allowed.items()
+                                              if k.startswith(f"{dtype}/{attention}/") and k != best)
+    why = {"dtype": dtype_why, "attention": attention_why, "threads": threads_why}
+    return Choice(dtype, attention, int(threads), why, dict(timings))
 
 
 def decide_cuda(bf16_native: bool, capability: tuple[int, int]) -> Choice:
     """CUDA rules: bf16 where native (Ampere+), else fp16 with a GradScaler on tensor-core GPUs."""
     sm = f"GPU sm_{capability[0]}{capability[1]}"
     if bf16_native:
-        return Choice("bf16", "sdpa", None, f"bf16 autocast: {sm} has native bf16; sdpa attention")
+        return Choice("bf16", "sdpa", None, {"dtype": f"bf16 autocast: {sm} has native bf16",
+                                             "attention": "sdpa attention"})
     if capability >= (7, 0):
-        return Choice("fp16", "sdpa", None, f"fp16 autocast + GradScaler: {sm} has fp16 tensor cores "
-                      "but no native bf16; sdpa attention")
-    return Choice("float32", "sdpa", None, f"float32: {sm} has no native bf16 nor fp16 tensor cores")
+        return Choice("fp16", "sdpa", None, {"dtype": f"fp16 autocast + GradScaler: {sm} has fp16 tensor "
+                                             "cores but no native bf16", "attention": "sdpa attention"})
+    why = f"float32: {sm} has no native bf16 nor fp16 tensor cores"
+    return Choice("float32", "sdpa", None, {"dtype": why, "attention": "sdpa attention"})
 
 
 def _cuda_bf16_native() -> bool:
@@ -102,14 +111,14 @@ def choose_training(device: torch.device | str, cfg: GPT2Config, batch_size: int
     if device.type == "cuda":
         return decide_cuda(_cuda_bf16_native(), torch.cuda.get_device_capability(device))
     if device.type != "cpu":
-        return Choice("float32", "sdpa", None, f"float32 on {device.type}: autocast there is not "
-                      "reliably faster; sdpa attention")
+        return Choice("float32", "sdpa", None, {"dtype": f"float32 on {device.type}: autocast there is not "
+                                                "reliably faster", "attention": "sdpa attention"})
     info = info or cpu_info()
     timings, shape, busy = cached_timings(info, cfg, batch_size, seq_len, candidates(info), refresh)
     choice = decide_cpu(info, timings)
     if busy is not None:
         note = f"other processes used {busy:.0%} of the CPU while measuring: for this run only, not cached"
-        choice = dataclasses.replace(choice, reason=f"{choice.reason}; {note}")
+        choice = dataclasses.replace(choice, why={**choice.why, "note": note})
     return dataclasses.replace(choice, probe_shape=shape)
 
 
@@ -128,8 +137,9 @@ def decide_decoding(device_type: str, bf16_native: bool, why: str = "") -> Choic
     """Weights dtype for generation (batch 1): bf16 only where the device computes it natively."""
     if device_type in ("cpu", "cuda") and bf16_native:
         extra = "; oneDNN's prepacked bf16 linear is ~2x faster" if device_type == "cpu" else ""
-        return Choice("bf16", None, None, f"bf16 weights: {why or 'native bf16'}{extra}")
-    return Choice("float32", None, None, f"float32 weights: {why or f'no native bf16 on {device_type}'}")
+        return Choice("bf16", None, None, {"dtype": f"bf16 weights: {why or 'native bf16'}{extra}"})
+    why = why or f"no native bf16 on {device_type}"
+    return Choice("float32", None, None, {"dtype": f"float32 weights: {why}"})
 
 
 def choose_decoding(device: torch.device | str, info: CpuInfo | None = None) -> Choice:

@@ -4,7 +4,11 @@ cache the timings per CPU, torch build and shape (a different CPU or torch re-pr
 
 Timings taken while other processes kept the CPU busy are used for this run only, never
 cached: on a busy 2-core machine two threads wait for each other and measure several times
-slower than one, which is true for that moment but not for the machine.
+slower than one, which is true for that moment but not for the machine. The same rule guards
+the cache the other way: cached timings (taken on a quiet machine) are used only while the
+machine is quiet now; when others use more than BUSY_FRACTION of the CPU at the start of a
+run, it measures again for itself (a stale "2 threads are faster" ran 2x slower than one
+thread under a load of 4 on 2 cores).
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ MAX_PROBE_TOKENS = 2048
 MIN_PROBE_TOKENS = 128
 PROBE_BUDGET_S = 0.5  # after warm-up and one timed round, more rounds (up to 5) only within this
 CACHE_FILE = "autotune.json"
-BUSY_FRACTION = 0.25  # others' share of all cores during the probe above which it is not cached
+BUSY_FRACTION = 0.25  # others' share of all cores above which timings are not cached, nor trusted
+LOAD_SAMPLE_S = 0.2  # how long the load is sampled before trusting cached timings
 Combo = tuple[str, str, int]  # (dtype, attention, threads)
 
 
@@ -139,15 +144,25 @@ def others_share(before: tuple[int, int, float] | None, after: tuple[int, int, f
     return max(0.0, (after[0] - before[0] - own_ticks) / (after[1] - before[1]))
 
 
+def others_load(seconds: float | None = None) -> float:
+    """Fraction of all cores other processes use now, sampled over `seconds` (0 if unknown)."""
+    before = cpu_ticks()
+    time.sleep(LOAD_SAMPLE_S if seconds is None else seconds)
+    return others_share(before, cpu_ticks())
+
+
 def cached_timings(info: CpuInfo, cfg: GPT2Config, batch_size: int, seq_len: int, combos: list[Combo],
                    refresh: bool = False) -> tuple[dict[str, float], tuple[int, int], float | None]:
-    """Timings of `combos` (measuring only those not cached yet), the probe shape, and, when the
-    machine was too busy to cache what was measured, the share of the CPU others took (else None)."""
+    """Timings of `combos` (measuring only those not cached yet, or all of them when the machine
+    is busy now), the probe shape, and, when the machine was too busy to cache what was
+    measured, the share of the CPU others took (else None)."""
     batch, seq = probe_shape(cfg, batch_size, seq_len)
     path, key = cache_dir() / CACHE_FILE, cache_key(info, cfg, batch, seq)
     cache = _read_cache(path)
     timings = {} if refresh else dict(cache.get(key, {}))
     missing = [c for c in combos if combo_key(*c) not in timings]
+    if not missing and others_load() > BUSY_FRACTION:  # quiet-machine timings do not hold now
+        missing = list(combos)
     busy = None
     if missing:
         before = cpu_ticks()

@@ -1,10 +1,13 @@
 """From `DeviceOptions` (what the user asked for, maybe `auto`) to what a run uses: the device,
 the precision, the attention kernel and the CPU threads, with one line saying why.
 
-`auto` is decided by autotune.py from the hardware at hand: rules on a GPU, a short cached
-probe on a CPU (bf16 only where the CPU computes it natively and measurably faster). An
-explicit `bf16` on a CPU that only emulates it still runs, with a warning giving the
-measured slowdown.
+This is the one place that decides what `auto` means; train, eval, generate and serve all
+call `resolve_runtime`. `auto` is decided by autotune.py from the hardware at hand: rules on
+a GPU, a short cached probe on a CPU (bf16 only where the CPU computes it natively and
+measurably faster; cached timings only while the machine is quiet). A resumed run passes the
+choices its first run made (`kept`), so a new probe cannot change the numbers halfway. A
+setting the user gave is used as given and reported as asked. An explicit `bf16` on a CPU
+that only emulates it still runs, with a warning giving the measured slowdown.
 """
 
 from __future__ import annotations
@@ -27,16 +30,21 @@ class Runtime:
 
     device: torch.device
     dtype: torch.dtype
-    attention: str | None  # "sdpa" / "explicit" chosen by auto; None: keep the model's own
+    attention: str | None  # "sdpa" / "explicit" (chosen or asked); None: keep the model's own
     threads: int
     reason: str
 
+    @property
+    def dtype_name(self) -> str:
+        """The precision as the options spell it: "float32", "bf16" or "fp16"."""
+        return next(name for name, dtype in DTYPES.items() if dtype == self.dtype)
+
     def record(self) -> dict:
-        """What a run stores in train_config.json about where and how it ran."""
+        """What a run stores under `runtime` in train_config.json: where and how it ran (its
+        settings, `auto` included, are stored beside it as the user gave them)."""
         hardware = describe() if self.device.type == "cpu" else torch.cuda.get_device_name(self.device)
-        return {"device": str(self.device), "dtype": str(self.dtype).removeprefix("torch."),
-                "attention": self.attention, "threads": self.threads, "reason": self.reason,
-                "hardware": hardware}
+        return {"device": str(self.device), "dtype": self.dtype_name, "attention": self.attention,
+                "threads": self.threads, "reason": self.reason, "hardware": hardware}
 
 
 def _choose(device: torch.device, cfg: GPT2Config, purpose: str, batch_size: int, seq_len: int,
@@ -45,34 +53,52 @@ def _choose(device: torch.device, cfg: GPT2Config, purpose: str, batch_size: int
     if purpose == "generate":
         return autotune.choose_decoding(device)
     if device.type == "cpu" and not probe:  # e.g. several processes: they would time each other
-        native = native_bf16(cpu_info())
-        return autotune.Choice("bf16" if native else "float32", "sdpa", None,
-                               f"{'bf16' if native else 'float32'} by rule (no probe with several processes)")
+        dtype = "bf16" if native_bf16(cpu_info()) else "float32"
+        return autotune.Choice(dtype, "sdpa", None, {"dtype": f"{dtype} by rule (no probe with several "
+                                                              "processes)", "attention": "sdpa attention"})
     return autotune.choose_training(device, cfg, batch_size, seq_len)
 
 
+def _threads(n: int) -> str:
+    return f"{n} thread{'' if n == 1 else 's'}"
+
+
 def resolve_runtime(options: DeviceOptions, cfg: GPT2Config, purpose: str, batch_size: int = 1,
-                    seq_len: int | None = None, probe: bool = True, verbose: bool = True) -> Runtime:
+                    seq_len: int | None = None, probe: bool = True, verbose: bool = True,
+                    attention: str | None = None, kept: autotune.Choice | None = None) -> Runtime:
     """Resolve `options` for running `cfg` on `batch_size` x `seq_len` token batches for
     `purpose` ("train", "eval" or "generate"), set torch's thread count, and (verbose) print
-    whatever `auto` chose in one line on stderr."""
+    whatever was decided for the user in one line on stderr.
+
+    attention: the kernel the user asked for (None: auto may choose one); kept: the choices a
+    resumed run made when it started, used for whatever is `auto` instead of deciding anew."""
     device = pick_device(options.device)
     auto = options.dtype == "auto" or options.threads == 0
-    choice = _choose(device, cfg, purpose, batch_size, seq_len or cfg.context_length, probe) if auto else None
+    choice = kept or (_choose(device, cfg, purpose, batch_size, seq_len or cfg.context_length, probe)
+                      if auto else None)
     name = choice.dtype if options.dtype == "auto" else options.dtype
     dtype = DTYPES[name]
     check_dtype(dtype, device)
-    threads = options.threads or (choice.threads if choice and choice.threads else torch.get_num_threads())
+    chosen_threads = choice.threads if choice is not None else None
+    threads = options.threads or chosen_threads or torch.get_num_threads()
     if device.type == "cpu":
         torch.set_num_threads(threads)
-    attention = choice.attention if choice is not None else None
-    reason = choice.reason if choice is not None and options.dtype == "auto" else f"{name} as asked"
+    why = dict(choice.why) if choice is not None else {}
+    if options.dtype != "auto":
+        why["dtype"] = f"{name} as asked"
+    if attention is not None:
+        why["attention"] = f"{attention} attention as asked"
+    if options.threads:
+        why["threads"] = f"{_threads(threads)} as asked"
+    elif "threads" not in why and device.type == "cpu":
+        why["threads"] = f"{_threads(threads)} (torch's default)"
+    reason = "; ".join(why.values())
     if device.type == "cpu" and dtype == torch.bfloat16 and not native_bf16(cpu_info()):
         slower = autotune.bf16_slowdown(cfg, batch_size, seq_len or cfg.context_length)
         print(f"gpt2: warning: bf16 is emulated on this CPU ({describe()}): measured {slower:.1f}x slower "
               "than float32; use --dtype auto or float32", file=sys.stderr)
-    runtime = Runtime(device, dtype, attention, threads, reason)
+    runtime = Runtime(device, dtype, attention or (choice.attention if choice else None), threads, reason)
     decided = choice is not None and (options.dtype == "auto" or choice.threads is not None)
     if verbose and decided:  # something was decided for the user: say what and why
-        print(f"gpt2: {purpose} on {device.type}, {name}, {threads} thread(s): {reason}", file=sys.stderr)
+        print(f"gpt2: {purpose} on {device.type}, {name}, {_threads(threads)}: {reason}", file=sys.stderr)
     return runtime

@@ -28,7 +28,7 @@ from gpt2.training.config import MODEL_FIELDS, RunConfig
 from gpt2.training.distributed import DistInfo, dist_info_from_env, init_distributed, launched_by_torchrun
 from gpt2.training.engine import Trainer
 from gpt2.training.fit_data import fit_to_data
-from gpt2.training.resume import check_changes, pin_saved_choices, saved_config
+from gpt2.training.resume import check_changes, keep_saved_seed, saved_choices, saved_config
 
 
 def build_trainer(cfg: RunConfig, resume: bool = False, allow_changes: bool = False,
@@ -45,18 +45,21 @@ def build_trainer(cfg: RunConfig, resume: bool = False, allow_changes: bool = Fa
             raise GPT2Error(f"--resume: no checkpoint at {ckpt}; run without --resume to start the run")
     window = cfg.train.context_length or model_config(cfg, source, tokenizer).context_length  # decided once
     cfg, fitted = fit_to_data(cfg, data_dir, tokenizer, window)  # before a resume compares settings
+    kept = None  # what `auto` chose when the run started, reused by a resume
     if resume:
         saved = saved_config(ckpt)
         notes = check_changes(cfg, saved, allow_changes)
-        cfg = pin_saved_choices(cfg, saved)
+        cfg = keep_saved_seed(cfg, saved)
+        kept = saved_choices(saved)
         if notes and int(os.environ.get("RANK", 0)) == 0:
             print(f"gpt2: note: changed for this resume: {'; '.join(notes)}", file=sys.stderr)
     model_cfg = model_config(cfg, source, tokenizer)
     single = not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1
     micro = cfg.train.batch_size // (int(os.environ.get("WORLD_SIZE", 1)) * cfg.train.grad_accum_steps)
     runtime = resolve_runtime(cfg.system, model_cfg, "train", max(1, micro), window, probe=single,
-                              verbose=int(os.environ.get("RANK", 0)) == 0)
-    if cfg.model.attention is None and runtime.attention is not None:  # auto picked the faster kernel
+                              verbose=int(os.environ.get("RANK", 0)) == 0, attention=cfg.model.attention,
+                              kept=kept)
+    if runtime.attention is not None:  # asked for, or auto picked the faster kernel
         model_cfg = dataclasses.replace(model_cfg, attention=runtime.attention)
     info = dist_info_from_env(runtime.device)
     check_settings(cfg, info, model_cfg, tokenizer, source, window)

@@ -1,10 +1,15 @@
-"""Continuing a run: what `--resume` compares, pins and refuses.
+"""Continuing a run: what `--resume` compares, keeps and refuses.
 
 A resumed run must continue exactly as the saved one would have, so the settings that
 shape the result (model, optimizer, schedule, batch, seed, precision) must be the ones it
-was saved with; `--allow_changes true` accepts differences knowingly. Whatever `auto`
-chose when the run started (precision, attention kernel, threads) is reused, so a new
-probe on a busier machine cannot change the numbers halfway.
+was saved with; `--allow_changes true` accepts differences knowingly.
+
+train_config.json keeps two things apart: the settings as the user gave them (`auto`
+included) and, under `runtime`, what the run resolved them to (precision, attention kernel,
+threads). A resume reuses those choices for whatever is still `auto` (no new probe on a
+busier machine can change the numbers halfway), and compares like with like: a setting
+that is `auto` stands for the saved run's choice, so the same command resumes any number
+of times.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any
 
 from gpt2.errors import GPT2Error
 from gpt2.files import read_json
+from gpt2.runtime.autotune import Choice
 from gpt2.training.checkpointing import RUN_CONFIG
 from gpt2.training.config import RunConfig
 
@@ -24,7 +30,10 @@ HARMLESS = {"data.dir", "train.out_dir", "train.max_seconds", "train.stop_after_
             "train.max_passes",  # what it does shows in train.max_steps, which is compared
             "system.progress", "system.device", "system.compile", "system.threads"}
 HARMLESS_SECTIONS = {"eval", "checkpoint"}
-_DTYPE_NAMES = {"float32": "float32", "bfloat16": "bf16", "float16": "fp16"}
+# Settings `auto` decides: the value that means auto, and the key of its choice under `runtime`.
+AUTO_SETTINGS = {"system.dtype": ("auto", "dtype"), "system.threads": (0, "threads"),
+                 "model.attention": (None, "attention")}
+LEGACY_DTYPES = {"bfloat16": "bf16", "float16": "fp16"}  # runtime records before 2026-12 used torch's names
 # Settings added after runs were saved, with the behaviour of the versions that saved them
 # without: such a run trained with AdamW and had no cap on passes.
 ADDED_LATER = {"optim": {"name": "adamw"}, "train": {"max_passes": 0.0}}
@@ -48,11 +57,24 @@ def saved_config(checkpoint: Path) -> dict[str, Any]:
     return saved
 
 
+def _effective(flat: dict[str, Any], runtime: dict[str, Any]) -> dict[str, Any]:
+    """`flat` with each setting left to `auto` replaced by what the saved run chose for it: a
+    resume reuses that choice, so both mean the same run."""
+    out = dict(flat)
+    for key, (auto, field) in AUTO_SETTINGS.items():
+        if key in out and out[key] == auto and runtime.get(field) is not None:
+            chosen = runtime[field]
+            out[key] = LEGACY_DTYPES.get(chosen, chosen) if field == "dtype" else chosen
+    return out
+
+
 def check_changes(cfg: RunConfig, saved: dict[str, Any], allow: bool) -> list[str]:
     """The settings that differ from the saved run, as '--key new (saved old)'. Differences
     that change the result are refused unless `allow`; the rest are returned as notes."""
     now, before = _flat(cfg.to_dict()), _flat(saved)
-    changed = [k for k in sorted(now) if k in before and now[k] != before[k]]
+    runtime = saved.get("runtime") or {}
+    same_now, same_before = _effective(now, runtime), _effective(before, runtime)
+    changed = [k for k in sorted(now) if k in before and same_now[k] != same_before[k]]
     breaking = [k for k in changed if k not in HARMLESS and k.split(".")[0] not in HARMLESS_SECTIONS]
     described = {k: f"--{k} {now[k]} (saved {before[k]})" for k in changed}
     if breaking and not allow:
@@ -62,19 +84,28 @@ def check_changes(cfg: RunConfig, saved: dict[str, Any], allow: bool) -> list[st
     return [described[k] for k in changed]
 
 
-def pin_saved_choices(cfg: RunConfig, saved: dict[str, Any]) -> RunConfig:
-    """`cfg` with what `auto` chose for the saved run (and its data seed) made explicit."""
+def saved_choices(saved: dict[str, Any]) -> Choice | None:
+    """What the saved run resolved `auto` to (None for a run saved without a `runtime` record)."""
     runtime = saved.get("runtime") or {}
-    system, model, train = cfg.system, cfg.model, cfg.train
-    if system.dtype == "auto" and runtime.get("dtype") in _DTYPE_NAMES:
-        system = dataclasses.replace(system, dtype=_DTYPE_NAMES[runtime["dtype"]])
-    if system.threads == 0 and runtime.get("threads"):
-        system = dataclasses.replace(system, threads=int(runtime["threads"]))
-    if model.attention is None and runtime.get("attention"):
-        model = dataclasses.replace(model, attention=runtime["attention"])
+    if runtime.get("dtype") is None:
+        return None
+    dtype = LEGACY_DTYPES.get(runtime["dtype"], runtime["dtype"])
+    attention = runtime.get("attention")
+    threads = int(runtime["threads"]) if runtime.get("threads") else None
+    why = {"dtype": f"{dtype} as the saved run chose"}
+    if attention is not None:
+        why["attention"] = f"{attention} attention as the saved run chose"
+    if threads is not None:
+        why["threads"] = f"{threads} thread{'' if threads == 1 else 's'} as the saved run chose"
+    return Choice(dtype, attention, threads, why)
+
+
+def keep_saved_seed(cfg: RunConfig, saved: dict[str, Any]) -> RunConfig:
+    """`cfg` with the saved run's seed: the data stream continues as it was."""
+    train = cfg.train
     saved_seed = (saved.get("train") or {}).get("seed")
-    if saved_seed is not None and saved_seed != train.seed:  # the data stream keeps the saved seed
-        print(f"gpt2: note: the run continues with its saved seed {saved_seed} (--train.seed "
-              f"{train.seed} ignored)", file=sys.stderr)
-        train = dataclasses.replace(train, seed=saved_seed)
-    return dataclasses.replace(cfg, system=system, model=model, train=train)
+    if saved_seed is None or saved_seed == train.seed:
+        return cfg
+    print(f"gpt2: note: the run continues with its saved seed {saved_seed} (--train.seed "
+          f"{train.seed} ignored)", file=sys.stderr)
+    return dataclasses.replace(cfg, train=dataclasses.replace(train, seed=saved_seed))
