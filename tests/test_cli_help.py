@@ -94,3 +94,39 @@ def test_the_options_are_defined_once():
     assert prepare.PrepareOptions is options.PrepareOptions
     assert train_tokenizer.SentencePieceOptions is options.SentencePieceOptions
     assert ("auto", *device.DTYPES) == runtime_options.DTYPE_NAMES
+
+
+def _parsers(parser, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], object]]:
+    """Every subcommand's parser under `parser`, with its path: (("train",), parser), ..."""
+    found = []
+    action = getattr(parser, "_subcommands_action", None)
+    for name, sub in (action._name_parser_map.items() if action else ()):
+        found += [((*path, name), sub), *_parsers(sub, (*path, name))]
+    return found
+
+
+def test_every_option_of_every_command_has_a_whole_help_line():
+    """No option without a description, and none cut short: a multi-line docstring used to lose
+    its continuation lines (`tokenizer train --overwrite` read "... (only the") and every option
+    after it its description. Whole means: it ends a sentence and closes what it opens."""
+    import jsonargparse
+
+    import gpt2.cli
+
+    root = jsonargparse.capture_parser(gpt2.cli.main, [])
+    problems, seen = [], 0
+    for path, parser in _parsers(root):
+        for action in parser._actions:
+            if not action.option_strings or action.dest in ("help", "config", "print_config"):
+                continue
+            if isinstance(action, type(root._subcommands_action)):
+                continue
+            seen += 1
+            text = " ".join((action.help or "").split())
+            closed = re.sub(r"[(\[][\d.]+, [\d.]+[)\]]", "", text)  # intervals: (0, 1], [0, 1)
+            whole = (text.endswith((".", ")")) and closed.count("(") == closed.count(")")
+                     and closed.count("`") % 2 == 0 and closed.count("[") == closed.count("]"))
+            if not whole and not text.endswith("Path to a configuration file."):
+                problems.append(f"gpt2 {' '.join(path)} {action.option_strings[0]}: {text!r}")
+    assert seen > 100  # the check reached the options of every command
+    assert problems == [], "\n".join(problems)

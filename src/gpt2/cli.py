@@ -29,6 +29,10 @@ from gpt2.commands.train import train
 from gpt2.commands.verify import verify
 from gpt2.errors import GPT2Error
 
+# Option help is written once, as an attribute docstring under each dataclass field (or an
+# `Args:` entry): jsonargparse reads both.
+jsonargparse.set_parsing_settings(docstring_parse_attribute_docstrings=True)
+
 
 class OneLineErrorParser(jsonargparse.ArgumentParser):
     """jsonargparse's parser, but a command-line mistake (unknown option, a value of the wrong

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -16,29 +17,29 @@ class GPT2Config:
     """Shape of a GPT-2 model. The defaults are GPT-2 small (124M parameters).
 
     Names follow the original project; `to_hf_dict`/`from_hf_dict` map them to the
-    keys of Hugging Face's `config.json` (n_embd, n_layer, ...).
-
-    Args:
-        vocab_size: Number of token ids the embedding and LM head know.
-        context_length: Longest sequence: the size of the position embedding.
-        emb_dim: Width of the residual stream (d_model).
-        n_heads: Attention heads; emb_dim must be divisible by it.
-        n_layers: Transformer blocks.
-        drop_rate: Dropout on embeddings, attention weights and residual branches.
-        bias: Biases in Linear and LayerNorm layers (GPT-2 has them).
-        layer_norm_epsilon: Added to the variance in LayerNorm.
-        attention: sdpa (torch's fused kernel) or explicit (the written-out reference); same weights.
+    keys of Hugging Face's `config.json` (n_embd, n_layer, ...). Each field's help is the
+    docstring under it (also what `gpt2 train --help` shows for `--model.<field>`).
     """
 
-    vocab_size: int = 50257  # number of token ids the embedding and LM head know
-    context_length: int = 1024  # longest sequence; size of the position embedding
-    emb_dim: int = 768  # d_model: width of the residual stream
-    n_heads: int = 12  # attention heads; emb_dim must be divisible by it
-    n_layers: int = 12  # transformer blocks
-    drop_rate: float = 0.1  # dropout on embeddings, attention weights and residual branches
-    bias: bool = True  # biases in Linear and LayerNorm layers (GPT-2 has them)
+    vocab_size: int = 50257
+    """Number of token ids the embedding and LM head know."""
+    context_length: int = 1024
+    """Longest sequence: the size of the position embedding."""
+    emb_dim: int = 768
+    """Width of the residual stream (d_model)."""
+    n_heads: int = 12
+    """Attention heads; emb_dim must be divisible by it."""
+    n_layers: int = 12
+    """Transformer blocks."""
+    drop_rate: float = 0.1
+    """Dropout on embeddings, attention weights and residual branches."""
+    bias: bool = True
+    """Biases in Linear and LayerNorm layers (GPT-2 has them)."""
     layer_norm_epsilon: float = 1e-5
-    attention: AttentionImpl = "sdpa"  # "sdpa" (fast, default) or "explicit" (readable)
+    """Added to the variance in LayerNorm."""
+    attention: AttentionImpl = "sdpa"
+    """sdpa (torch's fused kernel) or explicit (the written-out reference); same weights, and
+    `gpt2 train` picks the faster on the machine at hand when --model.attention is not given."""
 
     def __post_init__(self) -> None:
         self.validate()
@@ -60,7 +61,7 @@ class GPT2Config:
             raise GPT2Error(
                 f"GPT2Config.layer_norm_epsilon must be positive, got {self.layer_norm_epsilon!r}"
             )
-        if self.attention not in ("sdpa", "explicit"):
+        if self.attention not in typing.get_args(AttentionImpl):
             raise GPT2Error(
                 f"GPT2Config.attention must be 'sdpa' or 'explicit', got {self.attention!r}"
             )

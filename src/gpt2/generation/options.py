@@ -14,19 +14,17 @@ from gpt2.errors import GPT2Error
 
 @dataclass(frozen=True)
 class SamplingOptions:
-    """How the next token is chosen; checked once up front (not at every step).
+    """How the next token is chosen; checked once up front (not at every step)."""
 
-    Args:
-        temperature: 0 = greedy (always the most likely token); lower = safer, higher = wilder.
-        top_k: Sample only among the k most likely tokens (null = no limit).
-        top_p: Sample only among the most likely tokens whose probabilities sum to p, in (0, 1].
-        repetition_penalty: > 1 makes tokens already in the text less likely (1 = off).
-    """
-
-    temperature: float = 0.8  # 0 = greedy; < 1 sharper, > 1 flatter
-    top_k: int | None = 200  # keep only the k most likely tokens
-    top_p: float | None = None  # keep the smallest set of tokens whose probability reaches p
-    repetition_penalty: float = 1.0  # > 1 discourages tokens already in the text (CTRL)
+    temperature: float = 0.8
+    """0 = greedy (always the most likely token); lower = safer, higher = wilder."""
+    top_k: int | None = 200
+    """Sample only among the k most likely tokens (null = no limit)."""
+    top_p: float | None = None
+    """Sample only among the most likely tokens whose probabilities sum to p, in (0, 1]
+    (null = no limit)."""
+    repetition_penalty: float = 1.0
+    """> 1 makes tokens already in the text less likely (CTRL's penalty; 1 = off)."""
 
     def __post_init__(self) -> None:
         t, k, p, r = self.temperature, self.top_k, self.top_p, self.repetition_penalty

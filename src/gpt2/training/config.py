@@ -19,6 +19,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import docstring_parser
+
 from gpt2.config import GPT2Config, PresetName
 from gpt2.errors import GPT2Error
 from gpt2.generation.options import SamplingOptions
@@ -42,7 +44,8 @@ def _model_section() -> type:
     (None = the preset's or the loaded model's value), so the model's fields exist once."""
     hints = typing.get_type_hints(GPT2Config)
     overrides = [(f.name, hints[f.name] | None, None) for f in dataclasses.fields(GPT2Config)]
-    help_lines = GPT2Config.__doc__.split("Args:\n", 1)[1]
+    fields = docstring_parser.parse_from_object(GPT2Config).params  # the attribute docstrings
+    help_lines = "".join(f"        {f.arg_name}: {' '.join((f.description or '').split())}\n" for f in fields)
     doc = f"""Which model to train.
 
     Args:
@@ -64,47 +67,41 @@ MODEL_FIELDS = tuple(f.name for f in dataclasses.fields(GPT2Config))
 
 @dataclass
 class DataSection:
-    """Where the tokens come from.
-
-    Args:
-        dir: A folder written by `gpt2 prepare` (token shards, meta.json, tokenizer/).
-    """
+    """Where the tokens come from."""
 
     dir: str = "data/shakespeare"
+    """A folder written by `gpt2 prepare` (token shards, meta.json, tokenizer/)."""
 
 
 @dataclass
 class OptimSection:
-    """The optimizer and the learning-rate schedule (linear warmup, then cosine decay).
-
-    Args:
-        name: adamw (GPT-2's optimizer), or muon: Muon for the matrices inside the transformer
-            blocks and AdamW for the rest; reaches a given loss in far fewer steps on small models.
-        lr: Peak learning rate (of AdamW's parameters), reached at the end of warmup.
-        muon_lr: Peak learning rate of the Muon matrices (name muon); follows the same schedule.
-        momentum: Muon's Nesterov momentum (name muon).
-        min_lr: Learning rate the cosine reaches at max_steps (just after the last step); default lr / 10.
-        warmup_steps: Optimizer steps of linear warmup.
-        weight_decay: Decoupled weight decay on Linear and embedding weights only.
-        beta1: Adam's first-moment decay.
-        beta2: Adam's second-moment decay.
-        eps: Adam's denominator epsilon.
-        grad_clip: Clip the global gradient norm to this value; 0 disables clipping.
-        impl: AdamW kernel (name adamw): auto (fused where supported, else foreach), fused, foreach, loop.
-    """
+    """The optimizer and the learning-rate schedule (linear warmup, then cosine decay)."""
 
     name: Literal["adamw", "muon"] = "muon"
+    """adamw (GPT-2's optimizer), or muon: Muon for the matrices inside the transformer blocks
+    and AdamW for the rest; reaches a given loss in far fewer steps on small models."""
     lr: float = 4e-3
+    """Peak learning rate (of AdamW's parameters), reached at the end of warmup."""
     muon_lr: float = 0.032
+    """Peak learning rate of the Muon matrices (name muon); follows the same schedule."""
     momentum: float = 0.95
+    """Muon's Nesterov momentum (name muon)."""
     min_lr: float | None = None
+    """Learning rate the cosine reaches at max_steps (just after the last step); default lr / 10."""
     warmup_steps: int = 50
+    """Optimizer steps of linear warmup."""
     weight_decay: float = 0.1
+    """Decoupled weight decay on Linear and embedding weights only."""
     beta1: float = 0.9
+    """Adam's first-moment decay."""
     beta2: float = 0.99
+    """Adam's second-moment decay."""
     eps: float = 1e-8
+    """Adam's denominator epsilon."""
     grad_clip: float = 1.0
+    """Clip the global gradient norm to this value; 0 disables clipping."""
     impl: Literal["auto", "fused", "foreach", "loop"] = "auto"
+    """AdamW kernel (name adamw): auto (fused where supported, else foreach), fused, foreach, loop."""
 
     def __post_init__(self) -> None:
         _positive("optim", lr=self.lr, eps=self.eps, muon_lr=self.muon_lr)
@@ -117,36 +114,33 @@ class OptimSection:
 
 @dataclass
 class TrainSection:
-    """Length and batch shape of the run.
-
-    Args:
-        max_steps: Optimizer steps in the whole run (the cosine schedule ends here).
-        max_passes: Passes over the train split the run may make at most: a longer max_steps is
-            lowered to fit (and the run header says so), so a small corpus is not repeated
-            hundreds of times by accident; 0 = no cap.
-        batch_size: Sequences per optimizer step, summed over all processes and
-            accumulation micro-steps (the global batch).
-        grad_accum_steps: Micro-steps whose gradients are summed before each optimizer
-            step; each process sees batch_size / (processes * grad_accum_steps) sequences.
-        context_length: Tokens per training sequence; default the model's context length.
-        seed: Seed of weights, data order and dropout; a CPU run with the same seed repeats exactly.
-        out_dir: Run folder: checkpoints (latest/, best/), metrics.jsonl, loss.png.
-        max_seconds: Stop (and save) after this many seconds of training; 0 = no limit.
-        stop_after_steps: Stop (and save) after this many steps of this invocation, keeping the
-            schedule of max_steps, so a long run can be split across job slots with --resume; 0 = off.
-        log_interval: Write train loss to metrics.jsonl every this many steps.
-    """
+    """Length and batch shape of the run."""
 
     max_steps: int = 1100
+    """Optimizer steps in the whole run (the cosine schedule ends here)."""
     max_passes: float = 10.0
+    """Passes over the train split the run may make at most: a longer max_steps is lowered to fit
+    (and the run header says so), so a small corpus is not repeated hundreds of times by
+    accident; 0 = no cap."""
     batch_size: int = 12
+    """Sequences per optimizer step, summed over all processes and accumulation micro-steps (the
+    global batch)."""
     grad_accum_steps: int = 1
+    """Micro-steps whose gradients are summed before each optimizer step; each process sees
+    batch_size / (processes * grad_accum_steps) sequences."""
     context_length: int | None = None
+    """Tokens per training sequence; default the model's context length."""
     seed: int = 1337
+    """Seed of weights, data order and dropout; a CPU run with the same seed repeats exactly."""
     out_dir: str = "runs/run"
+    """Run folder: checkpoints (latest/, best/), metrics.jsonl, loss.png."""
     max_seconds: float = 0.0
+    """Stop (and save) after this many seconds of training; 0 = no limit."""
     stop_after_steps: int = 0
+    """Stop (and save) after this many steps of this invocation, keeping the schedule of
+    max_steps, so a long run can be split across job slots with --resume; 0 = off."""
     log_interval: int = 10
+    """Write train loss to metrics.jsonl every this many steps."""
 
     def __post_init__(self) -> None:
         _positive("train", max_steps=self.max_steps, batch_size=self.batch_size,
@@ -158,26 +152,23 @@ class TrainSection:
 
 @dataclass
 class EvalSection:
-    """Evaluation during and after training.
-
-    Args:
-        interval: Evaluate every this many optimizer steps (and at the last step); 0 = only at the end.
-        batches: Batches of the fixed validation subset used at each evaluation.
-        batch_size: Sequences per validation batch (per process); default the training micro-batch.
-        final_full: At the end, compute the loss over the whole validation split.
-        prompt: Text the sample at each evaluation starts from; default (null) the start of a line
-            of the validation split, so it is always text the data's tokenizer knows.
-        sample_tokens: Tokens to sample at each evaluation; 0 disables samples.
-        sampling: How the samples are drawn (temperature, top_k, top_p, repetition_penalty).
-    """
+    """Evaluation during and after training."""
 
     interval: int = 250
+    """Evaluate every this many optimizer steps (and at the last step); 0 = only at the end."""
     batches: int = 20
+    """Batches of the fixed validation subset used at each evaluation."""
     batch_size: int | None = None
+    """Sequences per validation batch (per process); default the training micro-batch."""
     final_full: bool = True
+    """At the end, compute the loss over the whole validation split."""
     prompt: str | None = None
+    """Text the sample at each evaluation starts from; default (null) the start of a line of the
+    validation split, so it is always text the data's tokenizer knows."""
     sample_tokens: int = 100
+    """Tokens to sample at each evaluation; 0 disables samples."""
     sampling: SamplingOptions = field(default_factory=SamplingOptions)
+    """How the samples are drawn (temperature, top_k, top_p, repetition_penalty)."""
 
     def __post_init__(self) -> None:
         _positive("eval", batches=self.batches, batch_size=1 if self.batch_size is None else self.batch_size)
@@ -186,15 +177,12 @@ class EvalSection:
 
 @dataclass
 class CheckpointSection:
-    """Checkpoints in <out_dir>/latest and <out_dir>/best.
-
-    Args:
-        interval: Save <out_dir>/latest every this many steps; 0 = at each evaluation.
-        keep_best: Also keep <out_dir>/best, the checkpoint with the lowest validation loss.
-    """
+    """Checkpoints in <out_dir>/latest and <out_dir>/best."""
 
     interval: int = 0
+    """Save <out_dir>/latest every this many steps; 0 = at each evaluation."""
     keep_best: bool = True
+    """Also keep <out_dir>/best, the checkpoint with the lowest validation loss."""
 
     def __post_init__(self) -> None:
         _not_negative("checkpoint", interval=self.interval)
@@ -202,25 +190,18 @@ class CheckpointSection:
 
 @dataclass(frozen=True)
 class SystemSection(DeviceOptions):
-    """Hardware and numerics.
-
-    Args:
-        device: auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.
-        dtype: Precision the model computes in: auto (the fastest this hardware runs well), float32,
-            bf16 or fp16 (CUDA only, with a GradScaler). Training autocasts; weights stay float32.
-        threads: CPU threads for torch; 0 = auto.
-        compile: Compile the model with torch.compile (slower start, faster steps).
-        progress: Show a progress bar (rank 0 only).
-        parallel: Several processes (torchrun): ddp (each holds the whole model) or fsdp (each holds
-            1/N of weights, gradients and optimizer state; checkpoints add sharded files).
-        activation_checkpointing: Recompute each block's activations in backward instead of keeping
-            them (less memory, about a third more compute).
-    """
+    """Hardware and numerics (`device`, `dtype` and `threads` as every command has them)."""
 
     compile: bool = False
+    """Compile the model with torch.compile (slower start, faster steps)."""
     progress: bool = True
+    """Show a progress bar (rank 0 only)."""
     parallel: Literal["ddp", "fsdp"] = "ddp"
+    """Several processes (torchrun): ddp (each holds the whole model) or fsdp (each holds 1/N of
+    weights, gradients and optimizer state; checkpoints add sharded files)."""
     activation_checkpointing: bool = False
+    """Recompute each block's activations in backward instead of keeping them (less memory, about
+    a third more compute)."""
 
 
 @dataclass
