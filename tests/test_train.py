@@ -90,7 +90,7 @@ def test_eval_on_a_text_file_equals_eval_on_its_shards(run: tuple[Path, str], tm
     results = []
     for data, split in ((text, "val"), (tmp_path / "shards", "train")):
         main(["eval", "--checkpoint", ckpt, "--data", str(data), "--split", split, "--device", "cpu",
-              "--dtype", "float32", "--context_length", "16", "--json_output", "true"])
+              "--dtype", "float32", "--threads", "1", "--context_length", "16", "--json_output", "true"])
         results.append(json.loads(capsys.readouterr().out))
     assert results[0] == results[1] and results[0]["tokens"] == 500 // 16 * 16  # 500 chars + end-of-text
 
@@ -321,7 +321,8 @@ def test_loaded_model_takes_dropout_and_attention_path(run: tuple[Path, str], tm
     from gpt2.attention import MultiHeadAttention, explicit_attention
     from gpt2.tokenizers import load_tokenizer
     from gpt2.training.config import ModelSection, RunConfig
-    from gpt2.training.launch import build_model, model_config
+    from gpt2.training.launch import build_model
+    from gpt2.training.plan import model_config
 
     source = str(run[0] / "latest")
     cfg = RunConfig(model=ModelSection(init=source, n_layers=2, drop_rate=0.3, attention="explicit"))

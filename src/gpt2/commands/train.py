@@ -50,9 +50,6 @@ def train(model: ModelSection, data: DataSection, optim: OptimSection, train: Tr
             if trainer.info.is_main:
                 print(f"gpt2: {stop}", file=sys.stderr)
             sys.exit(130)
-        except BaseException:
-            trainer.checkpoints.undo_unsaved_run()  # failed before its first checkpoint
-            raise
     if trainer.info.is_main:
         print_summary(summary)
 

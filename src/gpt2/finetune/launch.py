@@ -31,8 +31,9 @@ from gpt2.training.checkpointing import LATEST, check_out_dir, claim_out_dir, lo
 from gpt2.training.distributed import dist_info_from_env, init_distributed, launched_by_torchrun
 from gpt2.training.engine import Trainer
 from gpt2.training.fit_data import capped_steps
-from gpt2.training.launch import build_model, model_config
-from gpt2.training.resume import check_changes, pin_saved_choices, saved_config
+from gpt2.training.launch import build_model
+from gpt2.training.plan import model_config
+from gpt2.training.resume import check_changes, keep_saved_seed, saved_choices, saved_config
 
 
 def build_finetuner(cfg: FinetuneConfig, resume: bool = False, allow_changes: bool = False,
@@ -55,10 +56,12 @@ def build_finetuner(cfg: FinetuneConfig, resume: bool = False, allow_changes: bo
     examples = load_examples(cfg.task.name, cfg.data, tokenizer, model_cfg.context_length,
                              cfg.train.context_length, saved_classes)
     cfg, notes = _fit(cfg, examples)
+    kept = None  # what `auto` chose when the run started, reused by a resume
     if resume:
         saved = saved_config(ckpt)
         changes = check_changes(cfg, saved, allow_changes)
-        cfg = pin_saved_choices(cfg, saved)
+        cfg = keep_saved_seed(cfg, saved)
+        kept = saved_choices(saved)
         notes += [f"changed for this resume: {'; '.join(changes)}"] if changes else []
     single = not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1
     world = int(os.environ.get("WORLD_SIZE", 1))
@@ -67,8 +70,9 @@ def build_finetuner(cfg: FinetuneConfig, resume: bool = False, allow_changes: bo
         raise GPT2Error(f"--train.batch_size {cfg.train.batch_size} is not divisible by processes ({world}) "
                         f"x --train.grad_accum_steps ({cfg.train.grad_accum_steps})")
     runtime = resolve_runtime(cfg.system, model_cfg, "train", micro, examples.width, probe=single,
-                              verbose=int(os.environ.get("RANK", 0)) == 0)
-    if cfg.model.attention is None and runtime.attention is not None:
+                              verbose=int(os.environ.get("RANK", 0)) == 0, attention=cfg.model.attention,
+                              kept=kept)
+    if runtime.attention is not None:
         model_cfg = dataclasses.replace(model_cfg, attention=runtime.attention)
     info = dist_info_from_env(runtime.device)
     init_distributed(info)

@@ -98,7 +98,8 @@ def resolve_runtime(options: DeviceOptions, cfg: GPT2Config, purpose: str, batch
         print(f"gpt2: warning: bf16 is emulated on this CPU ({describe()}): measured {slower:.1f}x slower "
               "than float32; use --dtype auto or float32", file=sys.stderr)
     runtime = Runtime(device, dtype, attention or (choice.attention if choice else None), threads, reason)
-    decided = choice is not None and (options.dtype == "auto" or choice.threads is not None)
+    decided = choice is not None and (options.dtype == "auto" or (not options.threads and choice.threads)
+                                      or (attention is None and choice.attention is not None and kept))
     if verbose and decided:  # something was decided for the user: say what and why
         print(f"gpt2: {purpose} on {device.type}, {name}, {_threads(threads)}: {reason}", file=sys.stderr)
     return runtime

@@ -111,13 +111,19 @@ class RunCheckpoints:
     directory with the tokenizer, the run config and the training state. Rank 0 writes them;
     the other processes wait at a barrier, so all continue from the same saved step."""
 
-    def __init__(self, out_dir: Path, tokenizer: Any, run_config: dict[str, Any], info: DistInfo) -> None:
-        self.out_dir, self.tokenizer, self.run_config, self.info = out_dir, tokenizer, run_config, info
+    def __init__(self, out_dir: Path, tokenizer: Any, run_config: dict[str, Any], info: DistInfo,
+                 replaced: Path | None = None, fresh: bool = False) -> None:
+        """replaced: an old run set aside by --overwrite (see claim_out_dir), deleted at the first
+        save; fresh: a new run in a folder it creates, nothing of which is worth keeping unsaved."""
+        self.out_dir = out_dir
+        self.tokenizer = tokenizer
+        self.run_config = run_config
+        self.info = info
         self._latest_step = -1
         self.write = save_checkpoint  # what writes one checkpoint (fine-tuning writes its own kind)
         self.saved = False  # whether this run has written a checkpoint yet
-        self.replaced: Path | None = None  # an old run set aside by --overwrite (see claim_out_dir)
-        self.fresh = False  # a new run in a folder it created: nothing of it is worth keeping unsaved
+        self.replaced = replaced
+        self.fresh = fresh
 
     def save(self, which: str, step: int, model: torch.nn.Module,
              training_state: Callable[[], dict[str, Any]]) -> Path:

@@ -54,10 +54,15 @@ class Trainer:
     def __init__(self, cfg: RunConfig, model: nn.Module, train_batches: BatchSource,
                  val_batches: Callable[[int | None], Collection[tuple[Tensor, Tensor]]],
                  tokenizer: Any = None, info: DistInfo | None = None, amp_dtype: torch.dtype | None = None,
-                 window: int | None = None) -> None:
+                 window: int | None = None, *, header: dict[str, Any] | None = None,
+                 record: dict[str, Any] | None = None, replaced: Path | None = None, fresh: bool = False,
+                 state: dict[str, Any] | None = None) -> None:
         """amp_dtype: the autocast precision (default: cfg.system.dtype, which must then be
         concrete: `auto` is resolved by gpt2.runtime, as launch.build_trainer does);
-        window: tokens per training sequence (default: cfg.train.context_length or the model's)."""
+        window: tokens per training sequence (default: cfg.train.context_length or the model's);
+        header: the run's facts, first row of metrics.jsonl (launch.run_header); record: saved
+        beside the settings in train_config.json (how the run runs: `runtime`); replaced, fresh:
+        see RunCheckpoints; state: a saved `training_state()` to continue from."""
         self.cfg = cfg
         self.info = info or DistInfo(device=model.device)
         self.device = self.info.device
@@ -79,11 +84,17 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
         self.validator = Validator(self.fast_model, model, val_batches, tokenizer, cfg.eval, cfg.train.seed,
                                    self.info, self.amp_dtype)
-        self.checkpoints = run_checkpoints(self.out_dir, tokenizer, cfg.to_dict(), self.info,
-                                           self.optimizer if cfg.system.parallel == "fsdp" else None)
-        self.header: dict[str, Any] = {}  # the run's facts (launch.run_header), first row of metrics.jsonl
+        sharded_optimizer = self.optimizer if cfg.system.parallel == "fsdp" else None
+        self.checkpoints = run_checkpoints(self.out_dir, tokenizer, {**cfg.to_dict(), **(record or {})},
+                                           self.info, sharded_optimizer)
+        self.checkpoints.replaced = replaced  # set aside by --overwrite: deleted at the first save
+        self.checkpoints.fresh = fresh  # a folder this run creates: removed if it fails unsaved
+        self.header = header or {}
         self.metrics: MetricsLog | None = None
-        self.signals, self.reader = StepSignals(self.info), LossReader()
+        self.signals = StepSignals(self.info)
+        self.reader = LossReader()
+        if state is not None:
+            self.restore(state)
 
     def training_state(self) -> dict[str, Any]:
         """Everything besides the weights that a bit-identical resume needs."""
@@ -128,7 +139,8 @@ class Trainer:
         return local(torch.nn.utils.clip_grad_norm_(self.raw_model.parameters(), clip))  # FSDP: reduced
 
     def fit(self) -> dict[str, Any]:
-        """Train to max_steps (or max_seconds, or Ctrl-C); returns the run summary."""
+        """Train to max_steps (or max_seconds, or Ctrl-C); returns the run summary. A new run
+        that fails before its first checkpoint leaves nothing behind (see RunCheckpoints)."""
         t = self.cfg.train
         if self.info.is_main:
             self.metrics = MetricsLog(self.out_dir, resume_step=self.progress.step)
@@ -138,14 +150,19 @@ class Trainer:
                                 self.info.world_size, peak, self.progress.step)
         start = time.perf_counter()
         bar = progress_bar(t.max_steps, self.progress.step, self.info.is_main and self.cfg.system.progress)
+        finished = False
         try:  # the bar and the metrics (TensorBoard) are closed also on an error or Ctrl-C
             self._loop(start, bar)
             bar.close()  # before the final evaluation, so the summary is not drawn over
-            return self._finish(time.perf_counter() - start, bar)
+            summary = self._finish(time.perf_counter() - start, bar)
+            finished = True
+            return summary
         finally:
             bar.close()
             if self.metrics is not None:
                 self.metrics.close()
+            if not finished:  # after the metrics are closed: nothing writes into out_dir any more
+                self.checkpoints.undo_unsaved_run()  # Ctrl-C saved first, so its run stays
 
     def _loop(self, start: float, bar: Any) -> None:
         """Optimizer steps until max_steps, a stop budget, or a stop request (which saves and raises).

@@ -1,90 +1,59 @@
-"""From a RunConfig to a ready Trainer: device, processes, data, tokenizer, model, resume.
-
-Every inconsistency we can see before training starts is raised here as a GPT2Error
-with one line that names the setting and what to do, so a run never fails an hour in
-for a reason that was visible at step 0.
+"""From a RunConfig to a ready Trainer: `plan.plan_run` decides (and checks) everything once;
+`build_trainer` builds what the plan says - processes, model, loaders - and hands every
+piece to a Trainer complete when constructed (resumed state, run record, header included).
 """
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from gpt2.checkpoint import read_config, recover_interrupted_save
 from gpt2.config import GPT2Config
 from gpt2.data.loaders import RandomWindowLoader, SequentialLoader
-from gpt2.data.shards import open_data, read_meta, verify_shards
-from gpt2.errors import GPT2Error
+from gpt2.data.shards import read_meta
 from gpt2.gpt_model import GPT2
-from gpt2.runtime.resolve import resolve_runtime
-from gpt2.tokenizers import Tokenizer, find_tokenizer, same_ids
-from gpt2.training.checkpointing import LATEST, check_out_dir, claim_out_dir, load_resume_state
-from gpt2.training.config import MODEL_FIELDS, RunConfig
-from gpt2.training.distributed import DistInfo, dist_info_from_env, init_distributed, launched_by_torchrun
+from gpt2.training.checkpointing import claim_out_dir, load_resume_state
+from gpt2.training.config import RunConfig
+from gpt2.training.distributed import DistInfo, dist_info_from_env, init_distributed
 from gpt2.training.engine import Trainer
-from gpt2.training.fit_data import fit_to_data
-from gpt2.training.resume import check_changes, keep_saved_seed, saved_choices, saved_config
+from gpt2.training.plan import RunPlan, plan_run, print_notes
 
 
 def build_trainer(cfg: RunConfig, resume: bool = False, allow_changes: bool = False,
                   overwrite: bool = False) -> Trainer:
-    """Check the settings, build every piece, and restore the run's state when resuming."""
-    data_dir, tokenizer = _open_data(cfg.data.dir)
-    ckpt = Path(cfg.train.out_dir) / LATEST
-    source = str(ckpt) if resume else cfg.model.init
-    if not resume:
-        check_out_dir(Path(cfg.train.out_dir), overwrite)  # before any work
-    if resume:
-        recover_interrupted_save(ckpt)  # a save that died between its two renames
-        if not ckpt.is_dir():
-            raise GPT2Error(f"--resume: no checkpoint at {ckpt}; run without --resume to start the run")
-    window = cfg.train.context_length or model_config(cfg, source, tokenizer).context_length  # decided once
-    cfg, fitted = fit_to_data(cfg, data_dir, tokenizer, window)  # before a resume compares settings
-    kept = None  # what `auto` chose when the run started, reused by a resume
-    if resume:
-        saved = saved_config(ckpt)
-        notes = check_changes(cfg, saved, allow_changes)
-        cfg = keep_saved_seed(cfg, saved)
-        kept = saved_choices(saved)
-        if notes and int(os.environ.get("RANK", 0)) == 0:
-            print(f"gpt2: note: changed for this resume: {'; '.join(notes)}", file=sys.stderr)
-    model_cfg = model_config(cfg, source, tokenizer)
-    single = not launched_by_torchrun() or int(os.environ["WORLD_SIZE"]) == 1
-    micro = cfg.train.batch_size // (int(os.environ.get("WORLD_SIZE", 1)) * cfg.train.grad_accum_steps)
-    runtime = resolve_runtime(cfg.system, model_cfg, "train", max(1, micro), window, probe=single,
-                              verbose=int(os.environ.get("RANK", 0)) == 0, attention=cfg.model.attention,
-                              kept=kept)
-    if runtime.attention is not None:  # asked for, or auto picked the faster kernel
-        model_cfg = dataclasses.replace(model_cfg, attention=runtime.attention)
-    info = dist_info_from_env(runtime.device)
-    check_settings(cfg, info, model_cfg, tokenizer, source, window)
+    """Plan the run (every check before any work), then build it."""
+    return build(plan_run(cfg, resume, allow_changes, overwrite))
+
+
+def build(plan: RunPlan) -> Trainer:
+    """The Trainer `plan` describes, its state restored when it resumes."""
+    cfg = plan.cfg
+    info = dist_info_from_env(plan.runtime.device)
     init_distributed(info)  # only now wait for the other processes
     torch.manual_seed(cfg.train.seed)  # the same initial weights on every process
-    model = build_model(model_cfg, source, info.device)
+    model = build_model(plan.model_cfg, "scratch" if plan.start == "scratch" else plan.source, info.device)
     torch.manual_seed(cfg.train.seed + info.rank)  # dropout differs between processes
-    train_batches, val_batches = make_loaders(cfg, data_dir, info, window)
-    trainer = Trainer(cfg, model, train_batches, val_batches, tokenizer, info, runtime.dtype, window)
-    trainer.checkpoints.run_config["runtime"] = runtime.record()  # train_config.json says how it ran
-    trainer.header = {**run_header(cfg, model, data_dir, train_batches.n_tokens, window), "notes": fitted}
-    if not resume and info.is_main:  # never replace another run without being asked
-        out = Path(cfg.train.out_dir)
-        trainer.checkpoints.replaced = claim_out_dir(out, overwrite)
-        trainer.checkpoints.fresh = not out.exists()
+    train_batches, val_batches = make_loaders(cfg, plan.data_dir, info, plan.window)
+    header = run_header(cfg, model, plan.data_dir, train_batches.n_tokens, plan.window)
+    header["notes"] = list(plan.notes)
     if info.is_main:
-        for note in fitted:
-            print(f"gpt2: note: {note}", file=sys.stderr)
+        print_notes(plan)
     if info.is_main and cfg.system.progress:  # shown with the progress bar; always in metrics.jsonl
-        print("gpt2: " + describe_header(trainer.header), file=sys.stderr)
-    if resume:
-        trainer.restore(load_resume_state(ckpt))
-        if info.is_main:
-            print(f"gpt2: resumed from {ckpt} at step {trainer.progress.step} of {cfg.train.max_steps}",
-                  file=sys.stderr)
+        print("gpt2: " + describe_header(header), file=sys.stderr)
+    out = Path(cfg.train.out_dir)
+    claim = plan.start != "resume" and info.is_main  # never replace another run without being asked
+    fresh = claim and not out.exists()
+    replaced = claim_out_dir(out, plan.overwrite) if claim else None
+    state = load_resume_state(Path(plan.source)) if plan.start == "resume" else None
+    trainer = Trainer(cfg, model, train_batches, val_batches, plan.tokenizer, info, plan.runtime.dtype,
+                      plan.window, header=header, record={"runtime": plan.runtime.record()},
+                      replaced=replaced, fresh=fresh, state=state)
+    if state is not None and info.is_main:
+        print(f"gpt2: resumed from {plan.source} at step {trainer.progress.step} of {cfg.train.max_steps}",
+              file=sys.stderr)
     return trainer
 
 
@@ -103,72 +72,6 @@ def describe_header(h: dict[str, Any]) -> str:
             f"{h['val_tokens']:,} val tokens; {h['planned_tokens']:,} tokens planned "
             f"({h['tokens_per_step']:,} per step) = {h['passes']:.2f} passes over the train split; "
             f"samples start from {h['eval_prompt']!r}")
-
-
-def _open_data(data_dir: str) -> tuple[Path, Tokenizer]:
-    """The data folder and its tokenizer, every shard verified against its sha256."""
-    try:
-        opened = open_data(data_dir)
-        verify_shards(data_dir)
-        return opened
-    except GPT2Error as err:
-        raise GPT2Error(f"--data.dir {err}") from None
-
-
-def model_config(cfg: RunConfig, source: str, tokenizer: Tokenizer) -> GPT2Config:
-    """The shape of the model to train: from a checkpoint / HF directory, or preset + overrides.
-
-    A loaded model takes --model.drop_rate and --model.attention (neither changes a weight);
-    any other --model.* option must agree with its config (shorter training windows are
-    --train.context_length: the model's position table is not cropped)."""
-    m = cfg.model
-    overrides = {f: getattr(m, f) for f in MODEL_FIELDS if getattr(m, f) is not None}
-    if source == "scratch":
-        overrides.setdefault("vocab_size", tokenizer.vocab_size)
-        return GPT2Config.from_preset(m.preset, **overrides)
-    if not Path(source).is_dir():
-        raise GPT2Error(f"--model.init {source}: no such directory; use 'scratch' or a checkpoint")
-    base = read_config(source)
-    runtime = {f: overrides.pop(f) for f in ("drop_rate", "attention") if f in overrides}
-    clash = [f for f, v in overrides.items() if v != getattr(base, f)]
-    if clash:
-        given = ", ".join(f"--model.{f} {overrides[f]}" for f in clash)
-        has = ", ".join(f"{f} {getattr(base, f)}" for f in clash)
-        raise GPT2Error(f"{given} cannot change the model loaded from {source} (it has {has}); drop the "
-                         "option (shorter training windows: --train.context_length)")
-    return dataclasses.replace(base, **runtime)
-
-
-def check_settings(cfg: RunConfig, info: DistInfo, model_cfg: GPT2Config, tokenizer: Tokenizer,
-                   source: str, window: int) -> None:
-    """Refuse settings that cannot work together, before any weights are built. (Each section
-    has already checked its own values when it was built.)"""
-    t = cfg.train
-    if window > model_cfg.context_length:
-        fix = ("leave it unset (it defaults to the loaded model's)" if source != "scratch"
-               else "give the model more positions (--model.context_length)")
-        raise GPT2Error(f"--train.context_length {window} is longer than the model's context_length "
-                        f"{model_cfg.context_length}; lower it or {fix}")
-    if tokenizer.vocab_size > model_cfg.vocab_size:
-        raise GPT2Error(f"the data's tokenizer has {tokenizer.vocab_size} ids but the model's vocabulary has "
-                        f"{model_cfg.vocab_size}; use data prepared with the model's tokenizer")
-    theirs = find_tokenizer(source) if source != "scratch" else None
-    if theirs is not None and not same_ids(theirs.identity(), tokenizer.identity()):
-        raise GPT2Error(f"{source}: its tokenizer differs from the one the shards in --data.dir "
-                        f"{cfg.data.dir} were made with; prepare the data with `--tokenizer {source}`")
-    per_step = info.world_size * t.grad_accum_steps
-    if t.batch_size % per_step:
-        raise GPT2Error(f"--train.batch_size {t.batch_size} is not divisible by processes "
-                        f"({info.world_size}) x --train.grad_accum_steps ({t.grad_accum_steps}); "
-                        f"choose a multiple of {per_step}")
-    if cfg.eval.sample_tokens > 0:
-        try:
-            ids = tokenizer.encode(cfg.eval.prompt)
-        except ValueError as err:  # e.g. a character the char tokenizer has never seen
-            raise GPT2Error(f"--eval.prompt {cfg.eval.prompt!r} cannot be encoded: {err}") from None
-        if len(ids) > model_cfg.context_length:
-            raise GPT2Error(f"--eval.prompt is {len(ids)} tokens, longer than the model's context "
-                            f"{model_cfg.context_length}; shorten it")
 
 
 def build_model(model_cfg: GPT2Config, source: str, device: torch.device) -> GPT2:
