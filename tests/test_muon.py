@@ -95,6 +95,25 @@ def test_the_adamw_half_matches_torch_adamw() -> None:
     assert not torch.equal(models[0].tok_emb.weight, _model().tok_emb.weight)
 
 
+def test_a_muon_state_saved_with_int_steps_resumes_the_same() -> None:
+    """Runs saved before the AdamW half used torch's kernel stored its step counts as ints: loaded
+    into today's Muon they continue exactly as a run that never stopped."""
+    models = [_model(), _model()]
+    opts = [build_optimizer(m, lr=1e-2, name="muon") for m in models]
+    for model, opt in zip(models, opts, strict=True):
+        _step(model, opt, seed=0)
+    old = opts[1].state_dict()
+    for state in old["state"].values():
+        if "step" in state:
+            state["step"] = int(state["step"])
+    opts[1] = build_optimizer(models[1], lr=1e-2, name="muon")
+    opts[1].load_state_dict(old)
+    for model, opt in zip(models, opts, strict=True):
+        _step(model, opt, seed=1)
+    for got, want in zip(models[1].parameters(), models[0].parameters(), strict=True):
+        assert torch.equal(got, want)
+
+
 def test_two_muon_steps_follow_the_written_out_update() -> None:
     """W <- W (1 - lr wd) - lr sqrt(max(1, rows/cols)) orthogonalize(g + mu (mu buf + g)), with
     buf the running sum buf <- mu buf + g: two steps with different gradients, so plain

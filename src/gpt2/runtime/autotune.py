@@ -62,7 +62,8 @@ def decide_cpu(info: CpuInfo, timings: dict[str, float]) -> Choice:
                                                 "attention": "sdpa attention"})
     best = min(allowed, key=allowed.__getitem__)
     dtype, attention, threads = best.split("/")
-    t, bf16 = allowed[best], timings.get(combo_key("bf16", attention, threads))
+    t = allowed[best]
+    bf16 = timings.get(combo_key("bf16", attention, threads))
     if dtype == "bf16":
         fp32 = timings[combo_key("float32", attention, threads)]
         dtype_why = f"bf16 autocast: {why} and bf16 measured {_compare(t, fp32, 'float32')} for this shape"
@@ -127,7 +128,8 @@ def bf16_slowdown(cfg: GPT2Config, batch_size: int, seq_len: int, info: CpuInfo 
 
     For warning a user who asks for bf16 where it is emulated: "measured 9.1x slower".
     """
-    info, threads = info or cpu_info(), torch.get_num_threads()
+    info = info or cpu_info()
+    threads = torch.get_num_threads()
     fp32, bf16 = [(dt, cfg.attention, threads) for dt in ("float32", "bf16")]
     timings, _, _ = cached_timings(info, cfg, batch_size, seq_len, [fp32, bf16])
     return timings[combo_key(*bf16)] / timings[combo_key(*fp32)]

@@ -64,12 +64,15 @@ def measure(cfg: GPT2Config, batch: int, seq: int, combos: list[Combo]) -> dict[
     after it for being 5x slower than the best (e.g. threads contending with another process).
     Later rounds drop combos 3x slower. The caller's RNG state and thread count are restored.
     """
-    saved_threads, best = torch.get_num_threads(), {}
+    saved_threads = torch.get_num_threads()
+    best: dict[str, float] = {}
     with torch.random.fork_rng(devices=[]), torch.enable_grad():
         torch.manual_seed(0)
         blocks = {a: TransformerBlock(dataclasses.replace(cfg, attention=a)) for a in ATTENTIONS}
         x = torch.randn(batch, seq, cfg.emb_dim, requires_grad=True)  # (B, T, d)
-        start, rounds, active = time.perf_counter(), 0, sorted(combos, key=lambda c: c[2])
+        start = time.perf_counter()
+        rounds = 0
+        active = sorted(combos, key=lambda c: c[2])
         try:
             while rounds < 2 or (rounds < 6 and time.perf_counter() - start < PROBE_BUDGET_S):
                 for dtype, attention, threads in active:  # grouped by thread count
@@ -157,7 +160,8 @@ def cached_timings(info: CpuInfo, cfg: GPT2Config, batch_size: int, seq_len: int
     is busy now), the probe shape, and, when the machine was too busy to cache what was
     measured, the share of the CPU others took (else None)."""
     batch, seq = probe_shape(cfg, batch_size, seq_len)
-    path, key = cache_dir() / CACHE_FILE, cache_key(info, cfg, batch, seq)
+    path = cache_dir() / CACHE_FILE
+    key = cache_key(info, cfg, batch, seq)
     cache = _read_cache(path)
     timings = {} if refresh else dict(cache.get(key, {}))
     missing = [c for c in combos if combo_key(*c) not in timings]

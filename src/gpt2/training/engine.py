@@ -199,7 +199,9 @@ class Trainer:
     def _after_step(self, lr: float, bar: Any, stopping: bool) -> None:
         """Read, log, evaluate and save as due at this step; a read precedes every save, so a
         diverged run raises before it could overwrite the last good checkpoint."""
-        step, t, e = self.progress.step, self.cfg.train, self.cfg.eval
+        step = self.progress.step
+        t = self.cfg.train
+        e = self.cfg.eval
         last = step == t.max_steps
         log_due = step % t.log_interval == 0 or last
         eval_due = (e.interval > 0 and step % e.interval == 0) or last

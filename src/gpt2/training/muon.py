@@ -8,10 +8,17 @@ by the few large ones. It reaches a given loss in fewer tokens than AdamW on sma
 which is what a few-minute CPU run needs.
 
 Only the 2-D matrices inside the transformer blocks use Muon. Embeddings, the tied output
-head, biases and LayerNorm gains keep AdamW, as in the paper. `Muon` is one
-`torch.optim.Optimizer` holding both kinds of groups (a group's `muon` key says which),
-so checkpoints and resume treat it like AdamW; `optim.set_lr` gives the Muon groups their
-own scheduled rate.
+head, biases and LayerNorm gains keep AdamW, as in the paper, stepped by torch's fused AdamW
+kernel (`optim.adamw_reference_step` is the same update written out, and the tests hold
+them together). `Muon` is one `torch.optim.Optimizer` holding both kinds of groups (a
+group's `muon` key says which), so checkpoints and resume treat it like AdamW;
+`optim.set_lr` gives the Muon groups their own scheduled rate.
+
+Why not `torch.optim.Muon` (torch >= 2.9): it orthogonalises one matrix at a time, always in
+bf16. Here the matrices of one shape go through Newton-Schulz as one batch, in the precision
+the run computes in (bf16 only where the CPU has it natively; emulated bf16 is 5-40x slower):
+at equal precision ours measured ~1.2x faster on the demo's and tiny Shakespeare's models
+(benchmarks/RESULTS.md, "Optimizer step").
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import math
 
 import torch
 from torch import Tensor, nn
+from torch.optim.adamw import adamw
 
 # Coefficients of the quintic Newton-Schulz iteration from the paper: chosen so 5 steps push
 # every singular value of a normalised matrix into roughly [0.7, 1.2], which is enough.
@@ -97,13 +105,14 @@ class Muon(torch.optim.Optimizer):
         """One update of every parameter that has a gradient."""
         for group in self.param_groups:
             params = [p for p in group["params"] if p.grad is not None]
-            for p in params:
-                p.mul_(1 - group["lr"] * group["weight_decay"])
+            if not params:
+                continue
             if group["muon"]:
+                for p in params:
+                    p.mul_(1 - group["lr"] * group["weight_decay"])  # decoupled, as AdamW's
                 self._muon_update(params, group)
             else:
-                for p in params:
-                    self._adamw_update(p, group)
+                self._adamw_update(params, group)
 
     def _muon_update(self, params: list[Tensor], group: dict) -> None:
         """Nesterov momentum per matrix, then one batched orthogonalisation per shape."""
@@ -122,16 +131,23 @@ class Muon(torch.optim.Optimizer):
             for (p, _), update in zip(pairs, updates, strict=True):
                 p.add_(update.to(p.dtype), alpha=step)
 
-    def _adamw_update(self, p: Tensor, group: dict) -> None:
+    def _adamw_update(self, params: list[Tensor], group: dict) -> None:
+        """AdamW (decoupled weight decay included) on `params`, by torch's fused kernel."""
+        states = [self._adamw_state(p) for p in params]
+        beta1, beta2 = group["betas"]
+        adamw(params, [p.grad for p in params], [s["exp_avg"] for s in states],
+              [s["exp_avg_sq"] for s in states], [], [s["step"] for s in states],
+              fused=True, amsgrad=False, beta1=beta1, beta2=beta2, lr=group["lr"],
+              weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
+
+    def _adamw_state(self, p: Tensor) -> dict:
+        """The moments of `p`, and its step count as the tensor torch's kernel takes (runs
+        saved before 2026-12 stored it as an int)."""
         state = self.state[p]
         if not state:
-            state["step"] = 0
+            state["step"] = torch.tensor(0.0)
             state["exp_avg"] = torch.zeros_like(p)
             state["exp_avg_sq"] = torch.zeros_like(p)
-        beta1, beta2 = group["betas"]
-        state["step"] += 1
-        state["exp_avg"].lerp_(p.grad, 1 - beta1)
-        state["exp_avg_sq"].mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-        step_size = group["lr"] / (1 - beta1 ** state["step"])
-        denom = (state["exp_avg_sq"] / (1 - beta2 ** state["step"])).sqrt_().add_(group["eps"])
-        p.addcdiv_(state["exp_avg"], denom, value=-step_size)
+        elif not torch.is_tensor(state["step"]):
+            state["step"] = torch.tensor(float(state["step"]))
+        return state
