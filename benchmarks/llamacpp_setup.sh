@@ -11,7 +11,8 @@ cd "$(dirname "$0")/.."
 KIND=${LLAMA_KIND:-native}
 VERSION=0.3.36
 VENV=.bench/llamacpp-$KIND
-if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import llama_cpp, gguf" 2>/dev/null; then
+if [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "import llama_cpp, gguf" 2>/dev/null \
+    && [ -f .bench/llama.cpp/convert_hf_to_gguf.py ]; then
   echo "llama.cpp ($KIND) is ready in $VENV"; exit 0
 fi
 python3 -m venv "$VENV"
@@ -23,12 +24,14 @@ if [ "$KIND" = avx2 ]; then
 -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF"
 fi
 # Build with every core, at low priority so that a shared machine stays usable.
-CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) nice -n 19 "$VENV/bin/pip" install --no-binary llama-cpp-python \
+"$VENV/bin/python" -c "import llama_cpp" 2>/dev/null || \
+  CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) nice -n 19 "$VENV/bin/pip" install --no-binary llama-cpp-python \
   "llama-cpp-python==$VERSION"
 # The converter script ships in the source package (vendor/llama.cpp); keep a copy beside the venv.
 mkdir -p .bench/src && "$VENV/bin/pip" download --quiet --no-deps --no-binary :all: \
   "llama-cpp-python==$VERSION" -d .bench/src
-tar -xzf ".bench/src/llama_cpp_python-$VERSION.tar.gz" -C .bench/src \
-  "llama_cpp_python-$VERSION/vendor/llama.cpp/convert_hf_to_gguf.py"
-ln -sfn "$PWD/.bench/src/llama_cpp_python-$VERSION/vendor/llama.cpp/convert_hf_to_gguf.py" .bench/convert_hf_to_gguf.py
+VENDOR="llama_cpp_python-$VERSION/vendor/llama.cpp"
+tar -xzf ".bench/src/llama_cpp_python-$VERSION.tar.gz" -C .bench/src "$VENDOR/convert_hf_to_gguf.py" \
+  "$VENDOR/conversion" "$VENDOR/gguf-py"
+ln -sfn "$PWD/.bench/src/$VENDOR" .bench/llama.cpp  # the converter: .bench/llama.cpp/convert_hf_to_gguf.py
 echo "llama.cpp ($KIND) is ready in $VENV"
