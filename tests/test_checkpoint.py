@@ -125,7 +125,7 @@ def test_corrupt_training_state_is_caught_by_the_manifest(tmp_path):
 
 def test_malformed_manifest_is_a_clear_error(tmp_path):
     save_checkpoint(tmp_path / "ck", _model(0))
-    (tmp_path / "ck" / "gpt2_checkpoint.json").write_text('{"files": {"model.safetensors": 5}}')
+    (tmp_path / "ck" / "gpt2_checkpoint.json").write_text('{"version": 1, "files": {"model.safetensors": 5}}')
     with pytest.raises(CheckpointError, match="json: malformed entry for 'model.safetensors'"):
         GPT2.from_pretrained(tmp_path / "ck")
 

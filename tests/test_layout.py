@@ -16,7 +16,7 @@ MAX_CONCEPTS = 14  # public top-level classes and functions of one module
 # (stage 1) is below the machine (stage 2, gpt2.runtime): the model takes concrete dtypes and
 # kernels, and never learns what `auto` means on the hardware at hand.
 STAGES = {
-    "errors": 0, "files": 0, "config": 0, "lazy": 0,
+    "errors": 0, "files": 0, "config": 0, "lazy": 0, "signals": 0, "limits": 0, "text_input": 0,
     "layer_norm": 1, "attention": 1, "mlp": 1, "transformer_block": 1, "gpt_model": 1, "loss": 1,
     "hf_layout": 1, "checkpoint": 1,
     "runtime": 2,

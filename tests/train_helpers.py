@@ -54,3 +54,20 @@ def run_gpt2(args: list[str], timeout: float = 120, **kw: object) -> subprocess.
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     return subprocess.run([str(VENV_BIN / "gpt2"), *args], capture_output=True, text=True, timeout=timeout,
                           env=env, cwd=ROOT, **kw)
+
+
+def fails_in_one_line(argv: list[str], capsys: object) -> str:
+    """Run `gpt2 ...` in this process; expect exit status 1 and one error line (no traceback; notes
+    such as the device chosen may come before it); return that line."""
+    import pytest
+
+    from gpt2.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err.strip()  # type: ignore[attr-defined]
+    assert exit_info.value.code == 1, err
+    lines = err.splitlines()
+    assert lines[-1].startswith("gpt2: error:") and "Traceback" not in err, err
+    assert all(line.startswith("gpt2: ") and "error" not in line for line in lines[:-1]), err
+    return lines[-1]

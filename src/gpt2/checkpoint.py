@@ -15,10 +15,11 @@ the training state through `torch.load(weights_only=True)`, everything else is J
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import shutil
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -72,15 +73,18 @@ def save_checkpoint(path: str | Path, model: nn.Module | None, tokenizer: Any = 
     try:
         if model is not None:
             write_bytes_atomic(tmp / CONFIG, json_bytes(model.cfg.to_hf_dict()))
-            save_file(to_hf_state_dict(model, model.cfg.bias), tmp / WEIGHTS, metadata={"format": "pt"})
+            with _writing(tmp / WEIGHTS, path):
+                save_file(to_hf_state_dict(model, model.cfg.bias), tmp / WEIGHTS, metadata={"format": "pt"})
         for name, tensors in (tensor_files or {}).items():
-            save_file(tensors, tmp / name, metadata={"format": "pt"})
+            with _writing(tmp / name, path):
+                save_file(tensors, tmp / name, metadata={"format": "pt"})
         if tokenizer is not None:
             tokenizer.save(tmp)
         for name, data in (json_files or {}).items():
             write_bytes_atomic(tmp / name, json_bytes(data))
         if training_state is not None:
-            torch.save(training_state, tmp / TRAINING_STATE)
+            with _writing(tmp / TRAINING_STATE, path):
+                torch.save(training_state, tmp / TRAINING_STATE)
         files = {
             str(p.relative_to(tmp)): {"bytes": p.stat().st_size, "sha256": sha256_file(p)}
             for p in sorted(tmp.rglob("*")) if p.is_file()
@@ -92,6 +96,18 @@ def save_checkpoint(path: str | Path, model: nn.Module | None, tokenizer: Any = 
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return path
+
+
+@contextlib.contextmanager
+def _writing(file: Path, checkpoint: Path) -> Iterator[None]:
+    """safetensors and torch.save report a failed write (a full disk, a file-size limit) as their
+    own exceptions, with a C++ message; make it the one-line error that names the file."""
+    try:
+        yield
+    except (SafetensorError, RuntimeError) as err:
+        reason = str(err).strip().splitlines()[-1] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{checkpoint}: could not write {file.name} ({reason[:200]}); is the disk "
+                              "full? the previous checkpoint there is intact") from None
 
 
 def recover_interrupted_save(path: str | Path) -> None:
@@ -113,13 +129,19 @@ def verify_checkpoint(path: str | Path, names: Iterable[str] | None = None) -> N
     if not manifest_path.exists():
         return  # a plain Hugging Face directory: nothing to verify against
     manifest = read_json(manifest_path, _FIX, CheckpointError)
-    if manifest.get("version", 0) > FORMAT_VERSION:
+    version = manifest.get("version")
+    if isinstance(version, int) and not isinstance(version, bool) and version > FORMAT_VERSION:
         raise CheckpointError(f"{manifest_path}: format version {manifest['version']} is newer than "
                               f"this gpt2 package understands ({FORMAT_VERSION}); upgrade it")
-    files = manifest.get("files", {})
+    files = manifest.get("files")
+    if version != FORMAT_VERSION or not isinstance(files, dict):
+        raise CheckpointError(f"{manifest_path}: not a manifest of format version {FORMAT_VERSION} (version "
+                              f"{version!r}, files {type(files).__name__}); the checkpoint is damaged or "
+                              "crafted")
     for name in files if names is None else [n for n in names if n in files]:
         info, file = files[name], member(path, name, manifest_path)
-        if not isinstance(info, dict) or not {"bytes", "sha256"} <= info.keys():
+        if not isinstance(info, dict) or not isinstance(info.get("bytes"), int) or \
+                not isinstance(info.get("sha256"), str):
             raise CheckpointError(f"{manifest_path}: malformed entry for {name!r}; {_FIX}")
         if not file.exists():
             raise CheckpointError(f"{file}: missing from the checkpoint")
@@ -138,7 +160,9 @@ def read_config(path: str | Path) -> GPT2Config:
     data = read_json(file, "is this a checkpoint directory?", CheckpointError)
     try:
         return GPT2Config.from_hf_dict(data)
-    except (KeyError, TypeError, ValueError) as err:
+    except KeyError as err:
+        raise CheckpointError(f"{file}: not a GPT-2 config (no key {err})") from None
+    except (TypeError, ValueError) as err:
         raise CheckpointError(f"{file}: not a GPT-2 config ({err})") from None
 
 

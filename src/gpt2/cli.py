@@ -3,7 +3,8 @@
 jsonargparse derives every option, `--help` and `--config FILE` support from the
 subcommands' signatures and the dataclasses behind them. Mistakes the user can fix
 (`GPT2Error`) and file-system refusals (`OSError`) are printed as one line with exit
-status 1; anything else is a bug and keeps its traceback.
+status 1; anything else is a bug and keeps its traceback. Ctrl-C, SIGTERM and SIGHUP print
+`gpt2: interrupted` with exit status 130 (see gpt2/signals.py).
 
 Importing this module (and so `gpt2 --help`, `gpt2 CMD --help`) does not import torch: each
 command imports its machinery when it runs (see gpt2/commands/__init__.py).
@@ -11,13 +12,16 @@ command imports its machinery when it runs (see gpt2/commands/__init__.py).
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import sys
+import typing
+from typing import Any
 
 import jsonargparse
 
 from gpt2.commands.chat import chat
-from gpt2.commands.config_files import CONFIG_MODE
+from gpt2.commands.config_files import CONFIG_MODE, SECTIONS
 from gpt2.commands.eval import evaluate
 from gpt2.commands.finetune import classify, examples, finetune, merge
 from gpt2.commands.generate import generate
@@ -28,6 +32,7 @@ from gpt2.commands.tokenizer import tokenizer_train
 from gpt2.commands.train import train
 from gpt2.commands.verify import verify
 from gpt2.errors import GPT2Error
+from gpt2.signals import end_on_next_signal, interrupt_on_stop_signals, stop_requested
 
 # Option help is written once, as an attribute docstring under each dataclass field (or an
 # `Args:` entry): jsonargparse reads both.
@@ -61,6 +66,24 @@ def _one_line(message: str) -> str:
     return text
 
 
+def _sections(table: dict) -> set[str]:
+    """Names of the option groups of every command (train's model, optim, ..., eval.sampling)."""
+    found: set[str] = set()
+
+    def visit(kind: Any) -> None:
+        for name, hint in typing.get_type_hints(kind).items():
+            if dataclasses.is_dataclass(hint):
+                found.add(name)
+                visit(hint)
+
+    for fn in table.values():
+        if isinstance(fn, dict):
+            found |= _sections({k: v for k, v in fn.items() if k != "_help"})
+        else:
+            visit(fn)
+    return found
+
+
 def commands() -> dict:
     """Subcommand name -> function (or a group of them; its "_help" is its line in `gpt2 --help`)."""
     return {"info": info, "train": train, "eval": evaluate, "prepare": prepare_command,
@@ -80,13 +103,26 @@ def _close_progress_bars() -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `gpt2` console script."""
+    interrupt_on_stop_signals()  # SIGTERM and SIGHUP stop a command as Ctrl-C does
     try:
+        SECTIONS.update(_sections(commands()))
         jsonargparse.auto_cli(commands(), args=argv, as_positional=False, parser_mode=CONFIG_MODE,
                               parser_class=OneLineErrorParser, prog="gpt2")
     except (GPT2Error, OSError) as err:
+        end_on_next_signal()
         _close_progress_bars()
         print(f"gpt2: error: {err}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
-        print("gpt2: interrupted", file=sys.stderr)
-        sys.exit(130)
+        _interrupted()
+    except Exception:
+        if stop_requested():  # e.g. an import cut short by Ctrl-C raises ImportError, not KeyboardInterrupt
+            _interrupted()
+        raise
+
+
+def _interrupted() -> None:
+    end_on_next_signal()  # a second Ctrl-C while cleaning up ends the process, without a traceback
+    _close_progress_bars()
+    print("gpt2: interrupted", file=sys.stderr)
+    sys.exit(130)

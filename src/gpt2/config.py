@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from gpt2.errors import GPT2Error
+from gpt2.limits import MAX_LAYERS, check_numbers
 
 AttentionImpl = Literal["sdpa", "explicit"]
 
@@ -46,10 +47,14 @@ class GPT2Config:
 
     def validate(self) -> None:
         """Raise ValueError naming the first field that cannot build a model."""
+        check_numbers(self, "GPT2Config.")
         for name in ("vocab_size", "context_length", "emb_dim", "n_heads", "n_layers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise GPT2Error(f"GPT2Config.{name} must be a positive integer, got {value!r}")
+        if self.n_layers > MAX_LAYERS:
+            raise GPT2Error(f"GPT2Config.n_layers {self.n_layers:,} is more than {MAX_LAYERS:,}; is the "
+                            "config damaged?")
         if self.emb_dim % self.n_heads != 0:
             raise GPT2Error(
                 f"GPT2Config.emb_dim ({self.emb_dim}) must be divisible by "
@@ -57,9 +62,9 @@ class GPT2Config:
             )
         if not 0.0 <= float(self.drop_rate) < 1.0:
             raise GPT2Error(f"GPT2Config.drop_rate must be in [0, 1), got {self.drop_rate!r}")
-        if not float(self.layer_norm_epsilon) > 0:
+        if not 0 < float(self.layer_norm_epsilon) < 1:
             raise GPT2Error(
-                f"GPT2Config.layer_norm_epsilon must be positive, got {self.layer_norm_epsilon!r}"
+                f"GPT2Config.layer_norm_epsilon must be in (0, 1), got {self.layer_norm_epsilon!r}"
             )
         if self.attention not in typing.get_args(AttentionImpl):
             raise GPT2Error(

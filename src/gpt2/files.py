@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -89,16 +90,34 @@ def json_bytes(data: Any) -> bytes:
     return (json.dumps(data, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
+@contextlib.contextmanager
+def naming(path: Path) -> Iterator[None]:
+    """An OSError raised inside names `path` (a write to a full disk says only "No space left on
+    device", and the `gpt2` command prints that one line: it should say which file)."""
+    try:
+        yield
+    except OSError as err:
+        if err.filename is None and err.errno is not None:
+            raise OSError(err.errno, err.strerror, str(path)) from None
+        raise
+
+
 def write_bytes_atomic(path: Path, data: bytes, *, fsync: bool = False) -> None:
     """Write `data` to `path` via a temporary name, so a crash never leaves half a file.
     fsync=True also flushes the data to disk before the rename (for a commit mark)."""
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if fsync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    with naming(path):
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                if fsync:
+                    f.flush()
+                    os.fsync(f.fileno())
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        os.replace(tmp, path)
 
 
 def _fsync(path: Path) -> None:
@@ -120,7 +139,7 @@ def _old(path: Path) -> Path:
     return path.parent / f".{path.name}.old"
 
 
-def _owner_gone(folder: Path) -> bool:
+def owner_gone(folder: Path) -> bool:
     """True when the process named by `folder`'s -<pid> suffix has exited."""
     try:
         os.kill(int(folder.name.rsplit("-", 1)[1]), 0)
@@ -137,7 +156,7 @@ def staging_dir(path: Path) -> Path:
     if not path.parent.exists():
         path.parent.mkdir(parents=True)
     for stale in path.parent.glob(f".{path.name}.tmp-*"):
-        if _owner_gone(stale):
+        if owner_gone(stale):
             shutil.rmtree(stale, ignore_errors=True)
     staged = path.parent / f".{path.name}.tmp-{os.getpid()}"
     shutil.rmtree(staged, ignore_errors=True)

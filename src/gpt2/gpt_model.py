@@ -17,6 +17,7 @@ from gpt2.config import GPT2Config
 from gpt2.errors import CheckpointError, GPT2Error
 from gpt2.hf_layout import from_hf_state_dict
 from gpt2.layer_norm import LayerNorm
+from gpt2.limits import check_fits, parameter_count
 from gpt2.transformer_block import TransformerBlock
 
 
@@ -26,6 +27,8 @@ class GPT2(nn.Module):
     def __init__(self, cfg: GPT2Config) -> None:
         super().__init__()
         cfg.validate()
+        if torch.get_default_device().type != "meta":  # a meta model (gpt2 info) allocates nothing
+            check_weights_fit(cfg)
         self.cfg = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.emb_dim)  # wte
         self.pos_emb = nn.Embedding(cfg.context_length, cfg.emb_dim)  # wpe (learned)
@@ -177,6 +180,7 @@ class GPT2(nn.Module):
         if not readable_path(path).is_dir():
             raise CheckpointError(f"{path}: no such checkpoint directory")
         cfg = read_config(path)
+        check_weights_fit(cfg)  # before reading them: a config.json may describe any size
         with torch.device("meta"):
             model = cls(cfg)  # no point initialising weights that are about to be replaced
         state = from_hf_state_dict(read_weights(path), model.state_dict(), cfg.bias, Path(path))
@@ -193,3 +197,9 @@ class GPT2(nn.Module):
         `GPT2LMHeadModel.from_pretrained` load. Atomic: see `gpt2.checkpoint`."""
         save_checkpoint(path, self)
 
+
+def check_weights_fit(cfg: GPT2Config) -> None:
+    """Refuse, in one line with the figure, a model whose float32 weights exceed the memory available."""
+    params = parameter_count(cfg.vocab_size, cfg.context_length, cfg.emb_dim, cfg.n_layers)
+    check_fits(f"a model of {params:,} parameters ({cfg.n_layers} layers x {cfg.emb_dim}, vocab "
+               f"{cfg.vocab_size:,})", 4 * params, "use a smaller model, or check its config.json")

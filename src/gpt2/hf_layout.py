@@ -77,6 +77,12 @@ def from_hf_state_dict(hf: dict[str, Tensor], expected: Mapping[str, Tensor], bi
                 f"{source}: tensor {key!r} has shape {tuple(t.shape)} but config.json implies "
                 f"{tuple(ref.shape)}; the weights and config.json do not match"
             )
+        if not t.is_floating_point():
+            raise CheckpointError(f"{source}: tensor {key!r} is {t.dtype}, not floating point; the weights "
+                                  "are damaged or were crafted")
+        if not bool(torch.isfinite(t).all()):
+            raise CheckpointError(f"{source}: tensor {key!r} holds NaN or infinite values; these weights "
+                                  "cannot generate text (saved from a diverged run?)")
         ours[name] = t
     head = hf.pop("lm_head.weight", None)
     if head is not None and not torch.equal(head, ours["tok_emb.weight"]):

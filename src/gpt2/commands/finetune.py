@@ -50,7 +50,7 @@ def finetune(task: Task, model: ModelSection, data: FinetuneDataSection, lora: L
     cfg = FinetuneConfig(TaskSection(task, trainable), model, data, lora, optim, train, eval, checkpoint,
                          system)
     trainer = build_finetuner(cfg, resume=resume, allow_changes=allow_changes, overwrite=overwrite)
-    with process_group(trainer.info):
+    with process_group(trainer.info), trainer.checkpoints:  # the run folder is released at the end
         if resume and trainer.progress.step >= trainer.cfg.train.max_steps:
             print(f"gpt2: the run in {train.out_dir} already finished at step {trainer.progress.step}",
                   file=sys.stderr)

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, TextIO
 from gpt2.commands.options import flat_command
 from gpt2.errors import GPT2Error
 from gpt2.generation.options import SamplingOptions
+from gpt2.limits import check_numbers, check_seed
 from gpt2.runtime.options import DeviceOptions
+from gpt2.text_input import MAX_TEXT_BYTES, read_text_file, utf8_text
 
 if TYPE_CHECKING:
     from gpt2.generation.text import TextGenerator
@@ -53,6 +55,8 @@ class GenerateOptions:
     quantize: str | None = None
 
     def __post_init__(self) -> None:
+        check_seed("--seed", self.seed)
+        check_numbers(self)
         if isinstance(self.stop, str):  # --stop e: one stop string
             object.__setattr__(self, "stop", [self.stop])
         if self.stop is not None and not all(isinstance(s, str) and s for s in self.stop):
@@ -63,6 +67,7 @@ class GenerateOptions:
             raise GPT2Error(f"--num_samples must be at least 1, got {self.num_samples}")
         if self.max_new_tokens < 0:
             raise GPT2Error(f"--max_new_tokens must be >= 0, got {self.max_new_tokens}")
+        utf8_text(self.prompt or "", "--prompt")
         if self.prompt is not None and self.prompt_file is not None:
             raise GPT2Error("give --prompt or --prompt_file, not both")
 
@@ -72,16 +77,12 @@ def read_prompt(prompt: str | None, prompt_file: str | None) -> str:
     if prompt is not None:
         return prompt
     if prompt_file is not None:
-        path = Path(prompt_file)
-        try:
-            return path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            raise GPT2Error(f"--prompt_file {path}: no such file") from None
-        except UnicodeDecodeError as err:
-            raise GPT2Error(f"--prompt_file {path}: not UTF-8 text ({err.reason} at byte {err.start})"
-                            ) from None
+        return read_text_file(Path(prompt_file), "--prompt_file")
     if not sys.stdin.isatty():
-        return sys.stdin.read()
+        text = sys.stdin.read(MAX_TEXT_BYTES + 1)
+        if len(text) > MAX_TEXT_BYTES:
+            raise GPT2Error(f"the prompt piped to stdin is longer than {MAX_TEXT_BYTES:,} characters")
+        return utf8_text(text, "the prompt piped to stdin")
     return ""
 
 
@@ -120,7 +121,7 @@ class Session:
                 print(file=sys.stderr)
                 return
             try:
-                self.run(line.rstrip("\n"), 1, out, echo=False)
+                self.run(utf8_text(line.rstrip("\n"), "this line"), 1, out, echo=False)
             except GPT2Error as err:
                 print(f"gpt2: error: {err}", file=sys.stderr)
 
@@ -149,6 +150,8 @@ def load_session(options: GenerateOptions, sampling: SamplingOptions, system: De
 def _run(options: GenerateOptions, sampling: SamplingOptions, system: DeviceOptions) -> None:
     session = load_session(options, sampling, system)
     utf8_stdout()
+    if hasattr(sys.stdin, "reconfigure"):  # bytes that are not UTF-8 become a one-line error, not a crash
+        sys.stdin.reconfigure(errors="surrogateescape")
     try:
         if options.interactive:
             session.interactive(sys.stdin, sys.stdout)

@@ -39,7 +39,7 @@ def train(model: ModelSection, data: DataSection, optim: OptimSection, train: Tr
 
     cfg = RunConfig(model, data, optim, train, eval, checkpoint, system)
     trainer = build_trainer(cfg, resume=resume, allow_changes=allow_changes, overwrite=overwrite)
-    with process_group(trainer.info):
+    with process_group(trainer.info), trainer.checkpoints:  # the run folder is released at the end
         if resume and trainer.progress.step >= train.max_steps:
             print(f"gpt2: the run in {train.out_dir} already finished at step {trainer.progress.step}; "
                   "nothing to do (raise --train.max_steps to train further)", file=sys.stderr)

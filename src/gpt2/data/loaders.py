@@ -1,6 +1,6 @@
 """Loaders over prepared token shards.
 
-RandomWindowLoader: training batches of random windows, drawn from memmapped shards.
+RandomWindowLoader: training batches of random windows, read from the shards on demand (shard_view.py).
     Batch k is a pure function of (seed, k), so a saved position restores the stream
     exactly. Under DDP every rank draws the same global batch (batch_size * world_size
     windows) and keeps its own rows, so 2 ranks x B sees exactly what 1 rank x 2B sees.

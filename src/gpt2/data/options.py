@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gpt2.errors import GPT2Error
+from gpt2.limits import check_numbers, check_seed
 
 SPLITS = ("train", "val")  # the splits of a prepared folder (shards.py)
 TOKEN_DTYPES = ("auto", "uint16", "uint32")  # integer types of the ids in the shards
@@ -50,8 +51,12 @@ class PrepareOptions:
     progress: bool = True
 
     def __post_init__(self) -> None:
+        check_seed("--seed", self.seed)
+        check_numbers(self)
         if not 0 <= self.val_ratio < 1:
             raise GPT2Error(f"--val_ratio {self.val_ratio} must be in [0, 1)")
+        if self.context_length is not None and self.context_length < 1:
+            raise GPT2Error(f"--context_length must be at least 1, got {self.context_length}")
         if (self.workers is not None and self.workers < 1) or self.shard_tokens < 1:
             raise GPT2Error(f"--workers ({self.workers}) and --shard_tokens ({self.shard_tokens}) "
                             "must be >= 1")
@@ -83,9 +88,13 @@ class SentencePieceOptions:
     verbose: bool = False
 
     def __post_init__(self) -> None:
+        check_numbers(self)
         if self.model_type not in MODEL_TYPES:
             raise GPT2Error(f"--model_type {self.model_type!r} must be one of {MODEL_TYPES}")
         if not 0 < self.character_coverage <= 1:
             raise GPT2Error(f"--character_coverage {self.character_coverage} must be in (0, 1]")
         if self.vocab_size is not None and self.vocab_size < 4:
             raise GPT2Error(f"--vocab_size {self.vocab_size} is too small")
+        if self.max_sentences < 1 or (self.threads is not None and self.threads < 1):
+            raise GPT2Error(f"--max_sentences ({self.max_sentences}) and --threads ({self.threads}) "
+                            "must be >= 1")

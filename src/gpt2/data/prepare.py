@@ -55,6 +55,8 @@ def _up_to_date(out: Path, old: dict[str, Any] | None, fingerprint: str) -> bool
     """True (and says so) when `out` was prepared from these very inputs, options and tokenizer."""
     if old is None or old.get("fingerprint") != fingerprint:
         return False
+    if old["splits"]["val"]["tokens"] == 0 and old.get("split", {}).get("val_ratio", 0) > 0:
+        return False  # made by a version that left a tiny corpus without validation: make it again
     print(f"{out}: already up to date ({old['splits']['train']['tokens']:,} train tokens)", file=sys.stderr)
     return True
 
@@ -138,7 +140,12 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2",
     _refuse_output_inside_inputs(out, inputs)
     chunks = plan_chunks(sources, chunk_size_for(sum(s.size for s in sources)), corpus.field)
     if len(chunks) < 2 and o.val_ratio > 0:  # a tiny corpus: cut finer, so validation gets some of it
-        chunks = plan_chunks(sources, max(64, sum(s.size for s in sources) // 16), corpus.field)
+        chunks = plan_chunks(sources, max(1, sum(s.size for s in sources) // 16), corpus.field)
+    if len(chunks) < 2 and o.val_ratio > 0:  # one line or one record: it cannot be split
+        one = "record" if sources[0].kind != "text" else "line"
+        raise GPT2Error(f"the corpus is a single {one} ({sources[0].size:,} bytes): too little to hold out a "
+                        "validation split, which `gpt2 train` needs; add more text (two lines at the very "
+                        "least, far more for a useful model)")
     val = _val_chunks(len(chunks), o.val_ratio, o.seed)
     n_workers = min(o.workers or workers.default_workers(), len(chunks))  # no idle workers on a small corpus
     old = _existing(out)

@@ -23,7 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from gpt2.data.meta_check import check_meta
 from gpt2.data.options import SPLITS, check_token_dtype
+from gpt2.data.shard_view import ShardView
 from gpt2.errors import GPT2Error
 from gpt2.files import json_bytes, member, read_json, readable_dir, write_bytes_atomic
 from gpt2.tokenizers import Tokenizer, load_tokenizer, same_ids
@@ -135,12 +137,10 @@ def read_header(path: str | Path) -> tuple[np.dtype, int]:
     return np.dtype(f"<u{itemsize}"), n_tokens
 
 
-def open_shard(path: str | Path) -> np.ndarray:
-    """The tokens of a shard as a read-only memmap (n_tokens,): nothing is read until used."""
+def open_shard(path: str | Path) -> ShardView:
+    """The tokens of a shard (n_tokens,), read when sliced (see shard_view.py: never a Bus error)."""
     dtype, n_tokens = read_header(path)
-    if n_tokens == 0:
-        return np.zeros(0, dtype=dtype)
-    return np.memmap(path, dtype=dtype, mode="r", offset=HEADER_SIZE, shape=(n_tokens,))
+    return ShardView(Path(path), dtype, n_tokens, HEADER_SIZE)
 
 
 def write_shard(path: str | Path, tokens: np.ndarray, dtype: np.dtype) -> dict[str, Any]:
@@ -157,7 +157,7 @@ def read_meta(data_dir: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{data_dir} holds no prepared shards ({META_FILE} is missing); "
                                 "run `gpt2 prepare` first")
-    return read_json(path, "delete it and run `gpt2 prepare` again")
+    return check_meta(read_json(path, "delete it and run `gpt2 prepare` again"), path)
 
 
 def write_meta(data_dir: str | Path, meta: dict[str, Any]) -> None:
@@ -233,7 +233,8 @@ def open_data(data_dir: str | Path, splits: tuple[str, ...] = SPLITS) -> tuple[P
     for split in splits:
         shards = meta.get("splits", {}).get(split, {}).get("shards", [])
         if not shards:
-            raise GPT2Error(f"{data_dir}: meta.json lists no {split} shards; re-run `gpt2 prepare`")
+            raise GPT2Error(f"{data_dir}: meta.json lists no {split} shards (--val_ratio 0?); run `gpt2 "
+                            "prepare` again with --val_ratio above 0 and at least two lines of text")
         for shard in shards:
             if not member(folder, shard.get("file"), folder / META_FILE).is_file():
                 raise GPT2Error(f"{data_dir}: shard {shard['file']} listed in meta.json is missing; "

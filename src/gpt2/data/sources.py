@@ -44,6 +44,10 @@ class CorpusOptions:
     errors: str = "strict"
 
     def __post_init__(self) -> None:
+        parts = self.glob.replace("\\", "/").split("/")
+        if not self.glob or self.glob.startswith(("/", "~")) or ".." in parts or ":" in parts[0]:
+            raise GPT2Error(f"--glob {self.glob!r} must be a pattern inside the input folder (relative, "
+                            "without '..'), e.g. '**/*.txt'")
         if self.errors not in ("strict", "replace"):
             raise GPT2Error(f"--errors {self.errors!r} must be 'strict' or 'replace'")
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import sys
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ProcessPoolExecutor
@@ -22,6 +23,7 @@ import numpy as np
 from gpt2.data.shards import dtype_for_vocab
 from gpt2.data.sources import Chunk, Source, read_chunk
 from gpt2.errors import GPT2Error
+from gpt2.signals import become_worker, held_signals
 from gpt2.tokenizers import Tokenizer, load_identity, load_tokenizer
 from gpt2.tokenizers.char import UnknownCharacterError
 
@@ -39,6 +41,17 @@ def init_worker(sources: list[Source], tokenizer_dir: str | None, errors: str, f
     if tokenizer_dir and (inherited is None or inherited.identity() != load_identity(tokenizer_dir)):
         inherited = load_tokenizer(tokenizer_dir)
     _WORKER.update(sources=sources, errors=errors, field=field, token_dtype=token_dtype, tokenizer=inherited)
+
+
+def _start_worker(parent: int, initargs: tuple) -> None:
+    """A pool process: signals of a worker (ignores Ctrl-C, dies with `parent`), then init_worker.
+    A worker that cannot start ends quietly: the main process reports the broken pool, or is
+    already stopping (its staging folder, which holds the tokenizer, may be gone)."""
+    become_worker(parent)
+    try:
+        init_worker(*initargs)
+    except Exception:
+        os._exit(1)
 
 
 def share_tokenizer(tokenizer: Tokenizer | None) -> None:
@@ -119,19 +132,15 @@ def ordered_map(fn: Callable, items: Iterable, pool: ProcessPoolExecutor | None,
         yield from map(fn, items)
         return
     pending: deque = deque()
-    for item in items:
-        pending.append(pool.submit(fn, item))
-        if len(pending) >= 2 * workers + 2:
-            yield _result(pending.popleft())
-    while pending:
-        yield _result(pending.popleft())
-
-
-def _result(future: Any) -> Any:
     try:
-        return future.result()
-    except BrokenProcessPool:
-        raise GPT2Error("a worker process died (killed, or out of memory?); "
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= 2 * workers + 2:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    except BrokenProcessPool:  # from a result, or from submit once the pool knows
+        raise GPT2Error("a worker process died (killed, out of memory, or could not start); "
                         "nothing was written; try fewer --workers") from None
 
 
@@ -142,19 +151,44 @@ def default_workers() -> int:
 
 def make_pool(workers: int, initargs: tuple) -> ProcessPoolExecutor | None:
     """Worker processes (None for one worker: run in this process). A worker that dies makes
-    every pending result raise BrokenProcessPool instead of waiting forever."""
+    every pending result raise BrokenProcessPool instead of waiting forever; the workers ignore
+    Ctrl-C (the main process stops them) and die with the main process (gpt2/signals.py)."""
     if workers == 1:
         init_worker(*initargs)
         return None
     context = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
-    return ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker, initargs=initargs)
+    pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_start_worker,
+                               initargs=(os.getpid(), initargs))
+    with held_signals():  # a Ctrl-C now must not reach a worker before it ignores Ctrl-C
+        pool.submit(int)  # (the first task forks the workers)
+    return pool
 
 
 def stop_pool(pool: ProcessPoolExecutor | None, *, wait: bool) -> None:
-    """Shut the pool down; wait=False (an error, a full disk, Ctrl-C) drops queued work and
-    returns at once. The workers are not killed: one ended while writing its result leaves
-    half a message in the result pipe, and the executor's thread that reads it (which the
-    interpreter joins at exit) would wait for the rest forever. Each worker finishes the one
-    chunk it holds and exits; a worker that died is the executor's own broken-pool case."""
-    if pool is not None:
-        pool.shutdown(wait=wait, cancel_futures=not wait)
+    """Shut the pool down.
+
+    wait=False (an error, a full disk, Ctrl-C) drops queued work and returns at once. The
+    workers are not killed: one ended while writing its result leaves half a message in the
+    result pipe, and the executor's thread that reads it would wait for the rest forever. Each
+    worker finishes the one chunk it holds and exits (and dies with this process, which the
+    `gpt2` command ends at once after an error: see gpt2/__main__.py).
+
+    wait=True (every result is in, so no worker is writing one) waits up to a few seconds for
+    the workers to exit, then kills any that has not: a worker killed from outside while it
+    held the task queue's lock leaves the others waiting for that lock forever, and the
+    executor would wait for them."""
+    if pool is None:
+        return
+    processes = list(getattr(pool, "_processes", {}).values())  # CPython's executor keeps them here
+    pool.shutdown(wait=False, cancel_futures=not wait)
+    if not wait:
+        return
+    deadline = time.monotonic() + STOP_SECONDS
+    for process in processes:
+        process.join(max(0.0, deadline - time.monotonic()))
+        if process.is_alive():
+            process.kill()
+    pool.shutdown(wait=True)
+
+
+STOP_SECONDS = 5.0  # how long idle workers get to exit after the last result

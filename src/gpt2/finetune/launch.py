@@ -27,13 +27,14 @@ from gpt2.finetune.options import FinetuneConfig
 from gpt2.finetune.saved import checkpoint_writer, finetune_info, read_info, restore_weights
 from gpt2.runtime.resolve import resolve_runtime
 from gpt2.tokenizers import Tokenizer, find_tokenizer
-from gpt2.training.checkpointing import LATEST, check_out_dir, claim_out_dir, load_resume_state
+from gpt2.training.checkpointing import LATEST, load_resume_state
 from gpt2.training.distributed import dist_info_from_env, init_distributed, launched_by_torchrun
 from gpt2.training.engine import Trainer
 from gpt2.training.fit_data import capped_steps
 from gpt2.training.launch import build_model
 from gpt2.training.plan import model_config
 from gpt2.training.resume import check_changes, keep_saved_seed, saved_choices, saved_config
+from gpt2.training.run_folder import check_out_dir, claim_out_dir, lock_run_folder
 
 
 def build_finetuner(cfg: FinetuneConfig, resume: bool = False, allow_changes: bool = False,
@@ -90,9 +91,8 @@ def build_finetuner(cfg: FinetuneConfig, resume: bool = False, allow_changes: bo
     trainer.checkpoints.write = checkpoint_writer(info_json)
     trainer.checkpoints.run_config["runtime"] = runtime.record()
     trainer.header = run_header(cfg, model, examples)
-    if not resume and info.is_main:
-        trainer.checkpoints.replaced = claim_out_dir(out, overwrite)
-        trainer.checkpoints.fresh = not out.exists()
+    if info.is_main:  # one process per run folder; never replace another run without being asked
+        trainer.checkpoints.folder = lock_run_folder(out) if resume else claim_out_dir(out, overwrite)
     if info.is_main:
         for note in notes + examples.notes:
             print(f"gpt2: note: {note}", file=sys.stderr)

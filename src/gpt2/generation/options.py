@@ -10,6 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from gpt2.errors import GPT2Error
+from gpt2.limits import check_numbers
+
+# Bounds that keep the arithmetic in float32: 1 / temperature and 1 / penalty scale logits (1e-40
+# makes them inf, then NaN), and a top_p below 1e-6 rounds to 0 in float32 (keeps no token).
+MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0
+MIN_TOP_P = 1e-6
+MIN_PENALTY, MAX_PENALTY = 0.01, 100.0
 
 
 @dataclass(frozen=True)
@@ -28,14 +35,17 @@ class SamplingOptions:
 
     def __post_init__(self) -> None:
         t, k, p, r = self.temperature, self.top_k, self.top_p, self.repetition_penalty
-        if not isinstance(t, (int, float)) or not t >= 0 or t == float("inf"):
-            raise GPT2Error(f"temperature must be a finite number >= 0 (0 = greedy), got {t!r}")
+        check_numbers(self, "")
+        if not isinstance(t, (int, float)) or not (t == 0 or MIN_TEMPERATURE <= t <= MAX_TEMPERATURE):
+            raise GPT2Error(f"temperature must be 0 (greedy) or from {MIN_TEMPERATURE} to "
+                            f"{MAX_TEMPERATURE:g}, got {t!r}")
         if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
             raise GPT2Error(f"top_k must be an integer >= 1 (or None for no limit), got {k!r}")
-        if p is not None and (not isinstance(p, (int, float)) or not 0 < p <= 1):
-            raise GPT2Error(f"top_p must be in (0, 1] (or None for no limit), got {p!r}")
-        if not isinstance(r, (int, float)) or not 0 < r < float("inf"):
-            raise GPT2Error(f"repetition_penalty must be a positive number (1 = off), got {r!r}")
+        if p is not None and (not isinstance(p, (int, float)) or not MIN_TOP_P <= p <= 1):
+            raise GPT2Error(f"top_p must be from {MIN_TOP_P} to 1 (or None for no limit), got {p!r}")
+        if not isinstance(r, (int, float)) or not MIN_PENALTY <= r <= MAX_PENALTY:
+            raise GPT2Error(f"repetition_penalty must be from {MIN_PENALTY} to {MAX_PENALTY:g} (1 = off), "
+                            f"got {r!r}")
 
     @property
     def greedy(self) -> bool:

@@ -15,9 +15,7 @@ checks it between steps, saves, and exits.
 from __future__ import annotations
 
 import math
-import os
 import random
-import shutil
 import signal
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,9 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from gpt2.checkpoint import load_training_state, readable_path, recover_interrupted_save, save_checkpoint
+from gpt2.checkpoint import load_training_state, recover_interrupted_save, save_checkpoint
 from gpt2.errors import GPT2Error
+from gpt2.signals import STOP_SIGNALS, interrupt, note_stop
 from gpt2.training.distributed import DistInfo, barrier
+from gpt2.training.run_folder import RunFolder
 
 LATEST = "latest"
 BEST = "best"
@@ -112,9 +112,9 @@ class RunCheckpoints:
     the other processes wait at a barrier, so all continue from the same saved step."""
 
     def __init__(self, out_dir: Path, tokenizer: Any, run_config: dict[str, Any], info: DistInfo,
-                 replaced: Path | None = None, fresh: bool = False) -> None:
-        """replaced: an old run set aside by --overwrite (see claim_out_dir), deleted at the first
-        save; fresh: a new run in a folder it creates, nothing of which is worth keeping unsaved."""
+                 folder: RunFolder | None = None) -> None:
+        """folder: the run folder this process holds (rank 0; see run_folder.py): the old run an
+        --overwrite set aside goes at the first save, a new run's files if it fails unsaved."""
         self.out_dir = out_dir
         self.tokenizer = tokenizer
         self.run_config = run_config
@@ -122,8 +122,7 @@ class RunCheckpoints:
         self._latest_step = -1
         self.write = save_checkpoint  # what writes one checkpoint (fine-tuning writes its own kind)
         self.saved = False  # whether this run has written a checkpoint yet
-        self.replaced = replaced
-        self.fresh = fresh
+        self.folder = folder
 
     def save(self, which: str, step: int, model: torch.nn.Module,
              training_state: Callable[[], dict[str, Any]]) -> Path:
@@ -143,46 +142,22 @@ class RunCheckpoints:
 
     def _saved(self) -> None:
         self.saved = True
-        if self.replaced is not None:  # the new run has a checkpoint: the old one can go
-            shutil.rmtree(self.replaced, ignore_errors=True)
-            self.replaced = None
+        if self.folder is not None:  # the new run has a checkpoint: an old one set aside can go
+            self.folder.committed()
+
+    def __enter__(self) -> RunCheckpoints:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.folder is not None:
+            self.folder.release()
 
     def undo_unsaved_run(self) -> None:
         """A new run that failed before its first checkpoint leaves nothing behind (no metrics
         log or TensorBoard files that look like a run), and an old run set aside by
         --overwrite is put back."""
-        if self.saved or not self.info.is_main:
-            return
-        if self.replaced is not None and self.replaced.exists():
-            shutil.rmtree(self.out_dir, ignore_errors=True)
-            os.rename(self.replaced, self.out_dir)
-            self.replaced = None
-        elif self.fresh:
-            shutil.rmtree(self.out_dir, ignore_errors=True)
-
-
-def holds_run(out_dir: Path) -> bool:
-    """Whether `out_dir` holds (part of) a training run: a checkpoint or a metrics log."""
-    return any(readable_path(out_dir / name).exists() for name in (LATEST, BEST)) or \
-        (out_dir / "metrics.jsonl").exists()
-
-
-def check_out_dir(out_dir: Path, overwrite: bool) -> None:
-    """A new run never silently replaces another: refuse a folder holding a run unless `overwrite`."""
-    if holds_run(out_dir) and not overwrite:
-        raise GPT2Error(f"--train.out_dir {out_dir} holds a run already; continue it with --resume true, "
-                        "or replace it with --overwrite true (or choose another --train.out_dir)")
-
-
-def claim_out_dir(out_dir: Path, overwrite: bool) -> Path | None:
-    """Rename a run in `out_dir` aside (returned) for --overwrite; it is deleted once the new
-    run has its first checkpoint (RunCheckpoints.save), or put back if it fails before."""
-    check_out_dir(out_dir, overwrite)
-    if not holds_run(out_dir):
-        return None
-    aside = out_dir.parent / f".{out_dir.name}.replaced-{os.getpid()}"
-    os.rename(out_dir, aside)
-    return aside
+        if not self.saved and self.folder is not None:
+            self.folder.undo()
 
 
 def load_resume_state(path: Path) -> dict[str, Any]:
@@ -192,15 +167,43 @@ def load_resume_state(path: Path) -> dict[str, Any]:
     if state is None:
         raise GPT2Error(f"{path}: has no training_state.pt, so there is nothing to resume; "
                          "start from it with --model.init instead")
+    check_training_state(state, path / "training_state.pt")
     return state
 
 
-class StopFlag:
-    """Turns SIGINT (Ctrl-C) and SIGTERM (what schedulers and torchrun send before killing)
-    into a flag the training loop polls, instead of an exception that could land in the
-    middle of an optimizer step or a checkpoint write. A second Ctrl-C interrupts at once."""
+_STATE_KEYS = {"step": int, "tokens_seen": int, "best_val_loss": float, "optimizer": dict, "loader": dict,
+               "rng": dict}
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+def check_training_state(state: Any, file: Path) -> None:
+    """The saved state has every part a resume reads, of the right kind and range (a damaged or
+    crafted file is one line here, not a KeyError or a schedule run backwards later)."""
+    if not isinstance(state, dict):
+        raise GPT2Error(f"{file}: holds a {type(state).__name__}, not a training state; the checkpoint is "
+                        "damaged or was crafted")
+    for key, kind in _STATE_KEYS.items():
+        value = state.get(key)
+        if kind is float:
+            ok = isinstance(value, (int, float)) and not math.isnan(value)
+        else:
+            ok = isinstance(value, kind) and not isinstance(value, bool) and (kind is not int or value >= 0)
+        if not ok:
+            what = "a non-negative integer" if kind is int else f"a {kind.__name__}"
+            raise GPT2Error(f"{file}: {key!r} is {value!r}, not {what}; the checkpoint is damaged or was "
+                            "crafted")
+    if not isinstance(state["optimizer"].get("param_groups"), list) or \
+            not isinstance(state["loader"].get("step"), int):
+        raise GPT2Error(f"{file}: the optimizer or data-loader state is incomplete; the checkpoint is "
+                        "damaged or was crafted")
+
+
+class StopFlag:
+    """Turns SIGINT (Ctrl-C), SIGTERM (what schedulers and torchrun send before killing) and
+    SIGHUP (the terminal or SSH session closed) into a flag the training loop polls, instead of
+    an exception that could land in the middle of an optimizer step or a checkpoint write. A
+    second Ctrl-C interrupts at once."""
+
+    SIGNALS = (signal.SIGINT, *STOP_SIGNALS)  # Ctrl-C, SIGTERM, SIGHUP (a closed terminal)
 
     def __init__(self) -> None:
         self.requested = False
@@ -215,7 +218,8 @@ class StopFlag:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        note_stop(signum)
+        signal.signal(signal.SIGINT, interrupt)
 
     def __exit__(self, *exc: Any) -> None:
         for s, previous in self._previous.items():

@@ -24,6 +24,7 @@ import docstring_parser
 from gpt2.config import GPT2Config, PresetName
 from gpt2.errors import GPT2Error
 from gpt2.generation.options import SamplingOptions
+from gpt2.limits import check_numbers, check_seed
 from gpt2.runtime.options import DeviceOptions
 
 
@@ -104,7 +105,11 @@ class OptimSection:
     """AdamW kernel (name adamw): auto (fused where supported, else foreach), fused, foreach, loop."""
 
     def __post_init__(self) -> None:
+        check_numbers(self, "--optim.")
         _positive("optim", lr=self.lr, eps=self.eps, muon_lr=self.muon_lr)
+        if self.min_lr is not None and self.min_lr > self.lr:
+            raise GPT2Error(f"--optim.min_lr {self.min_lr} is above --optim.lr {self.lr}, so the learning "
+                            "rate would rise while it should decay; lower it (default lr / 10)")
         _not_negative("optim", warmup_steps=self.warmup_steps, weight_decay=self.weight_decay,
                       grad_clip=self.grad_clip, min_lr=self.min_lr or 0.0)
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1 and 0 <= self.momentum < 1):
@@ -143,6 +148,10 @@ class TrainSection:
     """Write train loss to metrics.jsonl every this many steps."""
 
     def __post_init__(self) -> None:
+        check_seed("--train.seed", self.seed)
+        check_numbers(self, "--train.")
+        if not str(self.out_dir).strip():
+            raise GPT2Error("--train.out_dir is empty; name the run folder, e.g. runs/run")
         _positive("train", max_steps=self.max_steps, batch_size=self.batch_size,
                   grad_accum_steps=self.grad_accum_steps, log_interval=self.log_interval,
                   context_length=1 if self.context_length is None else self.context_length)
@@ -171,6 +180,7 @@ class EvalSection:
     """How the samples are drawn (temperature, top_k, top_p, repetition_penalty)."""
 
     def __post_init__(self) -> None:
+        check_numbers(self, "--eval.")
         _positive("eval", batches=self.batches, batch_size=1 if self.batch_size is None else self.batch_size)
         _not_negative("eval", interval=self.interval, sample_tokens=self.sample_tokens)
 
@@ -185,6 +195,7 @@ class CheckpointSection:
     """Also keep <out_dir>/best, the checkpoint with the lowest validation loss."""
 
     def __post_init__(self) -> None:
+        check_numbers(self, "--checkpoint.")
         _not_negative("checkpoint", interval=self.interval)
 
 

@@ -55,14 +55,14 @@ class Trainer:
                  val_batches: Callable[[int | None], Collection[tuple[Tensor, Tensor]]],
                  tokenizer: Any = None, info: DistInfo | None = None, amp_dtype: torch.dtype | None = None,
                  window: int | None = None, *, header: dict[str, Any] | None = None,
-                 record: dict[str, Any] | None = None, replaced: Path | None = None, fresh: bool = False,
+                 record: dict[str, Any] | None = None, folder: Any = None,
                  state: dict[str, Any] | None = None) -> None:
         """amp_dtype: the autocast precision (default: cfg.system.dtype, which must then be
         concrete: `auto` is resolved by gpt2.runtime, as launch.build_trainer does);
         window: tokens per training sequence (default: cfg.train.context_length or the model's);
         header: the run's facts, first row of metrics.jsonl (launch.run_header); record: saved
-        beside the settings in train_config.json (how the run runs: `runtime`); replaced, fresh:
-        see RunCheckpoints; state: a saved `training_state()` to continue from."""
+        beside the settings in train_config.json (how the run runs: `runtime`); folder: the
+        locked run folder (see RunCheckpoints); state: a saved `training_state()` to continue from."""
         self.cfg = cfg
         self.info = info or DistInfo(device=model.device)
         self.device = self.info.device
@@ -87,8 +87,7 @@ class Trainer:
         sharded_optimizer = self.optimizer if cfg.system.parallel == "fsdp" else None
         self.checkpoints = run_checkpoints(self.out_dir, tokenizer, {**cfg.to_dict(), **(record or {})},
                                            self.info, sharded_optimizer)
-        self.checkpoints.replaced = replaced  # set aside by --overwrite: deleted at the first save
-        self.checkpoints.fresh = fresh  # a folder this run creates: removed if it fails unsaved
+        self.checkpoints.folder = folder  # held by this process; an old run set aside goes at the first save
         self.header = header or {}
         self.metrics: MetricsLog | None = None
         self.signals = StepSignals(self.info)

@@ -15,11 +15,12 @@ from gpt2.config import GPT2Config
 from gpt2.data.loaders import RandomWindowLoader, SequentialLoader
 from gpt2.data.shards import read_meta
 from gpt2.gpt_model import GPT2
-from gpt2.training.checkpointing import claim_out_dir, load_resume_state
+from gpt2.training.checkpointing import load_resume_state
 from gpt2.training.config import RunConfig
 from gpt2.training.distributed import DistInfo, dist_info_from_env, init_distributed
 from gpt2.training.engine import Trainer
 from gpt2.training.plan import RunPlan, plan_run, print_notes
+from gpt2.training.run_folder import claim_out_dir, lock_run_folder
 
 
 def build_trainer(cfg: RunConfig, resume: bool = False, allow_changes: bool = False,
@@ -44,13 +45,13 @@ def build(plan: RunPlan) -> Trainer:
     if info.is_main and cfg.system.progress:  # shown with the progress bar; always in metrics.jsonl
         print("gpt2: " + describe_header(header), file=sys.stderr)
     out = Path(cfg.train.out_dir)
-    claim = plan.start != "resume" and info.is_main  # never replace another run without being asked
-    fresh = claim and not out.exists()
-    replaced = claim_out_dir(out, plan.overwrite) if claim else None
     state = load_resume_state(Path(plan.source)) if plan.start == "resume" else None
+    folder = None  # one process per run folder; never replace another run without being asked
+    if info.is_main:
+        folder = lock_run_folder(out) if plan.start == "resume" else claim_out_dir(out, plan.overwrite)
     trainer = Trainer(cfg, model, train_batches, val_batches, plan.tokenizer, info, plan.runtime.dtype,
                       plan.window, header=header, record={"runtime": plan.runtime.record()},
-                      replaced=replaced, fresh=fresh, state=state)
+                      folder=folder, state=state)
     if state is not None and info.is_main:
         print(f"gpt2: resumed from {plan.source} at step {trainer.progress.step} of {cfg.train.max_steps}",
               file=sys.stderr)

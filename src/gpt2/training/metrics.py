@@ -4,13 +4,16 @@ tensorboard is installed."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from gpt2.files import write_bytes_atomic
+from gpt2.files import naming, write_bytes_atomic
 
 
 class MetricsLog:
@@ -32,13 +35,13 @@ class MetricsLog:
         self.tensorboard = out_dir / "tensorboard"
 
     def _rewrite(self) -> None:
-        with open(self.path, "w", encoding="utf-8") as f:
+        with naming(self.path), open(self.path, "w", encoding="utf-8") as f:
             f.writelines(json.dumps(r) + "\n" for r in self.rows)
 
     def log(self, row: dict[str, Any]) -> None:
         """Record one row, e.g. {"step": 10, "tokens": 7680, "train_loss": 2.31, "lr": 1e-3}."""
         self.rows.append(row)
-        with open(self.path, "a", encoding="utf-8") as f:
+        with naming(self.path), open(self.path, "a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
 
     def plot(self) -> Path:
@@ -88,11 +91,24 @@ class MetricsLog:
             return
         for old in self.tensorboard.glob("events.out.tfevents.*"):
             old.unlink()
-        with SummaryWriter(log_dir=str(self.tensorboard)) as writer:
+        quiet = _thread_os_errors_quiet()
+        with naming(self.tensorboard), quiet, SummaryWriter(log_dir=str(self.tensorboard)) as writer:
             for row in self.rows:
                 for key, value in row.items():
                     if key != "step" and isinstance(value, (int, float)):
                         writer.add_scalar(key, value, row["step"])
+
+
+@contextlib.contextmanager
+def _thread_os_errors_quiet() -> Iterator[None]:
+    """TensorBoard writes from a thread of its own; a write that fails there (a full disk) would
+    print that thread's traceback, and is raised again here when the writer closes: print nothing."""
+    previous = threading.excepthook
+    threading.excepthook = lambda args: None if issubclass(args.exc_type, OSError) else previous(args)
+    try:
+        yield
+    finally:
+        threading.excepthook = previous
 
 
 def progress_bar(total: int, initial: int, enabled: bool) -> Any:

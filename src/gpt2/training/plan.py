@@ -22,13 +22,15 @@ from gpt2.checkpoint import read_config, recover_interrupted_save
 from gpt2.config import GPT2Config
 from gpt2.data.shards import open_data, verify_shards
 from gpt2.errors import GPT2Error
+from gpt2.limits import check_fits, parameter_count, training_bytes
 from gpt2.runtime.resolve import Runtime, resolve_runtime
 from gpt2.tokenizers import Tokenizer, find_tokenizer, same_ids
-from gpt2.training.checkpointing import LATEST, check_out_dir
+from gpt2.training.checkpointing import LATEST
 from gpt2.training.config import MODEL_FIELDS, RunConfig
 from gpt2.training.distributed import launched_by_torchrun
 from gpt2.training.fit_data import fit_to_data
 from gpt2.training.resume import check_changes, keep_saved_seed, saved_choices, saved_config
+from gpt2.training.run_folder import check_out_dir, lock_run_folder
 
 Start = Literal["scratch", "init", "resume"]
 
@@ -58,9 +60,13 @@ def plan_run(cfg: RunConfig, resume: bool = False, allow_changes: bool = False,
     start: Start = "resume" if resume else ("scratch" if cfg.model.init == "scratch" else "init")
     source = str(checkpoint) if resume else cfg.model.init
     if resume:
+        out = Path(cfg.train.out_dir)  # locked first: another process may be writing it
+        if int(os.environ.get("RANK", 0)) == 0 and out.is_dir():
+            lock_run_folder(out).release()  # in use: say so now (it is taken for good when built)
         recover_interrupted_save(checkpoint)  # a save that died between its two renames
         if not checkpoint.is_dir():
-            raise GPT2Error(f"--resume: no checkpoint at {checkpoint}; run without --resume to start the run")
+            raise GPT2Error(f"--resume: no checkpoint at {checkpoint} (a run stopped before its first save "
+                            "leaves none); start the run again without --resume: its logs are replaced")
     else:
         check_out_dir(Path(cfg.train.out_dir), overwrite)  # before any work
     window = cfg.train.context_length or model_config(cfg, source, tokenizer).context_length
@@ -76,12 +82,15 @@ def plan_run(cfg: RunConfig, resume: bool = False, allow_changes: bool = False,
     model_cfg = model_config(cfg, source, tokenizer)
     world_size = int(os.environ.get("WORLD_SIZE", 1)) if launched_by_torchrun() else 1
     micro = cfg.train.batch_size // (world_size * cfg.train.grad_accum_steps)
+    check_memory(cfg, model_cfg, max(1, micro), window, activations=False)  # before the probe builds it
     runtime = resolve_runtime(cfg.system, model_cfg, "train", max(1, micro), window, probe=world_size == 1,
                               verbose=int(os.environ.get("RANK", 0)) == 0, attention=cfg.model.attention,
                               kept=kept)
     if runtime.attention is not None:  # asked for, or auto picked the faster kernel
         model_cfg = dataclasses.replace(model_cfg, attention=runtime.attention)
     check_settings(cfg, world_size, model_cfg, tokenizer, source, window)
+    if runtime.device.type == "cpu":  # (a GPU's own memory is its allocator's to refuse)
+        check_memory(cfg, model_cfg, max(1, micro), window, activations=True)
     return RunPlan(cfg, start, source, data_dir, tokenizer, window, model_cfg, runtime, tuple(notes),
                    overwrite)
 
@@ -156,3 +165,16 @@ def print_notes(plan: RunPlan) -> None:
     """The plan's notes on stderr, one line each."""
     for note in plan.notes:
         print(f"gpt2: note: {note}", file=sys.stderr)
+
+
+def check_memory(cfg: RunConfig, m: GPT2Config, micro: int, window: int, activations: bool) -> None:
+    """Refuse, with the figures, a model (weights, gradients, optimizer moments) or a CPU batch
+    that cannot fit in the memory available, before anything is allocated (gpt2.limits)."""
+    params = parameter_count(m.vocab_size, m.context_length, m.emb_dim, m.n_layers)
+    check_fits(f"training a model of {params:,} parameters (weights, gradients, optimizer moments)",
+               16 * params, "use a smaller model")
+    if activations:
+        check_fits(f"training with --train.batch_size {cfg.train.batch_size:,} ({micro:,} sequences of "
+                   f"{window:,} tokens at a time) on {params:,} parameters",
+                   training_bytes(params, micro, window, m.emb_dim, m.n_heads, m.n_layers, m.vocab_size),
+                   "lower --train.batch_size or raise --train.grad_accum_steps, or use a smaller model")
