@@ -28,7 +28,7 @@ STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)  # handled: `gpt2: int
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "big.txt"
-    path.write_text(TEXT * 2500)  # ~9 MB: seconds of work for two workers
+    path.write_text(TEXT * 6000)  # ~36 MB: a few seconds of work for two workers, even on a fast machine
     return path
 
 
@@ -73,7 +73,7 @@ def test_a_signal_at_a_random_moment_ends_prepare_cleanly(sig: signal.Signals, t
     while len(_children(proc.pid)) < 2 and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
     workers = _children(proc.pid)
-    time.sleep(random.uniform(0, 0.8))  # somewhere in the char pass, the encoding pass or the swap
+    time.sleep(random.uniform(0, 0.6))  # somewhere in the char pass, the encoding pass or the swap
     if proc.poll() is not None:
         pytest.skip("prepare finished before the signal")
     seen = set(workers) | set(_children(proc.pid))  # the encoding pass has a pool of its own
