@@ -116,8 +116,9 @@ def prepare(llama_python: str) -> dict[str, str]:
     for _, kind, _ in PAIRS:
         path = BENCH / f"gpt2-random-{kind}.gguf"
         if not path.exists():
-            subprocess.run([llama_python, str(BENCH / "llama.cpp" / "convert_hf_to_gguf.py"), str(model_dir), "--outtype",
-                            kind, "--outfile", str(path)], check=True, capture_output=True)
+            converter = str(BENCH / "llama.cpp" / "convert_hf_to_gguf.py")
+            command = [llama_python, converter, str(model_dir), "--outtype", kind, "--outfile", str(path)]
+            subprocess.run(command, check=True, capture_output=True)
         ggufs[kind] = str(path)
     return ggufs
 

@@ -90,3 +90,17 @@ def test_row_keys_are_reproducible_from_a_seed() -> None:
 def test_top_k_larger_than_the_vocabulary_keeps_everything() -> None:
     logits = torch.randn(1, 10)
     assert torch.equal(filter_rows(logits, settings([SamplingOptions(top_k=1000)], vocab=10)), logits)
+
+
+def test_a_greedy_row_does_not_push_a_top_k_batch_onto_the_whole_vocabulary() -> None:
+    torch.manual_seed(3)
+    logits = torch.randn(2, 50)
+    mixed = RowSettings.of([SamplingOptions(temperature=0), SamplingOptions(top_k=5)], [0, 11], 50, CPU)
+    assert mixed.all_top_k  # only the sampled row's limit matters
+    drawn = sample_rows(logits, mixed, None, torch.tensor([0, 4]))
+    alone = RowSettings.of([SamplingOptions(top_k=5)], [11], 50, CPU)
+    assert drawn[0] == logits[0].argmax()
+    assert drawn[1] == sample_rows(logits[1:], alone, None, torch.tensor([4]))[0]
+    unlimited = SamplingOptions(top_k=None, temperature=1.0)
+    whole = RowSettings.of([unlimited, SamplingOptions(top_k=5)], [0, 11], 50, CPU)
+    assert not whole.all_top_k and sample_rows(logits, whole, None, torch.tensor([0, 4]))[1] == drawn[1]

@@ -71,7 +71,7 @@ class RowSettings:
     penalty: Tensor  # (A, 1) float32; 1 = off
     keys: Tensor  # (A,) int64
     max_top_k: int | None  # the largest top-k in use (None: no row limits k)
-    all_top_k: bool  # every row limits k: only the max_top_k best tokens can ever be drawn
+    all_top_k: bool  # every sampled row limits k: only its best ids can be drawn
     any_sampled: bool
     any_top_p: bool
     any_penalty: bool
@@ -83,7 +83,7 @@ class RowSettings:
             return torch.tensor(values, dtype=dtype, device=device)[:, None]
 
         top_k = [min(o.top_k, vocab_size) if o.top_k is not None else vocab_size for o in options]
-        limited = [k for k in top_k if k < vocab_size]
+        drawn = [k for k, o in zip(top_k, options, strict=True) if not o.greedy]  # greedy: the argmax
         return cls(greedy=torch.tensor([o.greedy for o in options], device=device),
                    temperature=column([o.temperature or 1.0 for o in options], torch.float32),
                    top_k=column(top_k, torch.long),
@@ -91,9 +91,9 @@ class RowSettings:
                                  for o in options], torch.float32),
                    penalty=column([float(o.repetition_penalty) for o in options], torch.float32),
                    keys=torch.tensor(list(keys), dtype=torch.long, device=device),
-                   max_top_k=max(limited) if limited else None,
-                   all_top_k=len(limited) == len(top_k),
-                   any_sampled=not all(o.greedy for o in options),
+                   max_top_k=max([k for k in top_k if k < vocab_size], default=None),
+                   all_top_k=bool(drawn) and max(drawn) < vocab_size,
+                   any_sampled=bool(drawn),
                    any_top_p=any(o.top_p is not None and o.top_p < 1 for o in options),
                    any_penalty=any(o.repetition_penalty != 1 for o in options))
 
@@ -126,9 +126,10 @@ def sample_rows(logits: Tensor, s: RowSettings, seen: Tensor | None, counters: T
     seen: bool (A, V), the ids already in each row's text (for the penalty); counters: (A,)
     how many tokens each row has drawn so far (its position in its random stream).
 
-    When every row limits top-k, only the k_max best ids can be drawn, so the filters and the
-    noise run on those candidates alone (the same draw: the noise of an id does not depend on
-    which other ids it is computed with); otherwise on the whole vocabulary."""
+    When every sampled row limits top-k, only the k_max best ids can be drawn, so the filters
+    and the noise run on those candidates alone (the same draw: the noise of an id does not
+    depend on which other ids it is computed with; greedy rows take the argmax whatever their
+    candidates); otherwise on the whole vocabulary."""
     if s.any_penalty and seen is not None:
         logits = penalise_rows(logits, seen, s.penalty)
     greedy = logits.argmax(dim=-1)  # (A,)
