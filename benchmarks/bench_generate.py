@@ -24,7 +24,7 @@ import torch
 
 from gpt2 import GPT2, GPT2Config
 from gpt2.generation import generate, generate_text, prepare_for_decoding
-from gpt2.generation.sampling import SamplingOptions
+from gpt2.generation.options import SamplingOptions
 from gpt2.runtime.autotune import choose_decoding
 from gpt2.runtime.device import DTYPES
 from gpt2.runtime.hardware import describe

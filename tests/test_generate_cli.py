@@ -13,7 +13,7 @@ from gpt2.checkpoint import save_checkpoint
 from gpt2.cli import main
 from gpt2.commands.generate import GenerateOptions, load_session
 from gpt2.generation import generate
-from gpt2.generation.sampling import SamplingOptions
+from gpt2.generation.options import SamplingOptions
 from gpt2.generation.streaming import REPLACEMENT
 from gpt2.runtime.options import DeviceOptions
 from gpt2.tokenizers import CharTokenizer, get_tokenizer

@@ -6,7 +6,7 @@ import torch
 from conftest import tiny_config
 from gpt2 import GPT2
 from gpt2.generation import generate, generate_stream, generate_text
-from gpt2.generation.sampling import SamplingOptions
+from gpt2.generation.options import SamplingOptions
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -9,7 +9,7 @@ from conftest import tiny_config
 from gpt2 import GPT2
 from gpt2.generation import generate, generate_text
 from gpt2.generation.fast_linear import PackedLinear, _mkldnn_bf16, prepare_for_decoding
-from gpt2.generation.sampling import SamplingOptions
+from gpt2.generation.options import SamplingOptions
 from gpt2.training.optim import build_optimizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -6,7 +6,8 @@ import torch
 from conftest import tiny_config
 from gpt2 import GPT2
 from gpt2.generation import generate
-from gpt2.generation.sampling import SamplingOptions, apply_repetition_penalty, apply_top_k, apply_top_p
+from gpt2.generation.options import SamplingOptions
+from gpt2.generation.sampling import apply_repetition_penalty, apply_top_k, apply_top_p
 from gpt2.tokenizers import CharTokenizer
 
 pytestmark = pytest.mark.usefixtures("one_thread")

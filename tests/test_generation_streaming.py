@@ -5,10 +5,19 @@ from pathlib import Path
 
 import pytest
 
-from gpt2.generation.streaming import REPLACEMENT, StreamDecoder, stream_text
+from gpt2.generation.streaming import REPLACEMENT, StreamDecoder
+from gpt2.generation.text import TextStream
 from gpt2.tokenizers import CharTokenizer, get_tokenizer
 
 TEXT = "नमस्ते दुनिया 😀🙏🏽! Hello, world. काठमाडौं 🎉"
+
+
+def stream_text(tokenizer, ids: list[int], context_ids: list[int] = ()) -> list[str]:
+    """The pieces the text layer (a row's TextStream) emits for `ids`, the held-back tail last."""
+    stream = TextStream(tokenizer, list(context_ids))
+    pieces = [piece for piece in map(stream.push, ids) if piece]
+    tail = stream.finish()
+    return pieces + [tail] if tail else pieces
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import httpx
 import pytest
 import torch
 
-from gpt2.generation.sampling import SamplingOptions
+from gpt2.generation.options import SamplingOptions
 from test_serve_helpers import MODEL, running_server, tiny_text
 
 GREEDY = SamplingOptions(temperature=0, top_k=None)

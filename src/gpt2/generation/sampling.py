@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gpt2.generation.options import SamplingOptions  # re-exported; declared without torch
+from gpt2.generation.options import SamplingOptions
 
 
 def apply_repetition_penalty(logits: Tensor, seen: Tensor, penalty: float) -> Tensor:

@@ -12,7 +12,7 @@ import asyncio
 import threading
 from dataclasses import dataclass, field
 
-from gpt2.generation.sampling import SamplingOptions
+from gpt2.generation.options import SamplingOptions
 
 
 @dataclass(frozen=True)
