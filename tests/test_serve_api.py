@@ -139,6 +139,9 @@ def test_a_seed_makes_sampling_reproducible_and_n_gives_n_choices(client):
     ('{"prompt": "' + "a" * 65 + '"}', 400, "the limit is 64"),
     ('{"prompt": "a", "max_tokens": 100001}', 400, "max_tokens"),
     ('{"prompt": "a", "n": 5}', 400, "at most 4"),
+    ('{"prompt": "a", "seed": -1}', 400, "seed"),
+    ('{"prompt": "a", "seed": 9223372036854775808}', 400, "seed"),  # 2**63: outside a torch seed
+    ('{"messages": [{"role": "user", "content": "a"}]}', 400, "missing required field 'prompt'"),
     ('{"prompt": "a", "model": "gpt-4"}', 404, "does not exist"),
     ('{"prompt": "' + "a" * 5000 + '"}', 413, "the limit is 4096"),
 ])

@@ -46,7 +46,7 @@ class SamplingRequest(BaseModel):
     top_p: Annotated[Number, Field(gt=0, le=1)] = 1.0
     top_k: Annotated[StrictInt, Field(ge=1)] | None = None
     stop: StrictStr | Annotated[list[StrictStr], Field(max_length=4)] | None = None
-    seed: StrictInt | None = None
+    seed: Annotated[StrictInt, Field(ge=0, le=2**63 - 1)] | None = None  # a torch seed's range
     n: Annotated[StrictInt, Field(ge=1)] = 1
     stream: StrictBool = False
     stream_options: StreamOptions | None = None
