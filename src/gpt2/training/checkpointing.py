@@ -171,18 +171,25 @@ def load_resume_state(path: Path) -> dict[str, Any]:
     return state
 
 
+SHARDS = "sharded"  # a sharded (FSDP) checkpoint's DCP folder: it holds the optimizer state
+
+
 _STATE_KEYS = {"step": int, "tokens_seen": int, "best_val_loss": float, "optimizer": dict, "loader": dict,
                "rng": dict}
 
 
 def check_training_state(state: Any, file: Path) -> None:
     """The saved state has every part a resume reads, of the right kind and range (a damaged or
-    crafted file is one line here, not a KeyError or a schedule run backwards later)."""
+    crafted file is one line here, not a KeyError or a schedule run backwards later). A sharded
+    checkpoint keeps the optimizer's state in its shards, not in this file."""
+    sharded = (file.parent / SHARDS).is_dir()
     if not isinstance(state, dict):
         raise GPT2Error(f"{file}: holds a {type(state).__name__}, not a training state; the checkpoint is "
                         "damaged or was crafted")
     for key, kind in _STATE_KEYS.items():
         value = state.get(key)
+        if key == "optimizer" and sharded and value is None:
+            continue
         if kind is float:
             ok = isinstance(value, (int, float)) and not math.isnan(value)
         else:
@@ -191,7 +198,7 @@ def check_training_state(state: Any, file: Path) -> None:
             what = "a non-negative integer" if kind is int else f"a {kind.__name__}"
             raise GPT2Error(f"{file}: {key!r} is {value!r}, not {what}; the checkpoint is damaged or was "
                             "crafted")
-    if not isinstance(state["optimizer"].get("param_groups"), list) or \
+    if (not sharded and not isinstance(state["optimizer"].get("param_groups"), list)) or \
             not isinstance(state["loader"].get("step"), int):
         raise GPT2Error(f"{file}: the optimizer or data-loader state is incomplete; the checkpoint is "
                         "damaged or was crafted")

@@ -38,10 +38,8 @@ from torch import nn
 from gpt2.checkpoint import readable_path, recover_interrupted_save, save_checkpoint, verify_checkpoint
 from gpt2.errors import GPT2Error
 from gpt2.files import staging_dir
-from gpt2.training.checkpointing import LATEST, RUN_CONFIG, RunCheckpoints
+from gpt2.training.checkpointing import LATEST, RUN_CONFIG, SHARDS, RunCheckpoints
 from gpt2.training.distributed import DistInfo, barrier
-
-SHARDS = "sharded"
 
 
 class _Gathered:
