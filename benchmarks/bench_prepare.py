@@ -44,7 +44,7 @@ t, cpu0 = time.perf_counter(), cpu(resource.RUSAGE_SELF)
 meta = prepare([sys.argv[1]], sys.argv[2], options=PrepareOptions(workers=int(sys.argv[3]), progress=False))
 seconds = time.perf_counter() - t
 cpu_seconds = cpu(resource.RUSAGE_SELF) - cpu0 + cpu(resource.RUSAGE_CHILDREN)
-tokens = sum(meta["splits"][s]["tokens"] for s in ("train", "val"))
+tokens = sum(meta.splits[s].tokens for s in ("train", "val"))
 print(json.dumps({"seconds": seconds, "tokens": tokens, "cpu_seconds": cpu_seconds,
                   "rss_main_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                   "rss_worker_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024}))

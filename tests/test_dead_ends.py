@@ -40,7 +40,7 @@ def test_a_tiny_corpus_is_split_or_refused_and_train_says_what_helps(name: str, 
     except GPT2Error as err:  # only a corpus that cannot be split, saying what to do
         assert "single record" in str(err) and "add more text" in str(err) and not out.exists()
         return
-    assert meta["splits"]["val"]["tokens"] > 0 and meta["splits"]["train"]["tokens"] > 0
+    assert meta.splits["val"].tokens > 0 and meta.splits["train"].tokens > 0
     err = fails_in_one_line(tiny_args(out, tmp_path / "run", **{"model.context_length": 32}), capsys)
     assert "re-run" not in err and ("more text" in err or "smaller" in err)
     again = prepare([str(corpus)], out, "char", options=PrepareOptions(workers=1, progress=False))
@@ -55,7 +55,8 @@ def test_an_old_data_set_without_validation_is_prepared_again(tmp_path: Path) ->
     corpus.write_text("hello world\nsecond line\n")
     out = tmp_path / "data"
     meta = prepare([str(corpus)], out, "char", options=PrepareOptions(workers=1, progress=False))
-    old = {**meta, "splits": {**meta["splits"], "val": {"shards": [], "tokens": 0}}}
+    old = meta.to_json()
+    old["splits"]["val"] = {"shards": [], "tokens": 0}
     (out / "meta.json").write_text(json.dumps(old))
     assert prepare([str(corpus)], out, "char", options=PrepareOptions(workers=1, progress=False)) == meta
 

@@ -7,26 +7,20 @@ import pytest
 import torch
 
 from gpt2.data.loaders import RandomWindowLoader, SequentialLoader, create_dataloader_v1
-from gpt2.data.shards import (
-    HEADER_SIZE,
-    dtype_for_vocab,
-    open_shard,
-    read_header,
-    write_meta,
-    write_shard,
-)
+from gpt2.data.meta import ShardsMeta, SplitInfo
+from gpt2.data.shards import HEADER_SIZE, dtype_for_vocab, open_shard, read_header, write_shard
 from gpt2.tokenizers import CharTokenizer
 
 
 def make_data_dir(path, splits: dict[str, list[np.ndarray]], vocab_size: int = 1000):
     """A shard folder written directly with the shard API (independent of `gpt2 prepare`)."""
     path.mkdir(parents=True, exist_ok=True)
-    meta = {"splits": {}, "split": {"val_ratio": 0.1}}
+    infos = {}
     for split, arrays in splits.items():
-        shards = [write_shard(path / f"{split}_{i:06d}.bin", a, dtype_for_vocab(vocab_size))
-                  for i, a in enumerate(arrays)]
-        meta["splits"][split] = {"shards": shards, "tokens": sum(s["tokens"] for s in shards)}
-    write_meta(path, meta)
+        shards = tuple(write_shard(path / f"{split}_{i:06d}.bin", a, dtype_for_vocab(vocab_size))
+                       for i, a in enumerate(arrays))
+        infos[split] = SplitInfo(shards, sum(s.tokens for s in shards))
+    ShardsMeta(infos, split={"val_ratio": 0.1}).write(path)
     return path
 
 
@@ -41,7 +35,7 @@ def data_dir(tmp_path):
 def test_shard_round_trip_and_dtype(tmp_path):
     tokens = np.array([0, 1, 65535, 7], dtype=np.int64)
     info = write_shard(tmp_path / "a.bin", tokens, dtype_for_vocab(65536))
-    assert info["tokens"] == 4
+    assert info.tokens == 4
     assert (tmp_path / "a.bin").stat().st_size == HEADER_SIZE + 4 * 2
     np.testing.assert_array_equal(open_shard(tmp_path / "a.bin"), tokens)
     assert dtype_for_vocab(65537) == np.dtype("<u4")

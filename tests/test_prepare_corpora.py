@@ -52,12 +52,12 @@ def test_compressed_jsonl_gives_the_same_shards_as_plain(tmp_path, tokenizer):
     frames = zstandard.ZstdCompressor().compress(raw[:half]) + zstandard.ZstdCompressor().compress(raw[half:])
     (tmp_path / "d.jsonl.zst").write_bytes(frames)
     plain = run([tmp_path / "d.jsonl"], tmp_path / "plain", tokenizer=tokenizer)
-    assert plain["split"]["val_chunks"] > 0 and plain["splits"]["train"]["documents"] > 500
+    assert plain.split["val_chunks"] > 0 and plain.splits["train"].documents > 500
     for name in ("d.jsonl.gz", "d.jsonl.zst"):
         meta = run([tmp_path / name], tmp_path / name.replace(".", "-"), tokenizer=tokenizer)
-        assert meta["splits"] == plain["splits"] and meta["split"] == plain["split"]
+        assert meta.splits == plain.splits and meta.split == plain.split
         assert shards(tmp_path / name.replace(".", "-")) == shards(tmp_path / "plain")
-        assert meta["sources"][0]["bytes"] == len(raw)  # sized as the decompressed stream
+        assert meta.sources[0]["bytes"] == len(raw)  # sized as the decompressed stream
 
 
 def test_parquet_folder_is_one_corpus_with_the_documents_of_the_jsonl(tmp_path):
@@ -69,11 +69,11 @@ def test_parquet_folder_is_one_corpus_with_the_documents_of_the_jsonl(tmp_path):
     folder = run([tmp_path / "pq"], tmp_path / "from-parquet", val_ratio=0, glob="**/*.parquet")
     run([tmp_path / "d.jsonl"], tmp_path / "plain", val_ratio=0)
     assert shards(tmp_path / "from-parquet") == shards(tmp_path / "plain")
-    assert folder["splits"]["train"]["documents"] == len(DOCS) and len(folder["sources"]) == 3
+    assert folder.splits["train"].documents == len(DOCS) and len(folder.sources) == 3
 
     split = run([tmp_path / "pq"], tmp_path / "split", val_ratio=0.2, glob="**/*.parquet")
-    assert split["splits"]["val"]["documents"] > 0  # whole rows go to val, the rest to train
-    assert split["splits"]["train"]["documents"] + split["splits"]["val"]["documents"] == len(DOCS)
+    assert split.splits["val"].documents > 0  # whole rows go to val, the rest to train
+    assert split.splits["train"].documents + split.splits["val"].documents == len(DOCS)
     assert len(tokens(tmp_path / "split", "train")) + len(tokens(tmp_path / "split", "val")) == \
         len(tokens(tmp_path / "plain", "train"))
 
@@ -81,7 +81,7 @@ def test_parquet_folder_is_one_corpus_with_the_documents_of_the_jsonl(tmp_path):
 def test_parquet_column_by_field_and_tokenizer_training_reads_it(tmp_path):
     pq.write_table(pa.table({"body": DOCS[:50], "n": list(range(50))}), tmp_path / "b.parquet")
     meta = run([tmp_path / "b.parquet"], tmp_path / "out", val_ratio=0, tokenizer="char", field="body")
-    assert meta["splits"]["train"]["documents"] == 50
+    assert meta.splits["train"].documents == 50
     lines = list(iter_sentences(resolve_sources([str(tmp_path / "b.parquet")]), CorpusOptions(field="body")))
     assert lines == [line for d in DOCS[:50] for line in d.splitlines()]
 

@@ -110,7 +110,7 @@ def test_vocabulary_too_large_for_the_shard_dtype(tmp_path, capsys):
     assert not out.exists()
     meta = prepare([str(tmp_path / "wide.txt")], out, tokenizer="char",
                    options=PrepareOptions(val_ratio=0, workers=1, progress=False))
-    assert meta["dtype"] == "uint32"
+    assert meta.dtype == "uint32"
     tokens = open_shard(split_shards(out, "train")[0])[:]
     assert tokens.dtype == np.dtype("<u4") and int(tokens.max()) == 70_001  # <|endoftext|>, the last id
 
@@ -311,7 +311,7 @@ def test_a_tiny_corpus_still_gets_a_validation_split(tmp_path):
     (tmp_path / "tiny.txt").write_text("To be, or not to be, that is the question.\n" * 40)  # 1.7 KB
     meta = prepare([str(tmp_path / "tiny.txt")], tmp_path / "out", tokenizer="char",
                    options=PrepareOptions(workers=1, progress=False))
-    assert meta["splits"]["val"]["tokens"] > 0 and meta["splits"]["train"]["tokens"] > 0
+    assert meta.splits["val"].tokens > 0 and meta.splits["train"].tokens > 0
 
 
 def test_a_shard_changed_in_place_is_caught_before_training(tmp_path, good, capsys):

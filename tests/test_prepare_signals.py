@@ -15,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from gpt2.data.meta import ShardsMeta
 from gpt2.data.prepare import PrepareOptions, prepare
-from gpt2.data.shards import read_meta, verify_shards
+from gpt2.data.shards import verify_shards
 from train_helpers import ROOT, TEXT
 
 pytestmark = [pytest.mark.slow,
@@ -117,6 +118,6 @@ def test_a_signal_at_a_random_moment_ends_prepare_cleanly(sig: signal.Signals, t
 def _assert_old_or_new(out: Path, old: dict[str, bytes], corpus: Path) -> None:
     """The data set in `out` is the one from before, untouched, or the new one, whole."""
     if _snapshot(out) != old:
-        assert read_meta(out)["sources"][0]["path"] == str(corpus)
+        assert ShardsMeta.read(out).sources[0]["path"] == str(corpus)
         verify_shards(out)  # every shard against its sha256
     assert [p.name for p in out.parent.iterdir() if p.name.startswith(".out.old")] == []

@@ -91,7 +91,7 @@ def test_cli_train_then_prepare(tmp_path, nepali_file, capsys):
     assert "360 pieces" in capsys.readouterr().out
     meta = prepare([str(nepali_file)], tmp_path / "shards", tokenizer=str(tmp_path / "tok"),
                    options=PrepareOptions(workers=2, progress=False))
-    assert meta["tokenizer"] == load_tokenizer(tmp_path / "tok").identity()
+    assert meta.tokenizer == load_tokenizer(tmp_path / "tok").identity()
     x, _ = RandomWindowLoader(tmp_path / "shards", batch_size=2, context_length=16).next_batch()
     assert int(x.max()) < 360
     with pytest.raises(ValueError, match="already holds a tokenizer"):

@@ -32,9 +32,8 @@ def _run(what: PrepareInputs, corpus: CorpusOptions, options: PrepareOptions) ->
 
     inputs = [what.input] if isinstance(what.input, str) else list(what.input)
     meta = prepare(inputs, what.out, what.tokenizer, corpus, options)
-    counts = ", ".join(f"{split} {meta['splits'][split]['tokens']:,} tokens" for split in SPLITS)
-    kind, vocab = meta["tokenizer"]["kind"], meta["vocab_size"]
-    print(f"{what.out}: {kind} (vocab {vocab:,}, {meta['dtype']}): {counts}")
+    counts = ", ".join(f"{split} {meta.splits[split].tokens:,} tokens" for split in SPLITS)
+    print(f"{what.out}: {meta.tokenizer['kind']} (vocab {meta.vocab_size:,}, {meta.dtype}): {counts}")
 
 
 prepare_command = flat_command(_run, PrepareInputs, CorpusOptions, PrepareOptions, name="prepare", doc="""\

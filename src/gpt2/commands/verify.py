@@ -22,15 +22,16 @@ def verify(dir: str) -> None:
     """
     # Imported here, not at the top, so that --help does not import torch (see commands/__init__.py).
     from gpt2.checkpoint import MANIFEST, read_config, readable_path, verify_checkpoint
-    from gpt2.data.shards import META_FILE, open_data, read_meta, verify_shards
+    from gpt2.data.meta import META_FILE, ShardsMeta
+    from gpt2.data.shards import open_data, verify_shards
     from gpt2.tokenizers import find_tokenizer
 
     path = Path(dir)
     if (readable_dir(path, META_FILE) / META_FILE).is_file():
         _, tokenizer = open_data(path)
         shards = verify_shards(path)
-        tokens = {split: info["tokens"] for split, info in read_meta(path)["splits"].items()}
-        counts = ", ".join(f"{split} {n:,} tokens" for split, n in tokens.items())
+        splits = ShardsMeta.read(path).splits
+        counts = ", ".join(f"{split} {info.tokens:,} tokens" for split, info in splits.items())
         print(f"{path}: data OK: {shards} shards verified ({counts}), tokenizer {tokenizer.name}")
     elif (readable_path(path) / MANIFEST).is_file():
         verify_checkpoint(path)  # every file against the manifest's size and sha256

@@ -20,7 +20,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from gpt2.data.shards import open_shard, read_meta, split_sha256, split_shards
+from gpt2.data.meta import ShardsMeta
+from gpt2.data.shards import open_shard, split_sha256, split_shards
 from gpt2.data.text_dataset import GPTDatasetV1, create_dataloader_v1
 from gpt2.errors import GPT2Error
 
@@ -142,8 +143,7 @@ class SequentialLoader:
             if in_memory:
                 raise GPT2Error(f"the text has {n:,} tokens, fewer than one window of context_length + 1 = "
                                 f"{T + 1:,}; use a smaller context_length or more text")
-            val_ratio = read_meta(data).get("split", {}).get("val_ratio")
-            hint = " (val_ratio is 0)" if split == "val" and val_ratio == 0 else ""
+            hint = " (val_ratio is 0)" if split == "val" and ShardsMeta.read(data).val_ratio == 0 else ""
             raise GPT2Error(f"{data}: the {split} split has {n:,} tokens{hint}, fewer than one window "
                              f"of context_length + 1 = {T + 1:,}; use a smaller context_length or more text")
         self.rank, self.world_size = rank, world_size

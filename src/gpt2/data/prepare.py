@@ -26,16 +26,9 @@ import numpy as np
 from tqdm import tqdm
 
 from gpt2.data import workers
+from gpt2.data.meta import META_FILE, ShardsMeta, SplitInfo
 from gpt2.data.options import SPLITS, PrepareOptions
-from gpt2.data.shards import (
-    FORMAT,
-    META_FILE,
-    TOKENIZER_DIR,
-    SplitWriter,
-    dtype_for_vocab,
-    read_meta,
-    write_meta,
-)
+from gpt2.data.shards import TOKENIZER_DIR, SplitWriter, dtype_for_vocab
 from gpt2.data.sources import Chunk, CorpusOptions, Source, chunk_size_for, plan_chunks, resolve_sources
 from gpt2.data.streams import with_payloads
 from gpt2.data.train_tokenizer import char_vocabulary
@@ -51,13 +44,13 @@ def _fingerprint(sources: list[Source], settings: dict[str, Any], identity: dict
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def _up_to_date(out: Path, old: dict[str, Any] | None, fingerprint: str) -> bool:
+def _up_to_date(out: Path, old: ShardsMeta | None, fingerprint: str) -> bool:
     """True (and says so) when `out` was prepared from these very inputs, options and tokenizer."""
-    if old is None or old.get("fingerprint") != fingerprint:
+    if old is None or old.fingerprint != fingerprint:
         return False
-    if old["splits"]["val"]["tokens"] == 0 and old.get("split", {}).get("val_ratio", 0) > 0:
+    if old.splits["val"].tokens == 0 and (old.val_ratio or 0) > 0:
         return False  # made by a version that left a tiny corpus without validation: make it again
-    print(f"{out}: already up to date ({old['splits']['train']['tokens']:,} train tokens)", file=sys.stderr)
+    print(f"{out}: already up to date ({old.splits['train'].tokens:,} train tokens)", file=sys.stderr)
     return True
 
 
@@ -79,7 +72,7 @@ def _refuse_output_inside_inputs(out: Path, inputs: list[str]) -> None:
                             "shards as text; choose an --out outside the inputs")
 
 
-def _existing(out: Path) -> dict[str, Any] | None:
+def _existing(out: Path) -> ShardsMeta | None:
     """The meta.json of the data set in `out`, None if there is none; refuses an `out` that
     holds anything else (swapping it out would delete those files)."""
     recover_dir(out, META_FILE)  # a prepare killed between its two renames
@@ -89,21 +82,20 @@ def _existing(out: Path) -> dict[str, Any] | None:
         return None
     if not (out / META_FILE).is_file():
         raise GPT2Error(f"--out {out} is not empty and holds no prepared shards; choose another --out")
-    return read_meta(out)
+    return ShardsMeta.read(out)
 
 
-def _check_tokenizer(out: Path, old: dict[str, Any] | None, identity: dict[str, Any],
-                     overwrite: bool) -> None:
-    if old is not None and old.get("tokenizer") != identity and not overwrite:
-        kind = old.get("tokenizer", {}).get("kind", "?")
+def _check_tokenizer(out: Path, old: ShardsMeta | None, identity: dict[str, Any], overwrite: bool) -> None:
+    if old is not None and old.tokenizer != identity and not overwrite:
+        kind, vocab = old.tokenizer.get("kind", "?"), old.tokenizer.get("vocab_size", "?")
         raise GPT2Error(f"{out} already holds shards made with a different tokenizer ({kind}, vocab "
-                        f"{old.get('tokenizer', {}).get('vocab_size', '?')}); choose another --out "
+                        f"{vocab}); choose another --out "
                         "or pass --overwrite true to replace them")
 
 
 def _tokenize_into(tmp: Path, sources: list[Source], chunks: list[Chunk], field: str, val: set[int],
                    dtype: np.dtype, pool: ProcessPoolExecutor | None, n_workers: int, shard_tokens: int,
-                   progress: bool) -> dict[str, Any]:
+                   progress: bool) -> dict[str, SplitInfo]:
     """Encode every chunk (in the pool) and write it to its split's shards in `tmp`."""
     writers = {split: SplitWriter(tmp, split, dtype, shard_tokens) for split in SPLITS}
     bar = tqdm(total=sum(s.size for s in sources), desc="tokenizing", unit="B", unit_scale=True,
@@ -129,8 +121,9 @@ def _tokenize_into(tmp: Path, sources: list[Source], chunks: list[Chunk], field:
 
 
 def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2",
-            corpus: CorpusOptions = CorpusOptions(), options: PrepareOptions = PrepareOptions()) -> dict:
-    """Tokenize `inputs` into shards + meta.json + tokenizer/ in `out`; returns the meta dict.
+            corpus: CorpusOptions = CorpusOptions(),
+            options: PrepareOptions = PrepareOptions()) -> ShardsMeta:
+    """Tokenize `inputs` into shards + meta.json + tokenizer/ in `out`; returns its meta.json.
 
     tokenizer: gpt2, char (the corpus's characters), a SentencePiece .model file or a folder
     holding a saved tokenizer. Re-running with unchanged inputs and options does nothing.
@@ -179,14 +172,14 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2",
         splits = _tokenize_into(tmp, sources, chunks, corpus.field, val, shard_dtype, pool, n_workers,
                                 o.shard_tokens, o.progress)
         _check_lengths(splits, o.context_length)
-        meta = {"format": FORMAT, "version": 1, "tokenizer": tok.identity(), "vocab_size": tok.vocab_size,
-                "eot_id": tok.eot_id, "dtype": shard_dtype.name,
-                "sources": [{"path": str(s.path), "kind": s.kind + s.compression, "bytes": s.size}
-                            for s in sources],
-                "split": {"by": "chunk", "val_ratio": o.val_ratio, "seed": o.seed, "chunks": len(chunks),
-                          "val_chunks": len(val)},
-                "options": settings, "splits": splits, "fingerprint": fingerprint}
-        write_meta(tmp, meta)
+        inputs_json = [{"path": str(s.path), "kind": s.kind + s.compression, "bytes": s.size}
+                       for s in sources]
+        how = {"by": "chunk", "val_ratio": o.val_ratio, "seed": o.seed, "chunks": len(chunks),
+               "val_chunks": len(val)}
+        meta = ShardsMeta(splits, tok.identity(), vocab_size=tok.vocab_size, eot_id=tok.eot_id,
+                          dtype=shard_dtype.name, sources=inputs_json, split=how, options=settings,
+                          fingerprint=fingerprint)
+        meta.write(tmp)
         replace_dir(tmp, out)  # the new set takes the place of the old one in one rename
         return meta
     except BaseException:
@@ -200,10 +193,10 @@ def prepare(inputs: Iterable[str], out: str | Path, tokenizer: str = "gpt2",
             shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _check_lengths(splits: dict[str, Any], context_length: int | None) -> None:
-    if splits["train"]["tokens"] == 0:
+def _check_lengths(splits: dict[str, SplitInfo], context_length: int | None) -> None:
+    if splits["train"].tokens == 0:
         raise GPT2Error("the corpus produced no training tokens")
-    if context_length is not None and splits["train"]["tokens"] <= context_length:
-        raise GPT2Error(f"the train split has {splits['train']['tokens']:,} tokens, fewer than one window "
+    if context_length is not None and splits["train"].tokens <= context_length:
+        raise GPT2Error(f"the train split has {splits['train'].tokens:,} tokens, fewer than one window "
                         f"of --context_length + 1 = {context_length + 1:,}; use more text or a smaller "
                         "--context_length")

@@ -8,9 +8,8 @@
         24    40  zero padding (the header is 64 bytes, so tokens start aligned)
         64     -  the tokens, little-endian
 
-A folder of shards also holds `meta.json` (tokenizer identity, sources, split, counts,
-the list of shards with their sha256) and the tokenizer itself in `tokenizer/`.
-meta.json is written last: a folder without it holds nothing a loader will read.
+A folder of shards also holds `meta.json` (meta.py: tokenizer identity, sources, split,
+counts, the list of shards with their sha256) and the tokenizer itself in `tokenizer/`.
 """
 
 from __future__ import annotations
@@ -23,20 +22,18 @@ from typing import Any
 
 import numpy as np
 
-from gpt2.data.meta_check import check_meta
+from gpt2.data.meta import META_FILE, ShardInfo, ShardsMeta, SplitInfo
 from gpt2.data.options import SPLITS, check_token_dtype
 from gpt2.data.shard_view import ShardView
 from gpt2.errors import GPT2Error
-from gpt2.files import json_bytes, member, read_json, readable_dir, write_bytes_atomic
+from gpt2.files import member, readable_dir
 from gpt2.tokenizers import Tokenizer, load_tokenizer, same_ids
 
 MAGIC = b"GPT2TOKS"
 VERSION = 1
 HEADER_SIZE = 64
 _HEADER = struct.Struct("<8sIIQ")
-META_FILE = "meta.json"
 TOKENIZER_DIR = "tokenizer"
-FORMAT = "gpt2-from-scratch-shards"  # meta.json "format"
 
 
 def dtype_for_vocab(vocab_size: int, requested: str = "auto") -> np.dtype:
@@ -69,14 +66,14 @@ class ShardWriter:
         self._sha.update(data)
         self.n_tokens += len(tokens)
 
-    def close(self) -> dict[str, Any]:
-        """Write the header, fsync; returns {"file", "tokens", "sha256"} (sha256 of the tokens)."""
+    def close(self) -> ShardInfo:
+        """Write the header, fsync; returns the shard's entry of meta.json."""
         self._file.seek(0)
         self._file.write(_HEADER.pack(MAGIC, VERSION, self.dtype.itemsize, self.n_tokens))
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
-        return {"file": self.path.name, "tokens": self.n_tokens, "sha256": self._sha.hexdigest()}
+        return ShardInfo(self.path.name, self.n_tokens, self._sha.hexdigest())
 
     def abort(self) -> None:
         self._file.close()
@@ -88,7 +85,7 @@ class SplitWriter:
 
     def __init__(self, directory: Path, split: str, dtype: np.dtype, shard_tokens: int) -> None:
         self.directory, self.split, self.dtype, self.shard_tokens = directory, split, dtype, shard_tokens
-        self.shards: list[dict[str, Any]] = []
+        self.shards: list[ShardInfo] = []
         self.writer: ShardWriter | None = None
         self.documents = 0
 
@@ -104,13 +101,12 @@ class SplitWriter:
                 self.shards.append(self.writer.close())
                 self.writer = None
 
-    def close(self) -> dict[str, Any]:
+    def close(self) -> SplitInfo:
         """Close the last shard; returns the split's entry of meta.json."""
         if self.writer is not None:
             self.shards.append(self.writer.close())
             self.writer = None
-        return {"shards": self.shards, "tokens": sum(s["tokens"] for s in self.shards),
-                "documents": self.documents}
+        return SplitInfo(tuple(self.shards), sum(s.tokens for s in self.shards), self.documents)
 
     def abort(self) -> None:
         if self.writer is not None:
@@ -143,43 +139,25 @@ def open_shard(path: str | Path) -> ShardView:
     return ShardView(Path(path), dtype, n_tokens, HEADER_SIZE)
 
 
-def write_shard(path: str | Path, tokens: np.ndarray, dtype: np.dtype) -> dict[str, Any]:
+def write_shard(path: str | Path, tokens: np.ndarray, dtype: np.dtype) -> ShardInfo:
     """Write a whole shard at once (tests, small corpora)."""
     writer = ShardWriter(path, dtype)
     writer.write(tokens)
     return writer.close()
 
 
-def read_meta(data_dir: str | Path) -> dict[str, Any]:
-    """meta.json of a prepared folder: tokenizer identity, splits with their shards and counts.
-    While `gpt2 prepare` swaps in a new set, the previous one is read (gpt2.files.readable_dir)."""
-    path = readable_dir(Path(data_dir), META_FILE) / META_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"{data_dir} holds no prepared shards ({META_FILE} is missing); "
-                                "run `gpt2 prepare` first")
-    return check_meta(read_json(path, "delete it and run `gpt2 prepare` again"), path)
-
-
-def write_meta(data_dir: str | Path, meta: dict[str, Any]) -> None:
-    """Write meta.json atomically and durably (it marks the folder complete)."""
-    write_bytes_atomic(Path(data_dir) / META_FILE, json_bytes(meta), fsync=True)
-
-
 def write_prepared(data_dir: str | Path, tokenizer: Any, splits: dict[str, np.ndarray],
-                   **meta: Any) -> Path:
+                   split: dict[str, Any] | None = None) -> Path:
     """A prepared folder from ids already split, one shard per split: shards, tokenizer/ and
-    meta.json (plus `meta`). For fixed splits such as nanoGPT's first 90% / last 10% of one text;
-    `gpt2 prepare` is the general path."""
+    meta.json (with `split`, e.g. {"val_ratio": 0.1}). For fixed splits such as nanoGPT's first
+    90% / last 10% of one text; `gpt2 prepare` is the general path."""
     data_dir = Path(data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     dtype = dtype_for_vocab(tokenizer.vocab_size)
-    infos = {}
-    for split, ids in splits.items():
-        info = write_shard(data_dir / f"{split}_000.bin", ids, dtype)
-        infos[split] = {"shards": [info], "tokens": info["tokens"]}
+    shards = {name: write_shard(data_dir / f"{name}_000.bin", ids, dtype) for name, ids in splits.items()}
     tokenizer.save(data_dir / TOKENIZER_DIR)
-    write_meta(data_dir, {"format": FORMAT, "version": 1, "tokenizer": tokenizer.identity(),
-                          "splits": infos, **meta})
+    ShardsMeta({name: SplitInfo((info,), info.tokens) for name, info in shards.items()},
+               tokenizer.identity(), split=split).write(data_dir)
     return data_dir
 
 
@@ -187,17 +165,16 @@ def split_shards(data_dir: str | Path, split: str) -> list[Path]:
     """Paths of the shards of `split` ("train" or "val"), in order."""
     if split not in SPLITS:
         raise GPT2Error(f"unknown split {split!r}: expected one of {SPLITS}")
-    meta = read_meta(data_dir)
+    shards = ShardsMeta.read(data_dir).splits[split].shards
     folder = readable_dir(Path(data_dir), META_FILE)
-    shards = meta["splits"][split]["shards"]
-    return [member(folder, shard.get("file"), folder / META_FILE) for shard in shards]
+    return [member(folder, shard.file, folder / META_FILE) for shard in shards]
 
 
 def split_sha256(data_dir: str | Path, split: str) -> str:
     """One hash of a split's content: of the sha256 of each of its shards, in order (from
     meta.json, so nothing is read). Equal hashes <=> the same token stream."""
-    shards = read_meta(data_dir)["splits"][split]["shards"]
-    return hashlib.sha256("".join(str(s.get("sha256")) for s in shards).encode()).hexdigest()
+    shards = ShardsMeta.read(data_dir).splits[split].shards
+    return hashlib.sha256("".join(str(s.sha256) for s in shards).encode()).hexdigest()
 
 
 def verify_shards(data_dir: str | Path) -> int:
@@ -207,7 +184,7 @@ def verify_shards(data_dir: str | Path) -> int:
     folder = readable_dir(Path(data_dir), META_FILE)
     count = 0
     for split in SPLITS:
-        for shard, path in zip(read_meta(data_dir)["splits"][split]["shards"], split_shards(data_dir, split),
+        for shard, path in zip(ShardsMeta.read(data_dir).splits[split].shards, split_shards(data_dir, split),
                                strict=True):
             read_header(path)  # magic, version, size
             digest = hashlib.sha256()
@@ -215,7 +192,7 @@ def verify_shards(data_dir: str | Path) -> int:
                 f.seek(HEADER_SIZE)
                 for block in iter(lambda: f.read(1 << 20), b""):
                     digest.update(block)
-            if digest.hexdigest() != shard.get("sha256"):
+            if digest.hexdigest() != shard.sha256:
                 raise GPT2Error(f"{path}: its tokens do not match their sha256 in {folder / META_FILE}; the "
                                 "shard changed since `gpt2 prepare` wrote it: prepare the data again")
             count += 1
@@ -228,19 +205,19 @@ def open_data(data_dir: str | Path, splits: tuple[str, ...] = SPLITS) -> tuple[P
     path = Path(data_dir)
     if not path.is_dir() and not readable_dir(path, META_FILE).is_dir():
         raise GPT2Error(f"{data_dir}: no such folder; create it with `gpt2 prepare`")
-    meta = read_meta(path)
+    meta = ShardsMeta.read(path)
     folder = readable_dir(path, META_FILE)
     for split in splits:
-        shards = meta.get("splits", {}).get(split, {}).get("shards", [])
+        shards = meta.splits[split].shards
         if not shards:
             raise GPT2Error(f"{data_dir}: meta.json lists no {split} shards (--val_ratio 0?); run `gpt2 "
                             "prepare` again with --val_ratio above 0 and at least two lines of text")
         for shard in shards:
-            if not member(folder, shard.get("file"), folder / META_FILE).is_file():
-                raise GPT2Error(f"{data_dir}: shard {shard['file']} listed in meta.json is missing; "
+            if not member(folder, shard.file, folder / META_FILE).is_file():
+                raise GPT2Error(f"{data_dir}: shard {shard.file} listed in meta.json is missing; "
                                 "re-run `gpt2 prepare`")
     tokenizer = load_tokenizer(folder / TOKENIZER_DIR)
-    if not same_ids(tokenizer.identity(), meta.get("tokenizer", {})):
+    if not same_ids(tokenizer.identity(), meta.tokenizer):
         raise GPT2Error(f"{data_dir}: the shards were made with a different tokenizer than "
                         f"{folder / TOKENIZER_DIR}; re-run `gpt2 prepare`")
     return path, tokenizer

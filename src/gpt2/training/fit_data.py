@@ -16,7 +16,8 @@ import math
 from itertools import groupby
 from pathlib import Path
 
-from gpt2.data.shards import open_shard, read_meta, split_shards
+from gpt2.data.meta import ShardsMeta
+from gpt2.data.shards import open_shard, split_shards
 from gpt2.tokenizers import Tokenizer
 from gpt2.training.config import RunConfig
 
@@ -52,7 +53,7 @@ def fit_to_data(cfg: RunConfig, data_dir: Path, tokenizer: Tokenizer,
     """`cfg` with max_steps capped by max_passes and a missing eval.prompt taken from the data;
     and a note for a lowered max_steps. window: tokens per training sequence."""
     t, notes = cfg.train, []
-    train_tokens = read_meta(data_dir)["splits"]["train"]["tokens"]
+    train_tokens = ShardsMeta.read(data_dir).splits["train"].tokens
     steps = capped_steps(t.max_steps, t.max_passes, train_tokens, t.batch_size * window)
     if steps != t.max_steps:
         notes.append(f"--train.max_steps lowered from {t.max_steps} to {steps}: --train.max_passes "

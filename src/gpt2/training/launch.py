@@ -13,7 +13,7 @@ import torch
 
 from gpt2.config import GPT2Config
 from gpt2.data.loaders import RandomWindowLoader, SequentialLoader
-from gpt2.data.shards import read_meta
+from gpt2.data.meta import ShardsMeta
 from gpt2.gpt_model import GPT2
 from gpt2.training.checkpointing import load_resume_state
 from gpt2.training.config import RunConfig
@@ -62,7 +62,7 @@ def run_header(cfg: RunConfig, model: GPT2, data_dir: Path, train_tokens: int, w
     """The facts a person wants before a run starts (also logged as the first metrics row)."""
     per_step = cfg.train.batch_size * window
     return {"parameters": model.num_parameters(), "train_tokens": train_tokens,
-            "val_tokens": read_meta(data_dir)["splits"]["val"]["tokens"], "tokens_per_step": per_step,
+            "val_tokens": ShardsMeta.read(data_dir).splits["val"].tokens, "tokens_per_step": per_step,
             "planned_tokens": per_step * cfg.train.max_steps,
             "passes": per_step * cfg.train.max_steps / max(1, train_tokens), "eval_prompt": cfg.eval.prompt}
 
