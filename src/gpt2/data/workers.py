@@ -14,7 +14,8 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
@@ -136,12 +137,28 @@ def ordered_map(fn: Callable, items: Iterable, pool: ProcessPoolExecutor | None,
         for item in items:
             pending.append(pool.submit(fn, item))
             if len(pending) >= 2 * workers + 2:
-                yield pending.popleft().result()
+                yield _result(pending.popleft(), pool)
         while pending:
-            yield pending.popleft().result()
+            yield _result(pending.popleft(), pool)
     except BrokenProcessPool:  # from a result, or from submit once the pool knows
         raise GPT2Error("a worker process died (killed, out of memory, or could not start); "
                         "nothing was written; try fewer --workers") from None
+
+
+def _result(future: Future, pool: ProcessPoolExecutor) -> Any:
+    """The future's result, or BrokenProcessPool once a worker has died. The executor notices a
+    dead worker by itself, except when it was killed while writing its result: the executor's
+    reader thread then waits for the rest of that message for ever, and so would we."""
+    while True:
+        try:
+            return future.result(timeout=0.5)
+        except FuturesTimeout:
+            try:
+                processes = list(getattr(pool, "_processes", {}).values())  # CPython keeps them here
+            except RuntimeError:  # changed while we read it: look again at the next timeout
+                continue
+            if any(process.exitcode is not None for process in processes):
+                raise BrokenProcessPool("a worker process died") from None
 
 
 def default_workers() -> int:
