@@ -143,9 +143,12 @@ class Engine:
             finished = "stop" if token in row.spec.stop_ids else (
                 "length" if row.drawn >= row.spec.max_new_tokens else None)
             events.append(TokenEvent(row.id, token, self.logits[i], *infos[i], finished))
-        order = self._remove([i for i, event in enumerate(events) if event.finished])
+        finished = [i for i, event in enumerate(events) if event.finished]
+        if finished:  # the rows that stay, in their new slots (no reordering on most steps)
+            order = self._remove(finished)
+            tokens = tokens[torch.tensor(order, dtype=torch.long, device=tokens.device)]
         if self.rows:
-            self._advance(tokens[torch.tensor(order, device=tokens.device)])
+            self._advance(tokens)
         return events
 
     def _check(self, spec: RowSpec) -> None:
