@@ -101,7 +101,7 @@ def test_make_tasks_command_writes_a_file_gpt2_eval_reads(tmp_path):
 
 @pytest.mark.parametrize("args, message", [
     (["--task", "mmlu"], "--task 'mmlu': choose one of hellaswag, choice, lambada"),
-    (["--limit", "5"], "--limit and --results go with --task"),
+    (["--limit", "5"], "--limit goes with --task"),
     (["--task", "choice", "--limit", "0"], "--limit must be at least 1, got 0"),
 ])
 def test_task_option_mistakes_are_one_line(tmp_path, capsys, args, message):

@@ -78,6 +78,16 @@ def test_classifier_reaches_100_percent_on_a_separable_set(tmp_path, capsys, one
     printed = capsys.readouterr().out
     assert printed.startswith("early\t") and "accuracy 1.0000" in printed
     assert json.loads((tmp_path / "r.json").read_text())["confusion"] == report["confusion"]
+    # `gpt2 eval` on the classifier: the same report, appended to the results file.
+    main(["eval", "--checkpoint", str(out / "latest"), "--data", str(val), "--results",
+          str(tmp_path / "results.jsonl"), "--device", "cpu", "--threads", "1"])
+    assert "accuracy 1.0000 on 40 examples" in capsys.readouterr().out
+    record = json.loads((tmp_path / "results.jsonl").read_text())
+    assert record["task"] == "classify" and record["metrics"] == {"accuracy": 1.0}
+    assert record["report"]["confusion"] == report["confusion"] and record["chance"] == 0.5
+    err = _fails(["eval", "--checkpoint", str(out / "latest"), "--data", str(val), "--task", "choice"],
+                 capsys)
+    assert "is a classifier; leave --task out" in err
 
 
 def _chats(path: Path, n: int, seed: int) -> Path:
@@ -160,6 +170,10 @@ def test_scratch_and_a_chat_checkpoint_are_refused_where_they_cannot_work(tmp_pa
     checkpoint_writer(finetune_info("chat", str(base), None, lora))(tmp_path / "adapters", model)
     err = _fails(["finetune", "--task", "chat", "--model.init", str(tmp_path / "adapters")], capsys)
     assert "holds LoRA adapters only" in err and "gpt2 merge" in err
+    err = _fails(["eval", "--checkpoint", str(tmp_path / "adapters"), "--data", "x.txt"], capsys)
+    assert "holds LoRA adapters only" in err and "gpt2 merge" in err
+    err = _fails(["eval", "--checkpoint", str(base), "--data", "x.txt", "--results", "r.jsonl"], capsys)
+    assert "--results goes with --task (a benchmark task file) or a classifier checkpoint" in err
 
 
 @pytest.mark.slow

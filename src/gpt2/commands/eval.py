@@ -1,5 +1,7 @@
 """`gpt2 eval`: the exact mean next-token loss of a checkpoint over a text file or a shard split,
-or, with --task, its accuracy on a benchmark task file (gpt2.evaluation, docs/evaluation.md).
+or, with --task, its accuracy on a benchmark task file (gpt2.evaluation, docs/evaluation.md),
+or, for a classifier made by `gpt2 finetune --task classify`, its accuracy, per-class precision
+and recall and confusion matrix on a labelled CSV/JSONL file (docs/finetuning.md).
 
 A text file is encoded exactly as `gpt2 prepare` encodes one (special tokens' spellings as
 plain text, end-of-text after it) and windowed by the same `SequentialLoader`, so the loss
@@ -117,6 +119,17 @@ def evaluate_checkpoint(options: EvalOptions, system: DeviceOptions = DeviceOpti
 
 
 def _run(options: EvalOptions, task: TaskOptions, system: DeviceOptions) -> None:
+    from gpt2.finetune.saved import read_info  # here, not at the top: see commands/__init__.py
+
+    info = read_info(options.checkpoint) if Path(options.checkpoint).is_dir() else None
+    if info is not None and info["task"] == "classify":
+        _run_classifier(options, task, system)
+        return
+    if info is not None and info["lora"]:
+        raise GPT2Error(f"--checkpoint {options.checkpoint}: holds LoRA adapters only; evaluate the full "
+                        f"checkpoint `gpt2 merge --checkpoint {options.checkpoint} --out DIR` makes")
+    if task.task is None and task.results is not None:
+        raise GPT2Error("--results goes with --task (a benchmark task file) or a classifier checkpoint")
     if task.task is not None:
         _run_task(options, task, system)
         return
@@ -127,6 +140,26 @@ def _run(options: EvalOptions, task: TaskOptions, system: DeviceOptions) -> None
         print(f"loss {result['loss']:.4f}  perplexity {result['perplexity']:.3f}  bits/byte "
               f"{result['bits_per_byte']:.4f}  ({result['tokens']:,} tokens, {result['bytes']:,} bytes of "
               f"{options.data})")
+
+
+def _run_classifier(options: EvalOptions, task: TaskOptions, system: DeviceOptions) -> None:
+    """A classifier made by `gpt2 finetune --task classify`, on labelled examples (--data)."""
+    import torch
+
+    from gpt2.evaluation.results import append_result
+    from gpt2.finetune.evaluate import evaluate_classifier
+    from gpt2.finetune.metrics import format_report
+
+    if task.task is not None:
+        raise GPT2Error(f"--task {task.task}: --checkpoint {options.checkpoint} is a classifier; leave "
+                        "--task out to measure its accuracy on the labelled examples in --data")
+    if system.threads:
+        torch.set_num_threads(system.threads)
+    record = evaluate_classifier(options.checkpoint, options.data, options.batch_size, options.context_length,
+                                 system.device)
+    if task.results is not None:
+        append_result(task.results, record)
+    print(json.dumps(record) if options.json_output else format_report(record["report"]))
 
 
 def _run_task(options: EvalOptions, task: TaskOptions, system: DeviceOptions) -> None:
@@ -146,7 +179,9 @@ evaluate = flat_command(_run, EvalOptions, TaskOptions, DeviceOptions, name="eva
 Loss and perplexity of a checkpoint on text or shards, or its accuracy on a task (--task).
 
 --data is a text file or a `gpt2 prepare` folder; with --task, a JSON-lines task file
-(hellaswag, choice or lambada; see docs/evaluation.md).
+(hellaswag, choice or lambada; see docs/evaluation.md); for a classifier checkpoint
+(gpt2 finetune --task classify), a labelled CSV or JSONL file.
 
 Example: gpt2 eval --checkpoint runs/shakespeare_cpu/best --data data/shakespeare_char
-Example: gpt2 eval --checkpoint DIR --task hellaswag --data hellaswag_val.jsonl --results results.jsonl""")
+Example: gpt2 eval --checkpoint DIR --task hellaswag --data hellaswag_val.jsonl --results results.jsonl
+Example: gpt2 eval --checkpoint runs/genre/latest --data test.csv --results results.jsonl""")

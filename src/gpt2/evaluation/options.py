@@ -25,7 +25,8 @@ class TaskOptions:
         task: hellaswag, choice (multiple choice, {"context", "choices", "answer"}) or lambada
             (last-word cloze); leave it out to measure loss and perplexity on --data instead.
         limit: Score only the first N examples of the task file.
-        results: Append the result as one JSON line to this file (made if missing).
+        results: Append the result as one JSON line to this file (made if missing); with --task,
+            or on a classifier checkpoint.
         progress: Show a progress bar on stderr while scoring.
     """
 
@@ -39,5 +40,5 @@ class TaskOptions:
             raise GPT2Error(f"--task {self.task!r}: choose one of {', '.join(TASKS)}")
         if self.limit is not None and (isinstance(self.limit, bool) or self.limit < 1):
             raise GPT2Error(f"--limit must be at least 1, got {self.limit}")
-        if self.task is None and (self.limit is not None or self.results is not None):
-            raise GPT2Error("--limit and --results go with --task (a benchmark task file)")
+        if self.task is None and self.limit is not None:
+            raise GPT2Error("--limit goes with --task (a benchmark task file)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +10,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from gpt2.checkpoint import readable_path
 from gpt2.errors import GPT2Error
-from gpt2.files import json_bytes, write_bytes_atomic
+from gpt2.files import json_bytes, read_json, write_bytes_atomic
 from gpt2.finetune.examples import IGNORE, class_row, pad_rows
 from gpt2.finetune.metrics import classification_report
 from gpt2.finetune.records import read_records, to_labelled
+from gpt2.finetune.saved import load_finetuned
+from gpt2.runtime.device import pick_device
 
 
 @torch.no_grad()
@@ -47,9 +51,29 @@ def labelled_rows(file: str | Path, tokenizer: Any, classes: list[str], width: i
 
 
 def report_rows(model: nn.Module, X: np.ndarray, Y: np.ndarray, classes: list[str],
-                out: Path | None = None) -> dict[str, Any]:
+                out: Path | None = None, batch_size: int = 32) -> dict[str, Any]:
     """The classification report of `model` on the rows; written as JSON to `out` if given."""
-    report = classification_report(*predict_rows(model, X, Y), classes)
+    report = classification_report(*predict_rows(model, X, Y, batch_size), classes)
     if out is not None:
         write_bytes_atomic(out, json_bytes(report))
     return report
+
+
+def evaluate_classifier(checkpoint: str | Path, data: str | Path, batch_size: int = 32,
+                        width: int | None = None, device: str = "auto") -> dict[str, Any]:
+    """`gpt2 eval` on a classifier: the record it prints and appends to a results file
+    (gpt2.evaluation.results), with the whole report under "report". The file's text and
+    label columns are the ones the classifier was trained with (its train_config.json)."""
+    model, tokenizer, info = load_finetuned(checkpoint, pick_device(device))
+    if info["task"] != "classify":
+        raise GPT2Error(f"--checkpoint {checkpoint}: a {info['task']} model, not a classifier")
+    config = readable_path(checkpoint) / "train_config.json"
+    fields = read_json(config, "the checkpoint is damaged")["data"] if config.is_file() else {}
+    X, Y = labelled_rows(data, tokenizer, model.classes, width or model.cfg.context_length,
+                         fields.get("text_field", "text"), fields.get("label_field", "label"))
+    report = report_rows(model, X, Y, model.classes, batch_size=batch_size)
+    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "checkpoint": str(Path(checkpoint).resolve()), "task": "classify",
+            "data": str(Path(data).resolve()), "examples": report["n"],
+            "metrics": {"accuracy": report["accuracy"]}, "chance": report["majority_baseline"],
+            "report": report, "device": str(model.device)}
