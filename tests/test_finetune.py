@@ -126,6 +126,23 @@ def test_lora_chat_run_resumes_bit_for_bit(tmp_path, one_thread):
     assert info["task"] == "chat" and info["lora"]["rank"] == 4 and Path(info["base"]) == base.resolve()
 
 
+def test_full_classifier_run_resumes_bit_for_bit(tmp_path, one_thread):
+    """Full fine-tuning (every weight and the head), dropout on: 6 steps in one go == 3, stop, 3 more."""
+    base, data = _base(tmp_path / "base"), _separable(tmp_path / "d.csv", 60, 0)
+    opts = ["--task", "classify", "--model.drop_rate", "0.1"]
+    main(["finetune", *opts, *_opts(base, tmp_path / "a", 6, **{"data.train": data})])
+    stop = {"data.train": data, "train.stop_after_steps": 3}
+    main(["finetune", *opts, *_opts(base, tmp_path / "b", 6, **stop)])
+    assert _losses(tmp_path / "b").keys() == {1, 2, 3}
+    main(["finetune", *opts, "--resume", "true", *_opts(base, tmp_path / "b", 6, **{"data.train": data})])
+    assert _losses(tmp_path / "a") == _losses(tmp_path / "b") and len(_losses(tmp_path / "a")) == 6
+    for name in ("model.safetensors", "head.safetensors"):
+        a, b = (load_file(tmp_path / run / "latest" / name) for run in "ab")
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    tuned, before = (load_file(d / "model.safetensors") for d in (tmp_path / "a" / "latest", base))
+    assert not torch.equal(tuned["transformer.wte.weight"], before["transformer.wte.weight"])  # all trained
+
+
 def _fails(argv: list[str], capsys) -> str:
     with pytest.raises(SystemExit) as stop:
         main(argv)
