@@ -60,6 +60,22 @@ def test_explicit_and_sdpa_attention_agree(t_q, t_k):
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("masked", [False, True])
+def test_one_bf16_query_on_cpu_matches_float32_attention(masked):
+    """The decoding step's case (one bf16 query, which sdpa_attention computes with the written-out
+    formula on CPU) gives float32 attention's values within bf16 rounding, with a row mask too."""
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 4, 1, 16), torch.randn(3, 4, 40, 16), torch.randn(3, 4, 40, 16)
+    mask = (torch.arange(40)[None, :] < torch.tensor([[40], [25], [3]]))[:, None, None, :] if masked else None
+    want = sdpa_attention(q, k, v, mask, 0.0)  # float32: torch's fused kernel
+    got = sdpa_attention(q.bfloat16(), k.bfloat16(), v.bfloat16(), mask, 0.0)
+    assert got.dtype == torch.bfloat16
+    torch.testing.assert_close(got.float(), want, atol=3e-2, rtol=0)
+    if masked:  # row 2 sees keys 0..2 only: its output is the attention over those alone
+        alone = sdpa_attention(q[2:], k[2:, :, :3], v[2:, :, :3], None, 0.0)
+        torch.testing.assert_close(got[2:].float(), alone, atol=3e-2, rtol=0)
+
+
 def test_attention_is_causal():
     """Changing a later token must not change earlier outputs."""
     torch.manual_seed(0)

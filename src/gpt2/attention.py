@@ -36,7 +36,13 @@ def explicit_attention(
 
 
 def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout: float) -> Tensor:
-    """The same computation through torch's fused kernel (flash / memory-efficient / math)."""
+    """The same computation through torch's fused kernel (flash / memory-efficient / math).
+
+    Except for one bf16 query on CPU (every decoding step): torch's CPU flash kernel is built for
+    blocks of queries and takes 2x (144 keys) to 5x (1024 keys) longer there than the formula
+    written out, so that case takes `explicit_attention` (docs/generation.md)."""
+    if q.size(-2) == 1 and q.dtype == torch.bfloat16 and q.device.type == "cpu":
+        return explicit_attention(q, k, v, mask, dropout)
     is_causal = mask is None and q.size(-2) > 1
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout, is_causal=is_causal)
 
