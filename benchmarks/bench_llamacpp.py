@@ -3,11 +3,12 @@
 GPT-2 124M with seeded random weights is saved as a Hugging Face directory, converted to GGUF by
 llama.cpp's own converter (float32, f16, bf16, q8_0), and run through llama-cpp-python in its
 own environment (benchmarks/llamacpp_setup.sh builds it; never a project dependency). Ours runs
-`generate` at float32, bf16 and `--quantize int8`. Each measurement is its own process, the two
+`generate` at float32, bf16, `--quantize int8` (int8 weights) and `--quantize int8-dynamic`
+(int8 weights and activations, like q8_0). Each measurement is its own process, the two
 engines alternate round by round, and the median of --rounds is kept. Decode: a 16-token prompt,
-128 new tokens, greedy; prefill: one 512-token prompt. Also: whether the float32 greedy tokens
-agree, and the share of memory bandwidth each reaches (weight bytes per token x tokens/s against
-a measured copy bandwidth).
+128 new tokens, greedy; prefill: one 512-token prompt; long decode: 64 tokens after it. Also:
+whether the float32 greedy tokens agree, and the share of memory bandwidth each reaches (weight
+bytes per token x tokens/s against a measured copy bandwidth).
 
     bash benchmarks/llamacpp_setup.sh                          # once (cached in .bench/)
     .venv/bin/python benchmarks/bench_llamacpp.py [--threads 1,2] [--rounds 3]
@@ -27,9 +28,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / ".bench"
-PROMPT_LEN, NEW_TOKENS, PREFILL_LEN = 16, 128, 512
+PROMPT_LEN, NEW_TOKENS, PREFILL_LEN, LONG_TOKENS = 16, 128, 512, 64
 PAIRS = [("float32", "f32", "float32"), ("16-bit", "bf16", "bfloat16"), ("16-bit f16", "f16", None),
-         ("8-bit", "q8_0", "int8")]  # (label, llama.cpp type, ours)
+         ("8-bit", "q8_0", "int8"), ("8-bit w+a", "q8_0", "int8-dynamic")]  # (label, llama.cpp type, ours)
+
+
+KEYS = ("decode", "prefill", "decode_long")  # tokens/s of each measurement
 
 
 def prompt_ids(n: int) -> list[int]:
@@ -43,13 +47,14 @@ def ours(precision: str, threads: int) -> dict:
     import torch
 
     from gpt2 import GPT2
-    from gpt2.generation import SamplingOptions, generate, prepare_for_decoding, quantize_int8
+    from gpt2.generation import SamplingOptions, generate, prepare_for_decoding
+    from gpt2.generation.text import QUANTIZERS
 
     torch.set_num_threads(threads)
     dtype = torch.bfloat16 if precision == "bfloat16" else None
     model = GPT2.from_pretrained(BENCH / "gpt2-random", dtype=dtype)
-    if precision == "int8":
-        quantize_int8(model)
+    if precision in QUANTIZERS:
+        QUANTIZERS[precision](model)
     prepare_for_decoding(model)
     idx = torch.tensor([prompt_ids(PROMPT_LEN)])
     greedy = SamplingOptions(temperature=0)
@@ -61,7 +66,10 @@ def ours(precision: str, threads: int) -> dict:
     start = time.perf_counter()
     generate(model, long, 1, greedy)  # the prompt read once, the head of its last position only
     prefill = PREFILL_LEN / (time.perf_counter() - start)
-    return {"decode": decode, "prefill": prefill, "tokens": out[0, PROMPT_LEN:].tolist()}
+    times: list[float] = []  # when each token after the long prompt came
+    generate(model, long, LONG_TOKENS + 1, greedy, callback=lambda _: times.append(time.perf_counter()))
+    return {"decode": decode, "prefill": prefill, "decode_long": LONG_TOKENS / (times[-1] - times[0]),
+            "tokens": out[0, PROMPT_LEN:].tolist()}
 
 
 def llama(gguf: str, threads: int) -> dict:
@@ -89,7 +97,14 @@ def llama(gguf: str, threads: int) -> dict:
     start = time.perf_counter()
     llm.eval(prompt_ids(PREFILL_LEN))
     prefill = PREFILL_LEN / (time.perf_counter() - start)
-    return {"decode": decode, "prefill": prefill, "tokens": tokens}
+    llm.reset()
+    times = []  # when each token after the long prompt came
+    for _ in llm.generate(prompt_ids(PREFILL_LEN), temp=0.0, top_k=1, reset=True):
+        times.append(time.perf_counter())
+        if len(times) == LONG_TOKENS + 1:
+            break
+    return {"decode": decode, "prefill": prefill, "decode_long": LONG_TOKENS / (times[-1] - times[0]),
+            "tokens": tokens}
 
 
 def worker(python: str, call: str) -> dict:
@@ -166,19 +181,21 @@ def main() -> None:
           f"{PREFILL_LEN} tokens; median of {args.rounds} interleaved rounds; llama.cpp build: {args.kind}; "
           f"copy bandwidth {bandwidth:.1f} GB/s; {describe()}")
     print(f"{'threads':>7} {'precision':>11} {'llama.cpp tok/s':>15} {'ours tok/s':>10} {'ours/llama':>10} "
-          f"{'prefill ours/llama':>18} {'bandwidth llama/ours':>20} {'same tokens':>11}")
+          f"{'prefill ours/llama':>18} {'after 512: ours/llama':>21} {'bandwidth llama/ours':>20} "
+          f"{'same tokens':>11}")
     for threads, label, kind, mine, runs in rows:
-        lc = {k: statistics.median(r[k] for r in runs["llama.cpp"]) for k in ("decode", "prefill")}
+        lc = {k: statistics.median(r[k] for r in runs["llama.cpp"]) for k in KEYS}
         gb = 124.4e6 * weight_bytes[kind] / 1e9  # bytes read per token
         if not mine:
-            print(f"{threads:>7} {label:>11} {lc['decode']:>15.1f} {'-':>10} {'-':>10} {'-':>18} "
+            print(f"{threads:>7} {label:>11} {lc['decode']:>15.1f} {'-':>10} {'-':>10} {'-':>18} {'-':>21} "
                   f"{gb * lc['decode'] / bandwidth:>19.0%} {'-':>11}")
             continue
-        us = {k: statistics.median(r[k] for r in runs["ours"]) for k in ("decode", "prefill")}
+        us = {k: statistics.median(r[k] for r in runs["ours"]) for k in KEYS}
         pairs = zip(runs["ours"][0]["tokens"], runs["llama.cpp"][0]["tokens"], strict=False)
         same = sum(a == b for a, b in pairs)
         print(f"{threads:>7} {label:>11} {lc['decode']:>15.1f} {us['decode']:>10.1f} "
               f"{us['decode'] / lc['decode']:>10.2f} {us['prefill'] / lc['prefill']:>18.2f} "
+              f"{us['decode_long'] / lc['decode_long']:>21.2f} "
               f"{gb * lc['decode'] / bandwidth:>9.0%} / {gb * us['decode'] / bandwidth:>4.0%}      "
               f"{same:>3}/{NEW_TOKENS}")
 

@@ -233,9 +233,10 @@ def test_a_reader_that_stops_early_gets_no_traceback(ckpts):
     assert "Traceback" not in err
 
 
-def test_int8_generation_from_the_command_line(ckpts, capsys):
+@pytest.mark.parametrize("mode", ["int8", "int8-dynamic"])
+def test_int8_generation_from_the_command_line(ckpts, capsys, mode):
     main(["generate", *PINNED, "--checkpoint", str(ckpts["root"] / "char"), "--prompt", CORPUS[:6],
-          "--quantize", "int8", "--temperature", "0", "--max_new_tokens", "8"])
+          "--quantize", mode, "--temperature", "0", "--max_new_tokens", "8"])
     out = capsys.readouterr().out
     assert out.startswith(CORPUS[:6]) and len(out) > len(CORPUS[:6]) + 1
 

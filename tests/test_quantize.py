@@ -1,5 +1,6 @@
-"""Weight-only int8 (gpt2.quantize): the fast kernel equals the written-out reference, and a
-trained model keeps its logits (within a stated tolerance) and its greedy text."""
+"""int8 decoding: weight-only (quantize.py) and weights-and-activations (quantize_dynamic.py).
+Each fast kernel equals its written-out reference, and a trained model keeps its logits (within
+a stated tolerance) and its greedy text."""
 
 import copy
 import shutil
@@ -16,6 +17,12 @@ from gpt2.generation.quantize import (
     int8_linear_reference,
     quantize_int8,
     quantize_weight,
+)
+from gpt2.generation.quantize_dynamic import (
+    DynamicInt8Linear,
+    available,
+    dynamic_linear_reference,
+    quantize_int8_dynamic,
 )
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -120,9 +127,10 @@ def test_quantized_model_state(trained):
         quantize_int8(copy.deepcopy(trained[0]).to(torch.bfloat16))
 
 
-def test_trained_model_keeps_logits_and_greedy_text(trained):
+@pytest.mark.parametrize("quantize", [quantize_int8, quantize_int8_dynamic])
+def test_trained_model_keeps_logits_and_greedy_text(trained, quantize):
     model, data = trained
-    int8 = quantize_int8(copy.deepcopy(model))
+    int8 = quantize(copy.deepcopy(model))
     idx = torch.stack([data[i:i + 64] for i in (0, 1000, 5000, 20000)])  # (4, 64): the prompt path
     with torch.no_grad():
         ref, out = model(idx), int8(idx)
@@ -144,3 +152,37 @@ def test_trained_model_keeps_logits_and_greedy_text(trained):
                 top2 = model(torch.cat((prompt[0], a[:same]))[None])[0, -1].topk(2).values
             assert (top2[0] - top2[1]).item() < 2 * LOGITS_ATOL, f"prompt at {start}: diverged at {same}"
     assert min(matched) >= 20, f"greedy tokens equal to float32's per prompt: {matched}"
+
+
+needs_fbgemm = pytest.mark.skipif(not available(), reason="FBGEMM's int8 kernels need an x86 CPU")
+
+
+@needs_fbgemm
+@pytest.mark.parametrize("rows", [1, 3])
+def test_dynamic_layer_rounds_each_row_and_equals_its_reference(rows):
+    torch.manual_seed(0)
+    linear = nn.Linear(96, 40)
+    layer = DynamicInt8Linear.from_linear(linear)
+    x = torch.randn(rows, 96) * torch.linspace(0.1, 4, 96)  # a wide range, as after a LayerNorm gain
+    with torch.no_grad():
+        y = layer(x)
+        alone = torch.cat([layer(x[i:i + 1]) for i in range(rows)])
+    torch.testing.assert_close(y, dynamic_linear_reference(x, layer.weight, layer.scales, layer.bias),
+                               atol=1e-4, rtol=1e-4)
+    assert torch.equal(y, alone)  # a row's result never depends on the other rows
+    weight_only = int8_linear_reference(x, layer.weight, layer.scales, layer.bias)
+    assert (y - weight_only).abs().max().item() > 1e-3  # the activations really were rounded
+
+
+@needs_fbgemm
+def test_dynamic_layer_reads_long_prompts_with_float_activations():
+    torch.manual_seed(0)
+    layer = DynamicInt8Linear.from_linear(nn.Linear(64, 32))
+    x = torch.randn(2, 20, 64)  # 40 rows > MAX_ROUNDED_ROWS: the prompt path
+    with torch.no_grad():
+        y = layer(x)
+    want = int8_linear_reference(x, layer.weight, layer.scales, layer.bias)
+    torch.testing.assert_close(y, want, atol=1e-4, rtol=1e-4)
+    copied = copy.deepcopy(layer)  # the packed FBGEMM weight is remade, not copied
+    with torch.no_grad():
+        assert torch.equal(copied(x[0, :1]), layer(x[0, :1]))

@@ -12,6 +12,7 @@
     streaming.py    ids -> text pieces that never split a character
     fast_linear.py  weight layouts for fast CPU decoding
     quantize.py     weight-only int8 linears for faster CPU decoding (opt-in)
+    quantize_dynamic.py  int8 weights and activations (FBGEMM), llama.cpp's q8_0 idea (opt-in)
     text.py         the one text layer: prompt text -> continuation text (gpt2 generate,
                     training samples, gpt2 serve)
 
@@ -27,6 +28,8 @@ from gpt2.lazy import lazy_exports
 _DECODE = "gpt2.generation.decode"
 _HOMES = {"GenerationStep": _DECODE, "generate": _DECODE, "generate_stream": _DECODE,
           "generate_text": _DECODE, "prepare_for_decoding": "gpt2.generation.fast_linear",
-          "quantize_int8": "gpt2.generation.quantize", "SamplingOptions": "gpt2.generation.options"}
+          "quantize_int8": "gpt2.generation.quantize",
+          "quantize_int8_dynamic": "gpt2.generation.quantize_dynamic",
+          "SamplingOptions": "gpt2.generation.options"}
 __all__ = list(_HOMES)
 __getattr__ = lazy_exports(__name__, _HOMES)

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import functools
 import warnings
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -32,7 +33,7 @@ from torch import Tensor, nn
 
 from gpt2.errors import GPT2Error
 
-__all__ = ["Int8Linear", "int8_linear_reference", "quantize_int8", "quantize_weight"]
+__all__ = ["Int8Linear", "int8_linear_reference", "quantize_int8", "quantize_weight", "replace_linears"]
 
 
 def quantize_weight(w: Tensor) -> tuple[Tensor, Tensor]:
@@ -127,20 +128,26 @@ class Int8Linear(nn.Module):
                f"bias={self.bias is not None}"
 
 
-@torch.no_grad()
 def quantize_int8(model: nn.Module) -> nn.Module:
     """Replace every nn.Linear of `model` (a float32 GPT2) by an `Int8Linear`, in place, and
     return it. The tied LM head gets its own int8 copy of the embedding; `tok_emb` stays
     float32 for lookups, so the tie is intentionally broken. Afterwards the model is in eval
     mode, no parameter requires grad, `model.train()` raises, and it cannot be saved as a
     GPT2 checkpoint (quantize again after loading the float one)."""
+    return replace_linears(model, Int8Linear.from_linear)
+
+
+@torch.no_grad()
+def replace_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Module]) -> nn.Module:
+    """`make(linear)` in place of every nn.Linear of a float32 model, which is left in eval mode
+    without gradients (what `quantize_int8` and `quantize_int8_dynamic` share)."""
     dtypes = {p.dtype for p in model.parameters()}
     if dtypes != {torch.float32}:
-        raise GPT2Error(f"quantize_int8 expects a float32 model, got {sorted(map(str, dtypes))}")
+        raise GPT2Error(f"int8 quantization expects a float32 model, got {sorted(map(str, dtypes))}")
     model.eval()
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if isinstance(child, nn.Linear):
-                setattr(parent, name, Int8Linear.from_linear(child))
+                setattr(parent, name, make(child))
     model.requires_grad_(False)
     return model

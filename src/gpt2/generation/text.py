@@ -22,6 +22,7 @@ from gpt2.generation.engine import Engine, RowSpec, decoding
 from gpt2.generation.fast_linear import prepare_for_decoding
 from gpt2.generation.options import SamplingOptions
 from gpt2.generation.quantize import quantize_int8
+from gpt2.generation.quantize_dynamic import quantize_int8_dynamic
 from gpt2.generation.row_sampling import row_keys
 from gpt2.generation.stopping import StopMatcher
 from gpt2.generation.streaming import StreamDecoder
@@ -33,6 +34,9 @@ from gpt2.tokenizers import Tokenizer, tokenizer_for_checkpoint
 
 class PromptTooLongError(GPT2Error):
     """A prompt with more tokens than the model (or a server's limit) takes."""
+
+
+QUANTIZERS = {"int8": quantize_int8, "int8-dynamic": quantize_int8_dynamic}  # --quantize choices
 
 
 class TextGenerator:
@@ -49,13 +53,13 @@ class TextGenerator:
                         quantize: str | None = None) -> TextGenerator:
         """Load a checkpoint (ours or a Hugging Face GPT-2 directory) for generation: its
         tokenizer first (so a directory without one fails before the weights are read), then
-        the weights in `dtype` - or int8 with quantize="int8" (see quantize.py) - laid out for
-        fast decoding (see fast_linear.py)."""
+        the weights in `dtype` - or int8 with quantize="int8" (quantize.py) or "int8-dynamic"
+        (quantize_dynamic.py) - laid out for fast decoding (see fast_linear.py)."""
         path = readable_path(checkpoint)  # the previous checkpoint while a save swaps in a new one
         tok = tokenizer_for_checkpoint(path, tokenizer, read_config(path).vocab_size)
         model = GPT2.from_pretrained(path, device=device, dtype=dtype)
-        if quantize == "int8":
-            quantize_int8(model)
+        if quantize is not None:
+            QUANTIZERS[quantize](model)
         return cls(prepare_for_decoding(model), tok)
 
     @classmethod
@@ -66,8 +70,8 @@ class TextGenerator:
         if not readable_path(checkpoint).is_dir():
             raise GPT2Error(f"--checkpoint {checkpoint}: no such directory")
         if quantize and system.dtype not in ("auto", "float32"):
-            raise GPT2Error(f"--quantize int8 keeps activations in float32; use --dtype float32, "
-                            f"not {system.dtype}")
+            raise GPT2Error(f"--quantize {quantize} starts from float32 weights; use --dtype float32 "
+                            f"(or auto), not {system.dtype}")
         if quantize:  # int8 weights replace the choice of a float precision
             system = dataclasses.replace(system, dtype="float32")
         runtime = resolve_runtime(system, read_config(checkpoint), "generate")

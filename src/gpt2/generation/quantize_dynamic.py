@@ -1,0 +1,104 @@
+"""int8 weights and int8 activations ("dynamic" quantization) for the fastest CPU decoding.
+
+`quantize.py` stores the weights in int8 and keeps the activations in float32. llama.cpp's q8_0
+goes one step further: it also rounds each activation vector to 8 bits just before a product,
+so the dot products run on 8-bit integers (one instruction multiplies and adds 64 pairs on CPUs
+with VNNI). This mode does the same, row by row: each row x of activations (one token) gets
+its own scale s and zero point z, chosen at run time from its range (asymmetric, 0..255):
+
+    s = (max(x, 0) - min(x, 0)) / 255      z = round(-min(x, 0) / s)
+    x_q[k] = clamp(round(x[k] / s) + z, 0, 255)
+    y[n] = s * w_scale[n] * sum_k (x_q[k] - z) * w_int8[n, k] + bias[n]    (`dynamic_linear_reference`)
+
+The weights are `quantize.py`'s (per-channel symmetric int8). The integer products run in FBGEMM,
+the x86 int8 kernel library that ships inside torch (`torch.ops.quantized.linear_dynamic`), one
+row per call, so a row's result never depends on the other rows of a batch. A prompt read at
+once (more than `MAX_ROUNDED_ROWS` rows) keeps float activations: Int8Linear's path.
+
+FBGEMM takes its weight as a torch "quantized tensor", which torch 2.13 marks as deprecated; the
+packed weight is made once per layer, and if a later torch drops these ops the mode says so in
+one line (`available()`), while `--quantize int8` keeps working.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+
+import torch
+from torch import Tensor, nn
+
+from gpt2.errors import GPT2Error
+from gpt2.generation.quantize import Int8Linear, quantize_weight, replace_linears
+
+__all__ = ["DynamicInt8Linear", "available", "dynamic_linear_reference", "quantize_int8_dynamic"]
+
+
+def dynamic_linear_reference(x: Tensor, w_int8: Tensor, scales: Tensor, bias: Tensor | None = None) -> Tensor:
+    """The readable definition (module docstring), in float64: x (M, in) -> (M, out) float32."""
+    x = x.double()
+    lo, hi = x.amin(-1, keepdim=True).clamp(max=0), x.amax(-1, keepdim=True).clamp(min=0)  # (M, 1)
+    s = ((hi - lo) / 255).clamp(min=1e-30)  # an all-zero row: any scale gives zeros
+    z = torch.round(-lo / s)
+    x_q = torch.clamp(torch.round(x / s) + z, 0, 255)  # (M, in), integers 0..255
+    y = s * ((x_q - z) @ w_int8.double().T) * scales.double()  # (M, out)
+    return (y + bias.double() if bias is not None else y).float()
+
+
+def _pack(w_int8: Tensor, scales: Tensor, bias: Tensor | None) -> object:
+    """FBGEMM's prepacked form of the int8 weight (out, in) with its per-row scales."""
+    with warnings.catch_warnings():  # the quantized-tensor deprecation (module docstring)
+        warnings.simplefilter("ignore", UserWarning)
+        zero_points = torch.zeros(w_int8.size(0), dtype=torch.long)
+        q = torch._make_per_channel_quantized_tensor(w_int8, scales.double(), zero_points, 0)
+        return torch.ops.quantized.linear_prepack(q, None if bias is None else bias.float())
+
+
+@functools.cache
+def available() -> bool:
+    """Whether this torch build and CPU run FBGEMM's dynamic int8 linear (private torch ops,
+    so tried once on a small input against the reference rather than assumed)."""
+    try:
+        w, s = quantize_weight(torch.randn(24, 40))
+        x = torch.randn(1, 40)
+        y = torch.ops.quantized.linear_dynamic(x, _pack(w, s, None), False)
+        return bool(torch.allclose(y, dynamic_linear_reference(x, w, s), atol=1e-4, rtol=1e-4))
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+
+
+class DynamicInt8Linear(Int8Linear):
+    """An `Int8Linear` whose rows (up to MAX_ROUNDED_ROWS of them) are rounded to int8 and
+    multiplied in FBGEMM; the same buffers (`weight` int8, `scales`, `bias`), inference only."""
+
+    MAX_ROUNDED_ROWS = 8  # one-token steps of a batch; longer inputs are prompts (float path)
+
+    def __init__(self, w_int8: Tensor, scales: Tensor, bias: Tensor | None = None) -> None:
+        super().__init__(w_int8, scales, bias)
+        self._packed: object | None = None  # made on the first call
+
+    def __getstate__(self) -> dict:
+        """Copies leave the packed weight behind (an opaque FBGEMM object); it is remade."""
+        state = dict(super().__getstate__())
+        state["_packed"] = None
+        return state
+
+    def forward(self, x: Tensor) -> Tensor:  # x: (..., in) -> (..., out)
+        rows = x.numel() // self.in_features
+        if rows > self.MAX_ROUNDED_ROWS or x.dtype != torch.float32 or x.device.type != "cpu":
+            return super().forward(x)
+        if self._packed is None:
+            self._packed = _pack(self.weight, self.scales, self.bias)
+        flat = x.reshape(rows, self.in_features)
+        y = torch.cat([torch.ops.quantized.linear_dynamic(row, self._packed, False)  # row (1, in)
+                       for row in flat.split(1)])  # (rows, out)
+        return y.reshape(*x.shape[:-1], self.out_features)
+
+
+def quantize_int8_dynamic(model: nn.Module) -> nn.Module:
+    """Like `quantize_int8`, with `DynamicInt8Linear` layers: int8 weights, and one-token steps
+    that round their activations to int8 too. Raises GPT2Error where FBGEMM cannot run."""
+    if not available():
+        raise GPT2Error("--quantize int8-dynamic needs FBGEMM's int8 kernels (torch on an x86 CPU), "
+                        "which this torch build lacks; use --quantize int8")
+    return replace_linears(model, DynamicInt8Linear.from_linear)
