@@ -3,8 +3,9 @@
 GPT-2 124M with seeded random weights is saved as a Hugging Face directory, converted to GGUF by
 llama.cpp's own converter (float32, f16, bf16, q8_0), and run through llama-cpp-python in its
 own environment (benchmarks/llamacpp_setup.sh builds it; never a project dependency). Ours runs
-`generate` at float32, bf16, `--quantize int8` (int8 weights) and `--quantize int8-dynamic`
-(int8 weights and activations, like q8_0). Each measurement is its own process, the two
+`generate` at float32, bf16, `--quantize fp16` (float16 weights, float32 activations, like f16),
+`--quantize int8` (int8 weights) and `--quantize int8-dynamic` (int8 weights and activations,
+like q8_0). Each measurement is its own process, the two
 engines alternate round by round, and the median of --rounds is kept. Decode: a 16-token prompt,
 128 new tokens, greedy; prefill: one 512-token prompt; long decode: 64 tokens after it. Also:
 whether the float32 greedy tokens agree, and the share of memory bandwidth each reaches (weight
@@ -29,7 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / ".bench"
 PROMPT_LEN, NEW_TOKENS, PREFILL_LEN, LONG_TOKENS = 16, 128, 512, 64
-PAIRS = [("float32", "f32", "float32"), ("16-bit", "bf16", "bfloat16"), ("16-bit f16", "f16", None),
+PAIRS = [("float32", "f32", "float32"), ("16-bit", "bf16", "bfloat16"), ("16-bit f16", "f16", "fp16"),
          ("8-bit", "q8_0", "int8"), ("8-bit w+a", "q8_0", "int8-dynamic")]  # (label, llama.cpp type, ours)
 
 

@@ -233,7 +233,7 @@ def test_a_reader_that_stops_early_gets_no_traceback(ckpts):
     assert "Traceback" not in err
 
 
-@pytest.mark.parametrize("mode", ["int8", "int8-dynamic"])
+@pytest.mark.parametrize("mode", ["int8", "int8-dynamic", "fp16"])
 def test_int8_generation_from_the_command_line(ckpts, capsys, mode):
     main(["generate", *PINNED, "--checkpoint", str(ckpts["root"] / "char"), "--prompt", CORPUS[:6],
           "--quantize", mode, "--temperature", "0", "--max_new_tokens", "8"])

@@ -11,6 +11,7 @@ from torch import nn
 
 from gpt2 import GPT2, GPT2Config
 from gpt2.generation import SamplingOptions, generate
+from gpt2.generation.half_linear import HalfLinear, half_linear_reference, quantize_fp16
 from gpt2.generation.quantize import (
     Int8Linear,
     _compiled_matmul,
@@ -127,7 +128,7 @@ def test_quantized_model_state(trained):
         quantize_int8(copy.deepcopy(trained[0]).to(torch.bfloat16))
 
 
-@pytest.mark.parametrize("quantize", [quantize_int8, quantize_int8_dynamic])
+@pytest.mark.parametrize("quantize", [quantize_int8, quantize_int8_dynamic, quantize_fp16])
 def test_trained_model_keeps_logits_and_greedy_text(trained, quantize):
     model, data = trained
     int8 = quantize(copy.deepcopy(model))
@@ -186,3 +187,19 @@ def test_dynamic_layer_reads_long_prompts_with_float_activations():
     copied = copy.deepcopy(layer)  # the packed FBGEMM weight is remade, not copied
     with torch.no_grad():
         assert torch.equal(copied(x[0, :1]), layer(x[0, :1]))
+
+
+@pytest.mark.skipif(not available(), reason="FBGEMM needs an x86 CPU")
+@pytest.mark.parametrize("rows", [1, 5, 40])  # decoding; a batch step; a prompt
+def test_half_layer_equals_its_reference_and_rounds_only_the_weights(rows):
+    torch.manual_seed(0)
+    linear = nn.Linear(96, 40)
+    layer = HalfLinear.from_linear(linear)
+    assert layer.weight.dtype == torch.float16
+    x = torch.randn(rows, 96)
+    with torch.no_grad():
+        y = layer(x)
+        want = half_linear_reference(x, layer.weight, layer.bias)
+        torch.testing.assert_close(y, want, atol=1e-5, rtol=1e-5)
+        assert 0 < (y - linear(x)).abs().max().item() < 1e-2  # float16 weights: close, not equal
+        assert torch.equal(copy.deepcopy(layer)(x), y)  # the packed weight is remade, not copied

@@ -13,6 +13,7 @@
     fast_linear.py  weight layouts for fast CPU decoding
     quantize.py     weight-only int8 linears for faster CPU decoding (opt-in)
     quantize_dynamic.py  int8 weights and activations (FBGEMM), llama.cpp's q8_0 idea (opt-in)
+    half_linear.py  float16 weights, float32 activations (FBGEMM) for fast 16-bit decoding (opt-in)
     text.py         the one text layer: prompt text -> continuation text (gpt2 generate,
                     training samples, gpt2 serve)
 
@@ -30,6 +31,7 @@ _HOMES = {"GenerationStep": _DECODE, "generate": _DECODE, "generate_stream": _DE
           "generate_text": _DECODE, "prepare_for_decoding": "gpt2.generation.fast_linear",
           "quantize_int8": "gpt2.generation.quantize",
           "quantize_int8_dynamic": "gpt2.generation.quantize_dynamic",
+          "quantize_fp16": "gpt2.generation.half_linear",
           "SamplingOptions": "gpt2.generation.options"}
 __all__ = list(_HOMES)
 __getattr__ = lazy_exports(__name__, _HOMES)

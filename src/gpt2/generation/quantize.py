@@ -140,10 +140,10 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 @torch.no_grad()
 def replace_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Module]) -> nn.Module:
     """`make(linear)` in place of every nn.Linear of a float32 model, which is left in eval mode
-    without gradients (what `quantize_int8` and `quantize_int8_dynamic` share)."""
+    without gradients (what `quantize_int8`, `quantize_int8_dynamic` and `quantize_fp16` share)."""
     dtypes = {p.dtype for p in model.parameters()}
     if dtypes != {torch.float32}:
-        raise GPT2Error(f"int8 quantization expects a float32 model, got {sorted(map(str, dtypes))}")
+        raise GPT2Error(f"quantization expects a float32 model, got {sorted(map(str, dtypes))}")
     model.eval()
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):

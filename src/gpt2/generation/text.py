@@ -20,6 +20,7 @@ from gpt2.checkpoint import read_config, readable_path
 from gpt2.errors import GPT2Error
 from gpt2.generation.engine import Engine, RowSpec, decoding
 from gpt2.generation.fast_linear import prepare_for_decoding
+from gpt2.generation.half_linear import quantize_fp16
 from gpt2.generation.options import SamplingOptions
 from gpt2.generation.quantize import quantize_int8
 from gpt2.generation.quantize_dynamic import quantize_int8_dynamic
@@ -36,7 +37,8 @@ class PromptTooLongError(GPT2Error):
     """A prompt with more tokens than the model (or a server's limit) takes."""
 
 
-QUANTIZERS = {"int8": quantize_int8, "int8-dynamic": quantize_int8_dynamic}  # --quantize choices
+# --quantize choices, each applied to the float32 model
+QUANTIZERS = {"int8": quantize_int8, "int8-dynamic": quantize_int8_dynamic, "fp16": quantize_fp16}
 
 
 class TextGenerator:
@@ -53,8 +55,9 @@ class TextGenerator:
                         quantize: str | None = None) -> TextGenerator:
         """Load a checkpoint (ours or a Hugging Face GPT-2 directory) for generation: its
         tokenizer first (so a directory without one fails before the weights are read), then
-        the weights in `dtype` - or int8 with quantize="int8" (quantize.py) or "int8-dynamic"
-        (quantize_dynamic.py) - laid out for fast decoding (see fast_linear.py)."""
+        the weights in `dtype` - or as `QUANTIZERS[quantize]` makes them ("int8": quantize.py,
+        "int8-dynamic": quantize_dynamic.py, "fp16": half_linear.py) - laid out for fast
+        decoding (see fast_linear.py)."""
         path = readable_path(checkpoint)  # the previous checkpoint while a save swaps in a new one
         tok = tokenizer_for_checkpoint(path, tokenizer, read_config(path).vocab_size)
         model = GPT2.from_pretrained(path, device=device, dtype=dtype)
