@@ -13,7 +13,8 @@ its own scale s and zero point z, chosen at run time from its range (asymmetric,
 The weights are `quantize.py`'s (per-channel symmetric int8). The integer products run in FBGEMM,
 the x86 int8 kernel library that ships inside torch (`torch.ops.quantized.linear_dynamic`), one
 row per call, so a row's result never depends on the other rows of a batch. A prompt read at
-once (more than `MAX_ROUNDED_ROWS` rows) keeps float activations: Int8Linear's path.
+once (more than `MAX_ROUNDED_ROWS` rows) keeps float activations (the dequantized weight in
+F.linear's GEMM).
 
 FBGEMM takes its weight as a torch "quantized tensor", which torch 2.13 marks as deprecated; the
 packed weight is made once per layer, and if a later torch drops these ops the mode says so in
@@ -26,6 +27,7 @@ import functools
 import warnings
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gpt2.errors import GPT2Error
@@ -86,7 +88,8 @@ class DynamicInt8Linear(Int8Linear):
     def forward(self, x: Tensor) -> Tensor:  # x: (..., in) -> (..., out)
         rows = x.numel() // self.in_features
         if rows > self.MAX_ROUNDED_ROWS or x.dtype != torch.float32 or x.device.type != "cpu":
-            return super().forward(x)
+            bias = None if self.bias is None else self.bias.to(x.dtype)
+            return F.linear(x, self.dequantize(x.dtype), bias)  # float activations: a prompt
         if self._packed is None:
             self._packed = _pack(self.weight, self.scales, self.bias)
         flat = x.reshape(rows, self.in_features)
