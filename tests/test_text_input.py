@@ -1,5 +1,6 @@
 """Text from outside is never a traceback: any bytes as a prompt (argument, file, stdin, a line of
-an interactive session), files that are not text files, and `--prompt null`."""
+an interactive session), files that are not text files, and values YAML would read as something else
+(`--prompt null` is the prompt "null")."""
 
 from __future__ import annotations
 
@@ -9,18 +10,22 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gpt2.cli import main
 from gpt2.errors import GPT2Error
 from gpt2.text_input import utf8_text
-from train_helpers import fails_in_one_line, make_char_data, tiny_args
+from train_helpers import TEXT, fails_in_one_line, make_char_data, tiny_args
+
+YAML_LOOKALIKES = ["null", "~", "NULL", " null", "true", "[a]", "{a: 1}", "1e5", "123"]
 
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    data = make_char_data(tmp_path_factory.mktemp("data"))
+    # every character of the YAML look-alike prompts is in the char vocabulary
+    data = make_char_data(tmp_path_factory.mktemp("data"), TEXT + " ".join(YAML_LOOKALIKES) * 3)
     out = tmp_path_factory.mktemp("run") / "run"
     main(tiny_args(data, out, steps=2, **{"eval.sample_tokens": 0}))
     return out / "latest"
@@ -86,13 +91,44 @@ def test_bytes_piped_to_stdin_that_are_not_utf8_are_one_line(checkpoint: Path, c
     assert "piped to stdin is not valid UTF-8" in fails_in_one_line(_generate(checkpoint), capsys)
 
 
-@pytest.mark.parametrize("prompt", ["true", "[a]", "{a: 1}", "1e5", "123"])  # (`null` is not done: see docs)
+@pytest.mark.parametrize("prompt", YAML_LOOKALIKES)
 def test_a_prompt_that_looks_like_yaml_is_text(prompt: str, checkpoint: Path, capsys: pytest.CaptureFixture,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The output echoes the prompt: had `null` become None, the piped stdin would be the prompt."""
     monkeypatch.setattr(sys, "stdin", _stdin(b"piped"))  # must not be read: the prompt was given
-    try:
-        main(_generate(checkpoint, "--prompt", prompt))
-    except SystemExit:  # a character the tiny char vocabulary lacks: still the prompt, as text
-        assert "not in the char tokenizer's vocabulary" in capsys.readouterr().err
-        return
-    assert capsys.readouterr().out.startswith(prompt)
+    main(_generate(checkpoint, "--prompt", prompt))
+    out = capsys.readouterr().out
+    assert out.startswith(prompt) and len(out) > len(prompt)
+
+
+def test_a_left_out_or_config_file_null_prompt_is_none(checkpoint: Path, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """None still means "no prompt given" (stdin is read), left out or `null` in a YAML file."""
+    config = tmp_path / "generate.yaml"
+    config.write_text("prompt: null\n")
+    for extra in ([], ["--config", str(config)]):
+        monkeypatch.setattr(sys, "stdin", _stdin(b"piped"))
+        main(_generate(checkpoint, *extra))
+        assert capsys.readouterr().out.startswith("piped")
+
+
+@pytest.mark.parametrize(("argv", "key"), [
+    (["generate", "--checkpoint", "c", "--prompt"], "prompt"),
+    (["generate", "--checkpoint", "c", "--stop"], "stop"),
+    (["generate", "--checkpoint", "c", "--tokenizer"], "tokenizer"),
+    (["chat", "--checkpoint", "c", "--system"], "system"),
+    (["serve", "--checkpoint", "c", "--api_key"], "api_key"),
+    (["train", "--eval.prompt"], "eval.prompt"),
+])
+@pytest.mark.parametrize("value", ["null", "~", "Null"])
+def test_every_text_option_takes_null_as_text(argv: list[str], key: str, value: str,
+                                              capsys: pytest.CaptureFixture) -> None:
+    """Any option whose type takes text (`str | None`, `list[str] | str | None`, in a command or an
+    options group) keeps a YAML null as written; an `int | None` option still reads it as null."""
+    with pytest.raises(SystemExit):
+        main([*argv, value, *(["--seed", "null"] if argv[0] == "generate" else []), "--print_config"])
+    config = yaml.safe_load(capsys.readouterr().out)
+    for part in key.split("."):
+        config = config[part]
+    assert config == value

@@ -19,9 +19,10 @@ import typing
 from typing import Any
 
 import jsonargparse
+import yaml
 
 from gpt2.commands.chat import chat
-from gpt2.commands.config_files import CONFIG_MODE, SECTIONS
+from gpt2.commands.config_files import CONFIG_MODE, SECTIONS, yaml_or_toml_load
 from gpt2.commands.eval import evaluate
 from gpt2.commands.finetune import classify, examples, finetune, merge
 from gpt2.commands.generate import generate
@@ -39,13 +40,60 @@ from gpt2.signals import end_on_next_signal, interrupt_on_stop_signals, stop_req
 jsonargparse.set_parsing_settings(docstring_parse_attribute_docstrings=True)
 
 
+class Verbatim(str):
+    """A command-line value kept as the text it is: jsonargparse reads values as YAML only when
+    their type is exactly `str`, so this subclass passes through as written (see `_get_values`)."""
+
+
 class OneLineErrorParser(jsonargparse.ArgumentParser):
     """jsonargparse's parser, but a command-line mistake (unknown option, a value of the wrong
-    type, a missing or invalid config file) is one line naming it, not the whole usage."""
+    type, a missing or invalid config file) is one line naming it, not the whole usage; and an
+    option that takes text takes `null` as text."""
 
     def error(self, message: str, ex: Exception | None = None) -> None:
         command = self.prog.replace(" [options]", "")
         raise GPT2Error(f"{_one_line(str(message))}; see `{command} --help`")
+
+    def _get_values(self, action: Any, arg_strings: list[str]) -> Any:
+        """A command-line value, as argparse takes it from the arguments. An option whose type
+        accepts text (`str | None`, `list[str] | str | None`) keeps a value that YAML reads as
+        null (`null`, `~`, `NULL`, ...) as that text: `--prompt null` is the prompt "null", as
+        `--prompt true` is "true". Such an option is None only when left out (or `null` in a
+        config file, which is YAML)."""
+        value = super()._get_values(action, arg_strings)
+        if isinstance(value, str) and _takes_text(action) and _reads_as_null(value):
+            return Verbatim(value)
+        return value
+
+    def instantiate_classes(self, cfg: Any, **kwargs: Any) -> Any:
+        """The options dataclasses, built once parsing is over (a parent parser checks its
+        subcommand's values again, so Verbatim values must live until then)."""
+        return super().instantiate_classes(_plain(cfg), **kwargs)
+
+    def dump(self, cfg: Any, *args: Any, **kwargs: Any) -> str:
+        """The options as a config file (`--print_config`)."""
+        return super().dump(_plain(cfg), *args, **kwargs)
+
+
+def _plain(cfg: Any) -> Any:
+    """A copy of parsed options with each Verbatim value a plain `str` again."""
+    cfg = cfg.clone()
+    for key, value in list(cfg.items()):
+        if isinstance(value, Verbatim):
+            cfg[key] = str(value)
+    return cfg
+
+
+def _takes_text(action: Any) -> bool:
+    """Whether an option's type (a union, as jsonargparse keeps it) has `str` among its choices."""
+    return str in typing.get_args(getattr(action, "_typehint", None))
+
+
+def _reads_as_null(value: str) -> bool:
+    try:
+        return yaml_or_toml_load(value) is None
+    except (yaml.YAMLError, ValueError):  # not YAML ("a: b: c", a lone surrogate): text, not null
+        return False
 
 
 def _one_line(message: str) -> str:
