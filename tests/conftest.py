@@ -2,8 +2,20 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
+import os
+
+# Under pytest-xdist (`pytest -n 2`) each worker is a process of its own: give each its share of
+# the cores, so two workers running torch do not each start a thread per core and wait on each
+# other. Set before torch is imported; the processes the tests start inherit it.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _SHARE = max(1, (os.cpu_count() or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    os.environ.setdefault("OMP_NUM_THREADS", str(_SHARE))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    torch.set_num_threads(min(torch.get_num_threads(), _SHARE))
 
 from gpt2 import GPT2, GPT2Config
 
