@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from gpt2 import GPT2, GPT2Config
+from gpt2.cli import main
 from gpt2.training.muon import muon_groups, orthogonalize, orthogonalize_reference
 from gpt2.training.optim import build_optimizer
-from train_helpers import make_char_data, run_gpt2, tiny_args, train_losses
+from train_helpers import fails_in_one_line, make_char_data, tiny_args, train_losses
 
 
 def _model() -> GPT2:
@@ -144,33 +145,31 @@ def test_an_unknown_optimizer_name_is_refused() -> None:
 
 
 @pytest.mark.slow
-def test_gpt2_train_with_muon_learns_and_resumes_bit_for_bit(tmp_path: Path) -> None:
+def test_gpt2_train_with_muon_learns_and_resumes_bit_for_bit(tmp_path: Path, one_thread: None) -> None:
     data = make_char_data(tmp_path / "data")
     args = tiny_args(data, tmp_path / "run", steps=10, **{"optim.name": "muon"})
-    whole = run_gpt2([*tiny_args(data, tmp_path / "whole", steps=10, **{"optim.name": "muon"})])
-    assert whole.returncode == 0, whole.stderr
+    main(tiny_args(data, tmp_path / "whole", steps=10, **{"optim.name": "muon"}))  # `gpt2 train`, in-process
     losses = train_losses(tmp_path / "whole")
     assert losses[10] < losses[1] - 0.3  # it learns (steps count from 1)
-    first = run_gpt2([*args, "--train.stop_after_steps=4"])
-    assert first.returncode == 0, first.stderr
-    second = run_gpt2([*args, "--resume=true"])
-    assert second.returncode == 0, second.stderr
+    main([*args, "--train.stop_after_steps=4"])
+    main([*args, "--resume=true"])
     assert train_losses(tmp_path / "run") == losses  # exact float equality at every step
 
 
-def test_resume_with_another_optimizer_is_refused_in_one_line(tmp_path: Path) -> None:
+def test_resume_with_another_optimizer_is_refused_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                              one_thread: None) -> None:
     data = make_char_data(tmp_path / "data")
     out = tmp_path / "run"
     args = tiny_args(data, out, steps=6)  # AdamW
-    assert run_gpt2([*args, "--train.stop_after_steps=2"]).returncode == 0
+    main([*args, "--train.stop_after_steps=2"])
     config = out / "latest" / "train_config.json"
     saved = json.loads(config.read_text())
     del saved["optim"]["name"], saved["train"]["max_passes"]  # as a version before both existed saved it
     config.write_text(json.dumps(saved))
-    refused = run_gpt2([*args, "--optim.name=muon", "--resume=true"])
-    assert refused.returncode == 1 and "--optim.name muon (saved adamw)" in refused.stderr
-    forced = run_gpt2([*args, "--optim.name=muon", "--resume=true", "--allow_changes=true"])
-    assert forced.returncode == 1 and "Traceback" not in forced.stderr
-    assert forced.stderr.strip().splitlines()[-1].startswith("gpt2: error: --resume: the checkpoint's "
-                                                             "optimizer state is for another --optim.name")
-    assert run_gpt2([*args, "--resume=true"]).returncode == 0  # the old run still continues as it was
+    refused = fails_in_one_line([*args, "--optim.name=muon", "--resume=true"], capsys)
+    assert "--optim.name muon (saved adamw)" in refused
+    forced = fails_in_one_line([*args, "--optim.name=muon", "--resume=true", "--allow_changes=true"], capsys)
+    assert forced.startswith("gpt2: error: --resume: the checkpoint's optimizer state is for another "
+                             "--optim.name")
+    main([*args, "--resume=true"])  # the old run still continues as it was
+    assert max(train_losses(out)) == 6

@@ -49,9 +49,15 @@ def build(plan: RunPlan) -> Trainer:
     folder = None  # one process per run folder; never replace another run without being asked
     if info.is_main:
         folder = lock_run_folder(out) if plan.start == "resume" else claim_out_dir(out, plan.overwrite)
-    trainer = Trainer(cfg, model, train_batches, val_batches, plan.tokenizer, info, plan.runtime.dtype,
-                      plan.window, header=header, record={"runtime": plan.runtime.record()},
-                      folder=folder, state=state)
+    try:
+        trainer = Trainer(cfg, model, train_batches, val_batches, plan.tokenizer, info, plan.runtime.dtype,
+                          plan.window, header=header, record={"runtime": plan.runtime.record()},
+                          folder=folder, state=state)
+    except BaseException:  # e.g. a saved optimizer state that does not fit: give the folder back now
+        if folder is not None:  # (a process ending does so too; a caller that goes on, e.g. a notebook, not)
+            folder.undo()
+            folder.release()
+        raise
     if state is not None and info.is_main:
         print(f"gpt2: resumed from {plan.source} at step {trainer.progress.step} of {cfg.train.max_steps}",
               file=sys.stderr)
