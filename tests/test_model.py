@@ -8,14 +8,15 @@ from gpt2 import GPT2, GPT2Config
 from gpt2.runtime.device import pick_device, resolve_dtype
 
 
-@pytest.mark.parametrize("preset, expected", [("gpt2", 124_439_808), ("gpt2-medium", 354_823_168)])
-def test_parameter_count_by_construction(preset, expected):
-    model = GPT2(GPT2Config.from_preset(preset))
-    assert model.num_parameters() == expected
+def test_parameter_count_by_construction():
+    model = GPT2(GPT2Config.from_preset("gpt2"))
+    assert model.num_parameters() == 124_439_808
     assert model.lm_head.weight is model.tok_emb.weight
 
 
-@pytest.mark.parametrize("preset, expected", [("gpt2-large", 774_030_080), ("gpt2-xl", 1_557_611_200)])
+# the same construction without memory: the larger presets (gpt2-medium's 1.4 GB took 19 s to fill)
+@pytest.mark.parametrize("preset, expected", [("gpt2-medium", 354_823_168), ("gpt2-large", 774_030_080),
+                                              ("gpt2-xl", 1_557_611_200)])
 def test_parameter_count_without_allocating(preset, expected):
     with torch.device("meta"):
         model = GPT2(GPT2Config.from_preset(preset))
