@@ -4,14 +4,12 @@ included: in `gpt2 generate`, in the samples printed during training and in `gpt
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import httpx
 import pytest
 import torch
 
+from gpt2.cli import main
 from gpt2.generation import SamplingOptions
 from gpt2.generation.text import sample_text
 from test_serve_helpers import running_server, save_tiny_checkpoint, tiny_text
@@ -28,18 +26,13 @@ def case() -> tuple[str, str]:
     return stop, free[:free.index(stop)]
 
 
-@pytest.mark.slow
-def test_gpt2_generate_ends_before_the_stop_string(tmp_path, case) -> None:
+def test_gpt2_generate_ends_before_the_stop_string(tmp_path, case, capsys, one_thread) -> None:
     stop, expected = case
     ckpt = save_tiny_checkpoint(tmp_path / "ckpt")
     for option in (stop, f'["{stop}", "zzzz"]'):  # one plain string, or a JSON list
-        command = [sys.executable, "-m", "gpt2", "generate", "--checkpoint", str(ckpt), "--prompt", "ab",
-                   "--max_new_tokens", "40", "--temperature", "1", "--seed", "1", "--dtype", "float32",
-                   "--stop", option]
-        proc = subprocess.run(command, capture_output=True, timeout=120,
-                              env={**os.environ, "OMP_NUM_THREADS": "1"})
-        assert proc.returncode == 0, proc.stderr.decode()
-        assert proc.stdout.decode() == "ab" + expected + "\n"
+        main(["generate", "--checkpoint", str(ckpt), "--prompt", "ab", "--max_new_tokens", "40",
+              "--temperature", "1", "--seed", "1", "--dtype", "float32", "--stop", option])
+        assert capsys.readouterr().out == "ab" + expected + "\n"
 
 
 def test_training_samples_end_before_the_stop_string(case) -> None:
