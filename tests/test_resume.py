@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from gpt2 import GPT2
 from gpt2.checkpoint import load_training_state
+from gpt2.cli import main
 from gpt2.training.checkpointing import capture_rng, restore_rng
 from train_helpers import ROOT, VENV_BIN, make_char_data, run_gpt2, tiny_args, train_losses
 
@@ -25,10 +27,12 @@ def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def reference(data: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[int, float]:
-    """Losses of an uninterrupted 10-step run with dropout (so the RNG state matters)."""
+    """Losses of an uninterrupted 10-step run with dropout (so the RNG state matters), run by
+    `gpt2 train` in this process (the runs compared with it start processes of their own)."""
     out = tmp_path_factory.mktemp("ref")
-    result = run_gpt2(tiny_args(data, out, steps=10, **{"model.drop_rate": 0.1}))
-    assert result.returncode == 0, result.stderr
+    threads = torch.get_num_threads()
+    main(tiny_args(data, out, steps=10, **{"model.drop_rate": 0.1}))
+    torch.set_num_threads(threads)  # the run took 1 (--system.threads)
     return train_losses(out)
 
 
@@ -44,13 +48,14 @@ def test_rng_state_round_trip() -> None:
 
 
 @pytest.mark.slow
-def test_resume_is_bit_identical(data: Path, reference: dict[int, float], tmp_path: Path) -> None:
+def test_resume_is_bit_identical(data: Path, reference: dict[int, float], tmp_path: Path,
+                                 one_thread: None) -> None:
+    """Steps 1-4 in a process of their own, then 5-10 resumed in this one."""
     args = tiny_args(data, tmp_path, steps=10, **{"model.drop_rate": 0.1})
     first = run_gpt2([*args, "--train.stop_after_steps=4"])
     assert first.returncode == 0, first.stderr
     assert load_training_state(tmp_path / "latest")["step"] == 4
-    second = run_gpt2([*args, "--resume=true"])
-    assert second.returncode == 0, second.stderr
+    main([*args, "--resume=true"])
     assert train_losses(tmp_path) == reference  # exact float equality at every step
 
 
@@ -144,13 +149,14 @@ def test_sigint_saves_and_exits_cleanly(data: Path, tmp_path: Path, signum: int)
 
 @pytest.mark.slow
 def test_sigkill_never_corrupts_latest(data: Path, reference: dict[int, float], tmp_path: Path) -> None:
-    """Kill a real `gpt2 train` 10 times at random moments (checkpointing every step, so kills
+    """Kill a real `gpt2 train` 6 times at random moments (checkpointing every step, so kills
     land in the middle of writes too); the last checkpoint always loads and the run still ends
-    with the uninterrupted run's losses, bit for bit."""
+    with the uninterrupted run's losses, bit for bit. (Each kill costs a process start: most
+    of this test's time.)"""
     args = tiny_args(data, tmp_path, steps=10, **{"model.drop_rate": 0.1, "checkpoint.interval": 1})
     rng = random.Random(0)
     resume: list[str] = []
-    for _ in range(10):
+    for _ in range(6):
         proc = _start([*args, *resume])
         before = _logged_steps(tmp_path)
         _wait_for(lambda b=before, p=proc: _logged_steps(tmp_path) > b or p.poll() is not None)
