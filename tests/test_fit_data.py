@@ -8,13 +8,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from gpt2.checkpoint import read_config
+from gpt2.cli import main
 from gpt2.data.shards import write_prepared
 from gpt2.tokenizers import get_tokenizer
 from gpt2.training.config import EvalSection, RunConfig, TrainSection
 from gpt2.training.fit_data import capped_steps, fit_to_data, prompt_from_data
-from train_helpers import TEXT, make_char_data, run_gpt2, tiny_args
+from train_helpers import TEXT, make_char_data, tiny_args
 
 NEPALI = "नेपाल एक सुन्दर देश हो।\nहिमाल पहाड तराई।\n" * 60
 
@@ -35,30 +37,29 @@ def test_the_prompt_is_the_first_full_line_of_the_validation_split(tmp_path: Pat
     assert prompt_from_data(data, tok) == "mno pqrstuvw"
 
 
-def test_a_run_on_a_small_corpus_is_capped_and_says_so(tmp_path: Path) -> None:
+def test_a_run_on_a_small_corpus_is_capped_and_says_so(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                       one_thread: None) -> None:
     data = make_char_data(tmp_path / "data")  # 5,364 train tokens; 128 tokens per step
     out = tmp_path / "run"
-    proc = run_gpt2(tiny_args(data, out, steps=1000, **{"train.max_passes": 0.5, "eval.interval": 0}))
-    assert proc.returncode == 0, proc.stderr
-    assert "--train.max_steps lowered from 1000 to 20: --train.max_passes 0.5" in proc.stderr
+    args = tiny_args(data, out, steps=1000, **{"train.max_passes": 0.5, "eval.interval": 0})
+    main(args)  # `gpt2 train`, in this process
+    assert "--train.max_steps lowered from 1000 to 20: --train.max_passes 0.5" in capsys.readouterr().err
     header = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert header["planned_tokens"] == 20 * 128 and any("lowered" in n for n in header["notes"])
     saved = json.loads((out / "latest" / "train_config.json").read_text())
     assert saved["train"]["max_steps"] == 20  # the schedule the run really followed
-    again = run_gpt2([*tiny_args(data, out, steps=1000, **{"train.max_passes": 0.5, "eval.interval": 0}),
-                      "--resume=true"])
-    assert again.returncode == 0, again.stderr  # the same command resolves the same way
-    assert "changed for this resume" not in again.stderr and "at step 20 of 20" in again.stderr
+    main([*args, "--resume=true"])
+    again = capsys.readouterr().err  # the same command resolves the same way
+    assert "changed for this resume" not in again and "at step 20 of 20" in again
 
 
-def test_a_corpus_without_latin_letters_samples_from_its_own_text(tmp_path: Path) -> None:
+def test_a_corpus_without_latin_letters_samples_from_its_own_text(tmp_path: Path, one_thread: None) -> None:
     tok = get_tokenizer("char", text=NEPALI)
     ids = np.array(tok.encode(NEPALI))
     data = write_prepared(tmp_path / "data", tok, {"train": ids[:2000], "val": ids[2000:]},
                           split={"val_ratio": 0.1})
     out = tmp_path / "run"
-    proc = run_gpt2(tiny_args(data, out, steps=4))
-    assert proc.returncode == 0, proc.stderr
+    main(tiny_args(data, out, steps=4))
     prompt = json.loads((out / "latest" / "train_config.json").read_text())["eval"]["prompt"]
     assert prompt in NEPALI.splitlines() or any(line.startswith(prompt) for line in NEPALI.splitlines())
     assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["eval_prompt"] == prompt
@@ -68,17 +69,17 @@ def test_a_corpus_without_latin_letters_samples_from_its_own_text(tmp_path: Path
     assert read_config(out / "latest").vocab_size == tok.vocab_size
 
 
-def test_gpt2_train_without_a_config_runs_the_cpu_recipe(tmp_path: Path) -> None:
+def test_gpt2_train_without_a_config_runs_the_cpu_recipe(tmp_path: Path, capsys: pytest.CaptureFixture,
+                                                         one_thread: None) -> None:
     data = make_char_data(tmp_path / "data")
     out = tmp_path / "run"
-    proc = run_gpt2(["train", f"--data.dir={data}", f"--train.out_dir={out}", "--system.progress=false",
-                     "--system.device=cpu", "--system.dtype=float32", "--system.threads=1",
-                     "--eval.interval=0", "--train.max_passes=2"])
-    assert proc.returncode == 0, proc.stderr
+    main(["train", f"--data.dir={data}", f"--train.out_dir={out}", "--system.progress=false",
+          "--system.device=cpu", "--system.dtype=float32", "--system.threads=1",
+          "--eval.interval=0", "--train.max_passes=2"])
     saved = json.loads((out / "latest" / "train_config.json").read_text())
     assert saved["model"]["preset"] == "cpu-tiny" and saved["optim"]["name"] == "muon"
     assert saved["train"]["max_steps"] == 6  # 1,100 lowered: 2 passes x 5,364 tokens / (12 x 128)
-    assert "--train.max_steps lowered from 1100 to 6" in proc.stderr
+    assert "--train.max_steps lowered from 1100 to 6" in capsys.readouterr().err
 
 
 def test_the_prompt_stops_at_end_of_text_and_survives_an_empty_split(tmp_path: Path) -> None:
