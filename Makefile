@@ -42,8 +42,12 @@ lint: install
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/ruff check --ignore E402 notebooks  # imports sit in the cell that first uses them
 
+# Two pytest-xdist workers: much of the suite is one thread (tiny models, processes importing
+# torch), so on 2 cores two workers halve the time; tests/conftest.py gives each its share of
+# the cores. `make test WORKERS=0` runs everything in one process.
+WORKERS ?= 2
 test: lint
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(WORKERS)
 
 bench: install
 	$(BIN)/python benchmarks/bench_train.py
