@@ -1,0 +1,100 @@
+"""The one-row matrix-vector kernels a CPU decoding step can use, on gpt2-124M's 49 matrices.
+
+A decoding step multiplies one activation row by every weight matrix once, so its speed is the
+speed at which a kernel streams weights from memory. This times one pass over the 49 matrices
+of gpt2-124M (12 x qkv, proj, fc, proj2, and the 50257 x 768 LM head: 124M weights) per kernel,
+passes interleaved, median CPU time of --rounds, and prints the effective weight bandwidth
+(bytes of weights / time) against a plain read of as many bytes. docs/generation.md says which
+of these the `--quantize` modes and `--dtype bf16` use and why.
+
+    .venv/bin/python benchmarks/bench_decode_kernels.py [--threads 1] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+SHAPES = [(2304, 768), (768, 768), (3072, 768), (768, 3072)] * 12 + [(50257, 768)]  # (out, in)
+
+
+def kernels() -> dict:
+    """name -> (bytes per weight, a function doing one pass). Built once: weights, packing."""
+    import torch
+    import torch.nn.functional as F
+
+    from gpt2.generation.half_linear import HalfLinear
+    from gpt2.generation.quantize import Int8Linear
+    from gpt2.generation.quantize_dynamic import DynamicInt8Linear
+
+    torch.manual_seed(0)
+    linears = [torch.nn.Linear(i, o, bias=False) for o, i in SHAPES]
+    x32 = {i: torch.randn(1, i) for _, i in SHAPES}
+    xbf = {i: x.bfloat16() for i, x in x32.items()}
+    w_in_out = [lin.weight.detach().t().contiguous().t() for lin in linears]  # float32, (in, out) memory
+    w_bf = [lin.weight.detach().bfloat16() for lin in linears]
+    packed_bf = [torch.ops.mkldnn._reorder_linear_weight(w, 1) for w in w_bf]
+    half = [HalfLinear.from_linear(lin) for lin in linears]
+    int8 = [Int8Linear.from_linear(lin) for lin in linears]
+    dyn = [DynamicInt8Linear.from_linear(lin) for lin in linears]
+    dot = torch.compile(lambda x, w: (x.float() * w.float()).sum(-1), dynamic=True)  # inductor's loop
+    return {
+        "float32 F.linear ((in, out) memory)": (4, lambda: [F.linear(x32[w.size(1)], w) for w in w_in_out]),
+        "bf16 oneDNN prepacked (--dtype bf16)": (2, lambda: [
+            torch.ops.mkldnn._linear_pointwise(xbf[w.size(1)], p, None, "none", [], "")
+            for w, p in zip(w_bf, packed_bf, strict=True)]),
+        "bf16 inductor-compiled dot product": (2, lambda: [dot(xbf[w.size(1)], w) for w in w_bf]),
+        "float16 FBGEMM (--quantize fp16)": (2, lambda: [m(x32[m.in_features]) for m in half]),
+        "int8 compiled loop (--quantize int8)": (1, lambda: [m(x32[m.in_features]) for m in int8]),
+        "int8 x int8 FBGEMM (--quantize int8-dynamic)": (1, lambda: [m(x32[m.in_features]) for m in dyn]),
+    }
+
+
+def read_floor(n_bytes: int) -> float:
+    """Seconds to read n_bytes once (a sum over a bf16 tensor of that size): a streaming floor."""
+    import torch
+
+    a = torch.ones(n_bytes // 2, dtype=torch.bfloat16)
+    a.sum()
+    start = time.thread_time()
+    a.sum()
+    return time.thread_time() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=7)
+    args = parser.parse_args()
+    import torch
+
+    from gpt2.runtime.hardware import describe
+
+    torch.set_num_threads(args.threads)
+    warnings.simplefilter("ignore")
+    params = sum(o * i for o, i in SHAPES)
+    with torch.no_grad():
+        table = kernels()
+        for _, run in table.values():  # warm-up: compiles, packs
+            run()
+        times: dict[str, list[float]] = {name: [] for name in table}
+        for _ in range(args.rounds):
+            for name, (_, run) in table.items():
+                start = time.thread_time()
+                run()
+                times[name].append(time.thread_time() - start)
+    floor = read_floor(2 * params)
+    print(f"one row x gpt2-124M's 49 matrices ({params / 1e6:.0f}M weights), {args.threads} thread(s), "
+          f"median CPU time of {args.rounds}; {describe()}")
+    print(f"plain read of a bf16 copy: {2 * params / floor / 1e9:.1f} GB/s")
+    print(f"{'kernel':46} {'ms/pass':>8} {'GB/s':>6} {'passes/s':>9}")
+    for name, (width, _) in table.items():
+        t = statistics.median(times[name])
+        print(f"{name:46} {t * 1e3:8.2f} {width * params / t / 1e9:6.1f} {1 / t:9.1f}")
+
+
+if __name__ == "__main__":
+    main()
