@@ -162,7 +162,7 @@ def _fails(argv: list[str], capsys) -> str:
      "c.jsonl line 3: message 1 has the unknown role 'robot'"),
     ("chat", "c.jsonl", '{"messages": []}\n{"oops": 1\n', "c.jsonl line 2: not JSON"),
     ("classify", "d.csv", "text,category\nabc,x\nabd,y\n",
-     "d.csv line 2: no 'label' column (--data.label_field)"),
+     "d.csv line 2: no 'label' column (the label_field option names it)"),
     ("classify", "d.csv", "", "d.csv: the file holds no examples"),
     ("chat", "e.jsonl", "\n\n", "e.jsonl: the file holds no examples"),
 ])

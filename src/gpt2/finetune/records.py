@@ -94,7 +94,8 @@ def to_labelled(where: str, record: dict[str, Any], text_field: str, label_field
     """(text, label) of a classification record; the label as a string (a class name)."""
     for name, option in ((text_field, "text_field"), (label_field, "label_field")):
         if name not in record:
-            raise GPT2Error(f"{where}: no {name!r} column (--data.{option}); found {sorted(record)}")
+            raise GPT2Error(f"{where}: no {name!r} column (the {option} option names it); "
+                            f"found {sorted(record)}")
     text, label = record[text_field], record[label_field]
     if not isinstance(text, str) or not text.strip():
         raise GPT2Error(f"{where}: the {text_field!r} value must be non-empty text")
