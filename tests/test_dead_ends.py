@@ -81,3 +81,31 @@ def test_ctrl_c_in_the_first_moments_of_a_command_is_quiet(command: str, tmp_pat
         assert proc.returncode in (0, 130, -signal.SIGINT), err
         if proc.returncode == 130:
             assert err.strip().splitlines()[-1].startswith("gpt2: interrupted"), err
+
+
+DEFERRED = """
+import importlib.machinery, signal, sys, time, types
+from gpt2.signals import interrupt_on_stop_signals
+torch = types.ModuleType("torch")  # stands for torch while its import runs (C++ calls Python)
+torch.__spec__ = importlib.machinery.ModuleSpec("torch", None)
+torch.__spec__._initializing = True
+sys.modules["torch"] = torch
+interrupt_on_stop_signals()
+signal.raise_signal(signal.SIGINT)
+time.sleep(0.3)  # sent again every 50 ms meanwhile, and still held
+print("held", flush=True)
+torch.__spec__._initializing = False  # the import is done
+try:
+    time.sleep(2)
+    print("not raised")
+except KeyboardInterrupt:
+    print("raised")
+"""
+
+
+def test_ctrl_c_during_the_torch_import_waits_for_the_import_to_finish() -> None:
+    """A KeyboardInterrupt raised inside torch's import can surface in C++ and abort the process
+    (exit -6): the handler holds it until the import is done, then raises it."""
+    proc = subprocess.run([str(VENV_BIN / "python"), "-c", DEFERRED], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT)
+    assert proc.stdout.split() == ["held", "raised"], proc.stdout + proc.stderr

@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any, NoReturn
+from typing import Any
 
 STOP_SIGNALS = tuple(s for s in (signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None)
 _PR_SET_PDEATHSIG = 1
@@ -41,10 +41,26 @@ def stop_requested() -> bool:
     return bool(_requested)
 
 
-def interrupt(signum: int, frame: Any) -> NoReturn:
-    """The handler of SIGINT, SIGTERM and SIGHUP: remember it, raise KeyboardInterrupt."""
+def interrupt(signum: int, frame: Any) -> None:
+    """The handler of SIGINT, SIGTERM and SIGHUP: remember it, raise KeyboardInterrupt.
+
+    Not while torch is being imported: its import runs Python code called from C++ (pybind11),
+    and an exception raised there aborts the whole process ("terminate called after throwing",
+    exit -6) instead of unwinding; the signal is sent again every 50 ms until the import is
+    done, and raises then."""
     note_stop(signum)
+    if _importing("torch"):
+        again = threading.Timer(0.05, signal.raise_signal, (signum,))
+        again.daemon = True
+        again.start()
+        return
     raise KeyboardInterrupt
+
+
+def _importing(name: str) -> bool:
+    """Whether module `name` is being imported right now (its code still running)."""
+    spec = getattr(sys.modules.get(name), "__spec__", None)
+    return bool(getattr(spec, "_initializing", False))
 
 
 def interrupt_on_stop_signals() -> None:
