@@ -10,8 +10,8 @@ GEMM (the x86 kernel library inside torch, made for few rows), as llama.cpp's f1
 
     y = x @ float32(float16(w)).T + bias                          (`half_linear_reference`)
 
-Measured on gpt2-124M, one thread (benchmarks/RESULTS.md): decoding ~1.9x float32 and ~1.4x
-the bf16 model; reading a long prompt is slower than bf16's oneDNN (~0.6x), faster than float32.
+Measured on gpt2-124M, one thread (benchmarks/RESULTS.md): decoding ~2x float32 and ~1.4x the
+bf16 model; reading a long prompt ~0.9x the bf16 model (oneDNN), faster than float32.
 """
 
 from __future__ import annotations
