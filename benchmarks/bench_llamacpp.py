@@ -152,6 +152,15 @@ def copy_bandwidth() -> float:
     return 2 * a.numel() * 4 * 5 / (time.perf_counter() - start) / 1e9
 
 
+def llama_env(kind: str) -> str:
+    """The python of the llama.cpp environment built by `LLAMA_KIND=kind llamacpp_setup.sh`."""
+    python = BENCH / f"llamacpp-{kind}" / "bin" / "python"
+    if not python.exists():
+        sys.exit(f"no llama.cpp environment at {python}: run LLAMA_KIND={kind} "
+                 "bash benchmarks/llamacpp_setup.sh first")
+    return str(python)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -160,10 +169,7 @@ def main() -> None:
     parser.add_argument("--kind", default="native",
                         help="which llama.cpp build (LLAMA_KIND of llamacpp_setup.sh)")
     args = parser.parse_args()
-    llama_python = str(BENCH / f"llamacpp-{args.kind}" / "bin" / "python")
-    if not Path(llama_python).exists():
-        sys.exit(f"no llama.cpp environment at {llama_python}: run LLAMA_KIND={args.kind} "
-                 "bash benchmarks/llamacpp_setup.sh first")
+    llama_python = llama_env(args.kind)
     from gpt2.runtime.hardware import describe
 
     ggufs = prepare(llama_python)

@@ -227,12 +227,10 @@ def main() -> None:
     parser.add_argument("--kind", default="native",
                         help="which llama.cpp build (LLAMA_KIND of llamacpp_setup.sh)")
     args = parser.parse_args()
-    llama_python = str(BENCH / f"llamacpp-{args.kind}" / "bin" / "python")
-    if not Path(llama_python).exists():
-        sys.exit(f"no llama.cpp environment at {llama_python}: run LLAMA_KIND={args.kind} "
-                 "bash benchmarks/llamacpp_setup.sh first")
+    from bench_llamacpp import llama_env
     from gpt2.runtime.hardware import describe
 
+    llama_python = llama_env(args.kind)
     checkpoint = train_model()
     cfg = json.loads((checkpoint / "config.json").read_text())  # Hugging Face names
     data_file = CACHE / "heldout.json"
