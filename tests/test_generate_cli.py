@@ -15,6 +15,7 @@ from gpt2.commands.generate import GenerateOptions, load_session
 from gpt2.generation import generate
 from gpt2.generation.options import SamplingOptions
 from gpt2.generation.streaming import REPLACEMENT
+from gpt2.runtime.hardware import fbgemm_fp16
 from gpt2.runtime.options import DeviceOptions
 from gpt2.tokenizers import CharTokenizer, get_tokenizer
 
@@ -256,3 +257,22 @@ def test_every_reader_reads_a_checkpoint_in_the_middle_of_a_save(ckpts, tmp_path
           "--context_length", "8"])
     assert "bits/byte" in capsys.readouterr().out
     assert not (tmp_path / "ck").exists()
+
+
+@pytest.mark.skipif(not fbgemm_fp16(), reason="FBGEMM's float16 GEMM needs an x86 CPU")
+def test_auto_decodes_with_float16_weights_on_a_cpu_with_fbgemm(ckpts, capsys):
+    """`--dtype auto` (the default) on such a CPU: float16 linear weights, float32 activations,
+    said on stderr; the text is float32's (greedy) on this small model."""
+    from gpt2.generation.half_linear import HalfLinear
+    from gpt2.generation.text import TextGenerator
+    from gpt2.runtime.options import DeviceOptions
+
+    text = TextGenerator.load(ckpts["root"] / "char", None, DeviceOptions(device="cpu"))
+    assert isinstance(text.model.blocks[0].mlp.fc, HalfLinear)
+    args = ["--checkpoint", str(ckpts["root"] / "char"), "--prompt", CORPUS[:6], "--temperature", "0",
+            "--max_new_tokens", "12", "--device", "cpu"]
+    main(["generate", *args])
+    auto = capsys.readouterr()
+    assert "float16 weights, float32 activations" in auto.err
+    main(["generate", *args, "--dtype", "float32"])
+    assert capsys.readouterr().out == auto.out

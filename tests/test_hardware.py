@@ -191,6 +191,14 @@ def test_decoding_rules():
     assert autotune.decide_decoding("cuda", True).dtype == "bf16"
     assert autotune.decide_decoding("mps", False).dtype == "float32"
     assert autotune.choose_decoding("cpu", info=ZEN3).dtype == "float32"
+    # Where FBGEMM's float16 GEMM runs, a CPU decodes with float16 weights and float32 activations.
+    for native in (True, False):
+        half = autotune.decide_decoding("cpu", native, fp16_gemm=True)
+        assert (half.dtype, half.weights) == ("float32", "fp16") and "float16 weights" in half.reason
+    assert autotune.decide_decoding("cuda", True, fp16_gemm=True).weights is None
+    assert autotune.decide_decoding("cpu", True).weights is None
+    assert autotune.decide_decoding("cpu", True, fp16_gemm=True, rows=8).dtype == "bf16"  # a server's batch
+    assert autotune.choose_decoding("cpu", info=ZEN4).weights == ("fp16" if hardware.fbgemm_fp16() else None)
 
 
 # --- the cache ---------------------------------------------------------------------------------

@@ -79,7 +79,8 @@ def _run(options: ServeOptions, limits: ServeLimits, system: DeviceOptions) -> N
     except OSError as err:
         raise GPT2Error(f"--port {options.port}: cannot listen on {options.host}:{options.port} "
                         f"({err.strerror}); is another server using it? Choose another --port") from None
-    text = TextGenerator.load(options.checkpoint, options.tokenizer, system)  # as gpt2 generate does
+    text = TextGenerator.load(options.checkpoint, options.tokenizer, system,  # as gpt2 generate does
+                              rows=limits.max_batch)
     name = options.model_name or run_name(Path(options.checkpoint))
     hosts = allowed_hosts(options.host, options.allowed_hosts or ())
     app = create_app(text, name, limits, options.api_key, hosts, options.cors_origins or (),

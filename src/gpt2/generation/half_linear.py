@@ -16,14 +16,13 @@ bf16 model; reading a long prompt ~0.9x the bf16 model (oneDNN), faster than flo
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gpt2.errors import GPT2Error
 from gpt2.generation.quantize import replace_linears
+from gpt2.runtime.hardware import fbgemm_fp16
 
 __all__ = ["HalfLinear", "available", "half_linear_reference", "quantize_fp16"]
 
@@ -33,17 +32,9 @@ def half_linear_reference(x: Tensor, w_half: Tensor, bias: Tensor | None = None)
     return F.linear(x, w_half.float(), bias)
 
 
-@functools.cache
 def available() -> bool:
-    """Whether this torch build and CPU run FBGEMM's float16 linear (private torch ops, so tried
-    once on a small input against the reference rather than assumed)."""
-    try:
-        w, x = torch.randn(24, 40).half(), torch.randn(3, 40)
-        packed = torch.ops.quantized.linear_prepack_fp16(w.float(), None)
-        y = torch.ops.quantized.linear_dynamic_fp16(x, packed)
-        return bool(torch.allclose(y, half_linear_reference(x, w), atol=1e-4, rtol=1e-4))
-    except (AttributeError, RuntimeError, NotImplementedError):
-        return False
+    """Whether this torch build and CPU run FBGEMM's float16 linear (tried once, runtime/hardware.py)."""
+    return fbgemm_fp16()
 
 
 class HalfLinear(nn.Module):

@@ -67,18 +67,21 @@ class TextGenerator:
 
     @classmethod
     def load(cls, checkpoint: str | Path, tokenizer: str | None, system: DeviceOptions,
-             quantize: str | None = None) -> TextGenerator:
+             quantize: str | None = None, rows: int = 1) -> TextGenerator:
         """What `gpt2 generate` and `gpt2 serve` load: the device, precision and threads
-        resolved for this checkpoint (`auto` too), then `from_checkpoint`."""
+        resolved for this checkpoint and for decoding up to `rows` sequences at once (`auto` too:
+        on a CPU with FBGEMM and few rows, float16 weights as `--quantize fp16` makes them), then
+        `from_checkpoint`."""
         if not readable_path(checkpoint).is_dir():
             raise GPT2Error(f"--checkpoint {checkpoint}: no such directory")
         if quantize and system.dtype not in ("auto", "float32"):
             raise GPT2Error(f"--quantize {quantize} starts from float32 weights; use --dtype float32 "
                             f"(or auto), not {system.dtype}")
-        if quantize:  # int8 weights replace the choice of a float precision
+        if quantize:  # quantized weights replace the choice of a float precision
             system = dataclasses.replace(system, dtype="float32")
-        runtime = resolve_runtime(system, read_config(checkpoint), "generate")
-        return cls.from_checkpoint(checkpoint, tokenizer, runtime.device, runtime.dtype, quantize)
+        runtime = resolve_runtime(system, read_config(checkpoint), "generate", batch_size=rows)
+        return cls.from_checkpoint(checkpoint, tokenizer, runtime.device, runtime.dtype,
+                                   quantize or runtime.weights)
 
     def encode(self, text: str, limit: int | None = None) -> list[int]:
         """Prompt ids; an empty prompt starts from end-of-text. A prompt longer than `limit`

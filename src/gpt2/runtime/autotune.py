@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import torch
 
 from gpt2.config import GPT2Config
-from gpt2.runtime.hardware import CpuInfo, bf16_support, cpu_info
+from gpt2.runtime.hardware import CpuInfo, bf16_support, cpu_info, fbgemm_fp16
 from gpt2.runtime.probe import ATTENTIONS, Combo, cached_timings, combo_key
 
 
@@ -29,6 +29,7 @@ class Choice:
     why: dict[str, str]  # "dtype", "attention", "threads" (each when decided here), "note"
     timings: dict[str, float] = field(default_factory=dict)  # seconds per step, by combo_key
     probe_shape: tuple[int, int] | None = None  # (batch, seq) that was timed
+    weights: str | None = None  # decoding: "fp16" = float16 linear weights (`--quantize fp16`)
 
     @property
     def reason(self) -> str:
@@ -135,8 +136,16 @@ def bf16_slowdown(cfg: GPT2Config, batch_size: int, seq_len: int, info: CpuInfo 
     return timings[combo_key(*bf16)] / timings[combo_key(*fp32)]
 
 
-def decide_decoding(device_type: str, bf16_native: bool, why: str = "") -> Choice:
-    """Weights dtype for generation (batch 1): bf16 only where the device computes it natively."""
+def decide_decoding(device_type: str, bf16_native: bool, why: str = "", fp16_gemm: bool = False,
+                    rows: int = 1) -> Choice:
+    """Weights for generation of up to `rows` sequences at once. On a CPU where FBGEMM's float16
+    GEMM runs, decoding one or a few rows: float16 linear weights with float32 activations (its
+    one-row products stream weights faster than oneDNN's bf16 kernel: ~1.4x the bf16 model's
+    decoding, ~2x float32's on gpt2-124M, benchmarks/RESULTS.md; from 4 rows on, native bf16
+    is faster, so a server keeps the rule below). Else bf16 where the device computes it natively."""
+    if device_type == "cpu" and fp16_gemm and rows < 4:
+        why = "float16 weights, float32 activations: FBGEMM's float16 GEMM decodes fastest on this CPU"
+        return Choice("float32", None, None, {"dtype": why}, weights="fp16")
     if device_type in ("cpu", "cuda") and bf16_native:
         extra = "; oneDNN's prepacked bf16 linear is ~2x faster" if device_type == "cpu" else ""
         return Choice("bf16", None, None, {"dtype": f"bf16 weights: {why or 'native bf16'}{extra}"})
@@ -144,11 +153,11 @@ def decide_decoding(device_type: str, bf16_native: bool, why: str = "") -> Choic
     return Choice("float32", None, None, {"dtype": f"float32 weights: {why}"})
 
 
-def choose_decoding(device: torch.device | str, info: CpuInfo | None = None) -> Choice:
+def choose_decoding(device: torch.device | str, info: CpuInfo | None = None, rows: int = 1) -> Choice:
     """`decide_decoding` with this machine's facts; no probe."""
     device = torch.device(device)
     if device.type == "cpu":
-        return decide_decoding("cpu", *bf16_support(info or cpu_info()))
+        return decide_decoding("cpu", *bf16_support(info or cpu_info()), fp16_gemm=fbgemm_fp16(), rows=rows)
     if device.type == "cuda":
         return decide_decoding("cuda", _cuda_bf16_native())
     return decide_decoding(device.type, False)

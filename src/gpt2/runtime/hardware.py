@@ -77,6 +77,18 @@ def _onednn_bf16() -> bool:
 
 
 @functools.cache
+def fbgemm_fp16() -> bool:
+    """Whether FBGEMM's float16 GEMM (torch's x86 kernel library; private ops) runs here and
+    agrees with F.linear on a small input: what `--quantize fp16` and `auto` decoding use."""
+    try:
+        w, x = torch.randn(24, 40).half().float(), torch.randn(3, 40)
+        y = torch.ops.quantized.linear_dynamic_fp16(x, torch.ops.quantized.linear_prepack_fp16(w, None))
+        return bool(torch.allclose(y, torch.nn.functional.linear(x, w), atol=1e-4, rtol=1e-4))
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return False
+
+
+@functools.cache
 def cpu_info() -> CpuInfo:
     """The CpuInfo of this process (read once; the environment variables act at torch import)."""
     try:

@@ -33,6 +33,7 @@ class Runtime:
     attention: str | None  # "sdpa" / "explicit" (chosen or asked); None: keep the model's own
     threads: int
     reason: str
+    weights: str | None = None  # decoding with `auto`: "fp16" = float16 linear weights, else None
 
     @property
     def dtype_name(self) -> str:
@@ -51,7 +52,7 @@ def _choose(device: torch.device, cfg: GPT2Config, purpose: str, batch_size: int
             probe: bool) -> autotune.Choice:
     """What `auto` means here: rules for decoding, else the (cached) probe of autotune.py."""
     if purpose == "generate":
-        return autotune.choose_decoding(device)
+        return autotune.choose_decoding(device, rows=batch_size)
     if device.type == "cpu" and not probe:  # e.g. several processes: they would time each other
         dtype = "bf16" if native_bf16(cpu_info()) else "float32"
         return autotune.Choice(dtype, "sdpa", None, {"dtype": f"{dtype} by rule (no probe with several "
@@ -97,7 +98,9 @@ def resolve_runtime(options: DeviceOptions, cfg: GPT2Config, purpose: str, batch
         slower = autotune.bf16_slowdown(cfg, batch_size, seq_len or cfg.context_length)
         print(f"gpt2: warning: bf16 is emulated on this CPU ({describe()}): measured {slower:.1f}x slower "
               "than float32; use --dtype auto or float32", file=sys.stderr)
-    runtime = Runtime(device, dtype, attention or (choice.attention if choice else None), threads, reason)
+    weights = choice.weights if choice is not None and options.dtype == "auto" else None
+    runtime = Runtime(device, dtype, attention or (choice.attention if choice else None), threads, reason,
+                      weights)
     decided = choice is not None and (options.dtype == "auto" or (not options.threads and choice.threads)
                                       or (attention is None and choice.attention is not None and kept))
     if verbose and decided:  # something was decided for the user: say what and why
