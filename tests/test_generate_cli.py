@@ -273,6 +273,6 @@ def test_auto_decodes_with_float16_weights_on_a_cpu_with_fbgemm(ckpts, capsys):
             "--max_new_tokens", "12", "--device", "cpu"]
     main(["generate", *args])
     auto = capsys.readouterr()
-    assert "float16 weights, float32 activations" in auto.err
+    assert "float16 weights (float32 activations)" in auto.err
     main(["generate", *args, "--dtype", "float32"])
     assert capsys.readouterr().out == auto.out

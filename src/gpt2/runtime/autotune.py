@@ -144,7 +144,7 @@ def decide_decoding(device_type: str, bf16_native: bool, why: str = "", fp16_gem
     decoding, ~2x float32's on gpt2-124M, benchmarks/RESULTS.md; from 4 rows on, native bf16
     is faster, so a server keeps the rule below). Else bf16 where the device computes it natively."""
     if device_type == "cpu" and fp16_gemm and rows < 4:
-        why = "float16 weights, float32 activations: FBGEMM's float16 GEMM decodes fastest on this CPU"
+        why = "float16 weights (float32 activations): FBGEMM's float16 GEMM decodes fastest on this CPU"
         return Choice("float32", None, None, {"dtype": why}, weights="fp16")
     if device_type in ("cpu", "cuda") and bf16_native:
         extra = "; oneDNN's prepacked bf16 linear is ~2x faster" if device_type == "cpu" else ""
