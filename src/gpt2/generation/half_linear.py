@@ -24,17 +24,12 @@ from gpt2.errors import GPT2Error
 from gpt2.generation.quantize import replace_linears
 from gpt2.runtime.hardware import fbgemm_fp16
 
-__all__ = ["HalfLinear", "available", "half_linear_reference", "quantize_fp16"]
+__all__ = ["HalfLinear", "half_linear_reference", "quantize_fp16"]
 
 
 def half_linear_reference(x: Tensor, w_half: Tensor, bias: Tensor | None = None) -> Tensor:
     """The readable definition: x (..., in) float32 @ the float16 weight (out, in) as float32."""
     return F.linear(x, w_half.float(), bias)
-
-
-def available() -> bool:
-    """Whether this torch build and CPU run FBGEMM's float16 linear (tried once, runtime/hardware.py)."""
-    return fbgemm_fp16()
 
 
 class HalfLinear(nn.Module):
@@ -82,7 +77,7 @@ def quantize_fp16(model: nn.Module) -> nn.Module:
     """Replace every nn.Linear of a float32 GPT2 by a `HalfLinear`, in place (like
     `quantize_int8`: the LM head gets its own float16 copy of the embedding, inference only).
     Raises GPT2Error where FBGEMM cannot run."""
-    if not available():
+    if not fbgemm_fp16():  # runtime/hardware.py: tried once
         raise GPT2Error("--quantize fp16 needs FBGEMM's float16 kernels (torch on an x86 CPU), "
                         "which this torch build lacks; use --dtype bf16 or float32")
     return replace_linears(model, HalfLinear.from_linear)

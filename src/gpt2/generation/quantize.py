@@ -115,13 +115,17 @@ class Int8Linear(nn.Module):
                 and not x.requires_grad and self.in_features % 4 == 0)
         kernel = _compiled_matmul() if fast else None
         if kernel is None:
-            bias = None if self.bias is None else self.bias.to(x.dtype)
-            return F.linear(x, self.dequantize(x.dtype), bias)
+            return self.dequantized_forward(x)
         x4 = x.reshape(rows, self.in_features // 4, 4).transpose(1, 2).contiguous()  # (M, 4, in/4)
         y = kernel(x4, self.weight.view(torch.int32), self.scales, _SHIFTS)  # (M, out)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*x.shape[:-1], self.out_features)
+
+    def dequantized_forward(self, x: Tensor) -> Tensor:
+        """x @ the dequantized weight in F.linear's GEMM: long inputs, and where no kernel runs."""
+        bias = None if self.bias is None else self.bias.to(x.dtype)
+        return F.linear(x, self.dequantize(x.dtype), bias)
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, " \

@@ -13,8 +13,7 @@ its own scale s and zero point z, chosen at run time from its range (asymmetric,
 The weights are `quantize.py`'s (per-channel symmetric int8). The integer products run in FBGEMM,
 the x86 int8 kernel library that ships inside torch (`torch.ops.quantized.linear_dynamic`), one
 row per call, so a row's result never depends on the other rows of a batch. A prompt read at
-once (more than `MAX_ROUNDED_ROWS` rows) keeps float activations (the dequantized weight in
-F.linear's GEMM).
+once (more than `MAX_ROUNDED_ROWS` rows) keeps float activations (`dequantized_forward`).
 
 FBGEMM takes its weight as a torch "quantized tensor", which torch 2.13 marks as deprecated; the
 packed weight is made once per layer, and if a later torch drops these ops the mode says so in
@@ -27,7 +26,6 @@ import functools
 import warnings
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gpt2.errors import GPT2Error
@@ -88,13 +86,12 @@ class DynamicInt8Linear(Int8Linear):
     def forward(self, x: Tensor) -> Tensor:  # x: (..., in) -> (..., out)
         rows = x.numel() // self.in_features
         if rows > self.MAX_ROUNDED_ROWS or x.dtype != torch.float32 or x.device.type != "cpu":
-            bias = None if self.bias is None else self.bias.to(x.dtype)
-            return F.linear(x, self.dequantize(x.dtype), bias)  # float activations: a prompt
+            return self.dequantized_forward(x)  # float activations: a prompt
         if self._packed is None:
             self._packed = _pack(self.weight, self.scales, self.bias)
         flat = x.reshape(rows, self.in_features)
-        y = torch.cat([torch.ops.quantized.linear_dynamic(row, self._packed, False)  # row (1, in)
-                       for row in flat.split(1)])  # (rows, out)
+        ys = [torch.ops.quantized.linear_dynamic(row, self._packed, False) for row in flat.split(1)]
+        y = ys[0] if rows == 1 else torch.cat(ys)  # (rows, out); one row (decoding): no copy
         return y.reshape(*x.shape[:-1], self.out_features)
 
 
