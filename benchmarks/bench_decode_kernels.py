@@ -3,7 +3,8 @@
 A decoding step multiplies one activation row by every weight matrix once, so its speed is the
 speed at which a kernel streams weights from memory. This times one pass over the 49 matrices
 of gpt2-124M (12 x qkv, proj, fc, proj2, and the 50257 x 768 LM head: 124M weights) per kernel,
-passes interleaved, median CPU time of --rounds, and prints the effective weight bandwidth
+passes interleaved, median wall time of --rounds (wall, not CPU time: on 2+ threads the work of
+torch's other threads counts too), and prints the effective weight bandwidth
 (bytes of weights / time) against a plain read of as many bytes. docs/generation.md says which
 of these the `--quantize` modes and `--dtype bf16` use and why.
 
@@ -34,6 +35,7 @@ def kernels() -> dict:
     x32 = {i: torch.randn(1, i) for _, i in SHAPES}
     xbf = {i: x.bfloat16() for i, x in x32.items()}
     w_in_out = [lin.weight.detach().t().contiguous().t() for lin in linears]  # float32, (in, out) memory
+    packed_32 = [torch.ops.mkldnn._reorder_linear_weight(lin.weight.detach(), 1) for lin in linears]
     w_bf = [lin.weight.detach().bfloat16() for lin in linears]
     packed_bf = [torch.ops.mkldnn._reorder_linear_weight(w, 1) for w in w_bf]
     half = [HalfLinear.from_linear(lin) for lin in linears]
@@ -42,6 +44,9 @@ def kernels() -> dict:
     dot = torch.compile(lambda x, w: (x.float() * w.float()).sum(-1), dynamic=True)  # inductor's loop
     return {
         "float32 F.linear ((in, out) memory)": (4, lambda: [F.linear(x32[w.size(1)], w) for w in w_in_out]),
+        "float32 oneDNN prepacked (2+ threads)": (4, lambda: [
+            torch.ops.mkldnn._linear_pointwise(x32[w.size(1)], p, None, "none", [], "")
+            for w, p in zip(w_in_out, packed_32, strict=True)]),
         "bf16 oneDNN prepacked (--dtype bf16)": (2, lambda: [
             torch.ops.mkldnn._linear_pointwise(xbf[w.size(1)], p, None, "none", [], "")
             for w, p in zip(w_bf, packed_bf, strict=True)]),
@@ -58,9 +63,9 @@ def read_floor(n_bytes: int) -> float:
 
     a = torch.ones(n_bytes // 2, dtype=torch.bfloat16)
     a.sum()
-    start = time.thread_time()
+    start = time.perf_counter()
     a.sum()
-    return time.thread_time() - start
+    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -83,12 +88,12 @@ def main() -> None:
         times: dict[str, list[float]] = {name: [] for name in table}
         for _ in range(args.rounds):
             for name, (_, run) in table.items():
-                start = time.thread_time()
+                start = time.perf_counter()
                 run()
-                times[name].append(time.thread_time() - start)
+                times[name].append(time.perf_counter() - start)
     floor = read_floor(2 * params)
     print(f"one row x gpt2-124M's 49 matrices ({params / 1e6:.0f}M weights), {args.threads} thread(s), "
-          f"median CPU time of {args.rounds}; {describe()}")
+          f"median wall time of {args.rounds}; {describe()}")
     print(f"plain read of a bf16 copy: {2 * params / floor / 1e9:.1f} GB/s")
     print(f"{'kernel':46} {'ms/pass':>8} {'GB/s':>6} {'passes/s':>9}")
     for name, (width, _) in table.items():

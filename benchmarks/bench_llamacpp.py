@@ -13,12 +13,17 @@ bytes per token x tokens/s against a measured copy bandwidth).
 
     bash benchmarks/llamacpp_setup.sh                          # once (cached in .bench/)
     .venv/bin/python benchmarks/bench_llamacpp.py [--threads 1,2] [--rounds 3]
+
+Both CPU kinds: `LLAMA_KIND=avx2 bash benchmarks/llamacpp_setup.sh` once, then
+`bash benchmarks/cpu_kinds.sh .venv/bin/python benchmarks/bench_llamacpp.py`: under the AVX2
+imitation (ATEN_CPU_CAPABILITY=avx2 ...) ours runs imitated and llama.cpp's AVX2 build is used.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import statistics
 import subprocess
@@ -166,8 +171,10 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--kind", default="native",
-                        help="which llama.cpp build (LLAMA_KIND of llamacpp_setup.sh)")
+    imitating_avx2 = os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "avx2"  # cpu_kinds.sh
+    parser.add_argument("--kind", default="avx2" if imitating_avx2 else "native",
+                        help="which llama.cpp build (LLAMA_KIND of llamacpp_setup.sh); default: avx2 "
+                             "under cpu_kinds.sh's AVX2 imitation, else native")
     args = parser.parse_args()
     llama_python = llama_env(args.kind)
     from gpt2.runtime.hardware import describe

@@ -23,10 +23,17 @@ if [ "$KIND" = avx2 ]; then
   export CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF -DGGML_AVX512_BF16=OFF"
 fi
-# Build with every core, at low priority so that a shared machine stays usable.
+# Build with every core, at low priority so that a shared machine stays usable. --no-cache-dir:
+# pip would otherwise reuse a wheel built earlier for another KIND (its cache ignores CMAKE_ARGS).
 "$VENV/bin/python" -c "import llama_cpp" 2>/dev/null || \
-  CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) nice -n 19 "$VENV/bin/pip" install --no-binary llama-cpp-python \
-  "llama-cpp-python==$VERSION"
+  CMAKE_BUILD_PARALLEL_LEVEL=$(nproc) nice -n 19 "$VENV/bin/pip" install --no-cache-dir \
+  --no-binary llama-cpp-python "llama-cpp-python==$VERSION"
+if [ "$KIND" = avx2 ] && command -v objdump >/dev/null; then  # an AVX2 build has no AVX-512 code
+  CPU_LIB=$("$VENV/bin/python" -c "import llama_cpp, pathlib; print(next(pathlib.Path(llama_cpp.__file__).parent.glob('lib/libggml-cpu.so')))")
+  if objdump -d "$CPU_LIB" | grep -q zmm; then
+    echo "$CPU_LIB uses AVX-512 registers: not an AVX2 build; remove $VENV and run again" >&2; exit 1
+  fi
+fi
 # The converter script ships in the source package (vendor/llama.cpp); keep a copy beside the venv.
 mkdir -p .bench/src && "$VENV/bin/pip" download --quiet --no-deps --no-binary :all: \
   "llama-cpp-python==$VERSION" -d .bench/src

@@ -8,7 +8,7 @@ import torch
 from conftest import tiny_config
 from gpt2 import GPT2
 from gpt2.generation import generate, generate_text
-from gpt2.generation.fast_linear import PackedLinear, _mkldnn_bf16, prepare_for_decoding
+from gpt2.generation.fast_linear import PackedLinear, _mkldnn_packed, prepare_for_decoding
 from gpt2.generation.options import SamplingOptions
 from gpt2.training.optim import build_optimizer
 
@@ -64,7 +64,43 @@ def test_training_after_the_relayout_gives_the_same_weights():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
 
 
-needs_bf16 = pytest.mark.skipif(not _mkldnn_bf16(), reason="no oneDNN bf16 on this CPU/torch")
+needs_bf16 = pytest.mark.skipif(not _mkldnn_packed(torch.bfloat16), reason="no oneDNN bf16 on this CPU/torch")
+needs_onednn = pytest.mark.skipif(not _mkldnn_packed(torch.float32), reason="no oneDNN in this torch build")
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@needs_onednn
+def test_float32_on_two_threads_multiplies_by_the_packed_copy_and_gives_the_reference(two_threads):
+    model = make_model()
+    idx = torch.randint(0, 97, (3, 17))
+    with torch.no_grad():
+        reference = model(idx)
+    prepare_for_decoding(model)
+    assert isinstance(model.lm_head, PackedLinear) and model.lm_head.weight is model.tok_emb.weight
+    with torch.no_grad():
+        fast = model(idx)
+    assert model.lm_head._packed is not None  # the oneDNN path really ran
+    torch.testing.assert_close(fast, reference, atol=1e-5, rtol=1e-5)  # summation order only
+    ctx = model.cfg.context_length
+    prompt, new = idx[:, :5], ctx - 5
+    assert torch.equal(generate(model, prompt, new, SamplingOptions(temperature=0)),
+                       generate_text(make_model(), prompt, new, ctx))
+
+
+@needs_onednn
+def test_float32_on_one_thread_keeps_torchs_own_product_and_makes_no_copy():
+    model = prepare_for_decoding(make_model())
+    with torch.no_grad():
+        model(torch.randint(0, 97, (1, 9)))
+    assert isinstance(model.blocks[0].mlp.fc, PackedLinear)
+    assert all(m._packed is None for m in model.modules() if isinstance(m, PackedLinear))
 
 
 @needs_bf16

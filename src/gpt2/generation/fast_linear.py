@@ -9,6 +9,10 @@ set by how fast the weights stream from memory, and on CPU that depends on their
 - bfloat16: the plain kernel reaches only ~half the bandwidth; oneDNN's prepacked weight
   format (what torch.compile's CPU "freezing" uses) runs ~2x faster. `PackedLinear` keeps
   such a copy beside the ordinary weight and uses it only for inference.
+- float32 on 2+ threads: torch's one-row float32 product (MKL's gemv) runs on one thread
+  whatever `torch.set_num_threads` says; oneDNN's prepacked product uses them all (2 threads:
+  ~1.35x on gpt2-124M's matrices). On one thread torch's own is ~10% faster, so the packed
+  copy (a second copy of the weights in memory) is made the first time 2+ threads decode.
 
 `nn.Linear`'s own forward stays the reference path; tests check both give the same logits.
 """
@@ -23,13 +27,15 @@ from torch import Tensor, nn
 
 
 @functools.cache
-def _mkldnn_bf16() -> bool:
-    """Whether this torch build and CPU can run oneDNN's prepacked bf16 linear (private torch
-    ops, so they are tried once on a tiny input rather than assumed)."""
+def _mkldnn_packed(dtype: torch.dtype) -> bool:
+    """Whether this torch build and CPU can run oneDNN's prepacked linear in `dtype` (private
+    torch ops, so they are tried once on a tiny input rather than assumed)."""
     try:
-        if not (torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+        if not torch.backends.mkldnn.is_available():
             return False
-        x = w = torch.ones(2, 2, dtype=torch.bfloat16)
+        if dtype == torch.bfloat16 and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+            return False
+        x = w = torch.ones(2, 2, dtype=dtype)
         y = torch.ops.mkldnn._linear_pointwise(x[:1], torch.ops.mkldnn._reorder_linear_weight(w, 1), None,
                                                "none", [], "")
         return y.tolist() == [[2.0, 2.0]]
@@ -39,11 +45,12 @@ def _mkldnn_bf16() -> bool:
 
 class PackedLinear(nn.Linear):
     """An nn.Linear (same `weight` and `bias` Parameters, same state_dict) that multiplies by a
-    oneDNN-prepacked bf16 copy of its weight when nothing needs gradients.
+    oneDNN-prepacked copy of its weight when nothing needs gradients: always in bf16, in
+    float32 when torch runs 2+ threads (module docstring).
 
     The copy is remade whenever the weight changes (an optimizer step, `.to()`), detected
     by the weight's version counter and storage, so it can never be stale. In training, with
-    gradients, or off CPU/bf16, forward is exactly `nn.Linear.forward`.
+    gradients, off CPU, or in float32 on one thread, forward is exactly `nn.Linear.forward`.
     """
 
     @classmethod
@@ -67,14 +74,19 @@ class PackedLinear(nn.Linear):
         w = self.weight
         return (w._version, w.data_ptr(), w.dtype, w.device)
 
+    def _fast(self, x: Tensor) -> bool:
+        """Whether this call uses the packed copy."""
+        w = self.weight
+        if self.training or torch.is_grad_enabled() or w.device.type != "cpu" or x.dtype != w.dtype:
+            return False
+        return w.dtype == torch.bfloat16 or (w.dtype == torch.float32 and torch.get_num_threads() > 1)
+
     def forward(self, x: Tensor) -> Tensor:  # x: (..., in) -> (..., out)
         w = self.weight
-        fast = (not self.training and not torch.is_grad_enabled() and w.dtype == torch.bfloat16
-                and w.device.type == "cpu" and x.dtype == torch.bfloat16)
-        if not fast:
+        if not self._fast(x):
             return F.linear(x, w, self.bias)  # the reference path
         if self._packed_key != self._key():
-            self._packed = torch.ops.mkldnn._reorder_linear_weight(w.detach(), 1)
+            self._packed = torch.ops.mkldnn._reorder_linear_weight(w.detach().contiguous(), 1)
             self._packed_key = self._key()
         return torch.ops.mkldnn._linear_pointwise(x, self._packed, self.bias, "none", [], "")
 
@@ -86,14 +98,14 @@ def prepare_for_decoding(model: nn.Module) -> nn.Module:
     weight = next(model.parameters())
     if weight.device.type != "cpu":
         return model
-    if weight.dtype == torch.bfloat16 and _mkldnn_bf16():
-        for parent in list(model.modules()):
-            for name, child in list(parent.named_children()):
-                if type(child) is nn.Linear:
-                    setattr(parent, name, PackedLinear.wrap(child))
-    elif weight.dtype == torch.float32:
+    if weight.dtype == torch.float32:
         with torch.no_grad():
             for module in model.modules():
                 if isinstance(module, nn.Linear) and not module.weight.t().is_contiguous():
                     module.weight.data = module.weight.data.t().contiguous().t()  # (in, out) memory
+    if weight.dtype in (torch.bfloat16, torch.float32) and _mkldnn_packed(weight.dtype):
+        for parent in list(model.modules()):
+            for name, child in list(parent.named_children()):
+                if type(child) is nn.Linear:
+                    setattr(parent, name, PackedLinear.wrap(child))
     return model

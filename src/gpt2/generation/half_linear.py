@@ -65,8 +65,7 @@ class HalfLinear(nn.Module):
             return half_linear_reference(x, self.weight.to(x.device), self.bias)
         if self._packed is None:
             self._packed = torch.ops.quantized.linear_prepack_fp16(self.weight.float(), self.bias)
-        y = torch.ops.quantized.linear_dynamic_fp16(x.reshape(-1, self.in_features), self._packed)
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return torch.ops.quantized.linear_dynamic_fp16(x, self._packed)  # takes (..., in) as it is
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, " \

@@ -89,10 +89,11 @@ class DynamicInt8Linear(Int8Linear):
             return self.dequantized_forward(x)  # float activations: a prompt
         if self._packed is None:
             self._packed = _pack(self.weight, self.scales, self.bias)
+        if rows == 1:  # a decoding step of one sequence: (..., in) as it is, no copies
+            return torch.ops.quantized.linear_dynamic(x, self._packed, False)
         flat = x.reshape(rows, self.in_features)
         ys = [torch.ops.quantized.linear_dynamic(row, self._packed, False) for row in flat.split(1)]
-        y = ys[0] if rows == 1 else torch.cat(ys)  # (rows, out); one row (decoding): no copy
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return torch.cat(ys).reshape(*x.shape[:-1], self.out_features)  # (..., out)
 
 
 def quantize_int8_dynamic(model: nn.Module) -> nn.Module:
