@@ -3,7 +3,10 @@ Each fast kernel equals its written-out reference, and a trained model keeps its
 a stated tolerance) and its greedy text."""
 
 import copy
+import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -21,10 +24,11 @@ from gpt2.generation.quantize import (
 )
 from gpt2.generation.quantize_dynamic import (
     DynamicInt8Linear,
-    available,
+    activation_levels,
     dynamic_linear_reference,
     quantize_int8_dynamic,
 )
+from gpt2.runtime.hardware import fbgemm_fp16
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -155,7 +159,7 @@ def test_trained_model_keeps_logits_and_greedy_text(trained, quantize):
     assert min(matched) >= 20, f"greedy tokens equal to float32's per prompt: {matched}"
 
 
-needs_fbgemm = pytest.mark.skipif(not available(), reason="FBGEMM's int8 kernels need an x86 CPU")
+needs_fbgemm = pytest.mark.skipif(activation_levels() is None, reason="FBGEMM's int8 kernels need an x86 CPU")
 
 
 @needs_fbgemm
@@ -168,11 +172,38 @@ def test_dynamic_layer_rounds_each_row_and_equals_its_reference(rows):
     with torch.no_grad():
         y = layer(x)
         alone = torch.cat([layer(x[i:i + 1]) for i in range(rows)])
-    torch.testing.assert_close(y, dynamic_linear_reference(x, layer.weight, layer.scales, layer.bias),
-                               atol=1e-4, rtol=1e-4)
+    want = dynamic_linear_reference(x, layer.weight, layer.scales, layer.bias, levels=activation_levels())
+    torch.testing.assert_close(y, want, atol=1e-4, rtol=1e-4)
     assert torch.equal(y, alone)  # a row's result never depends on the other rows
     weight_only = int8_linear_reference(x, layer.weight, layer.scales, layer.bias)
     assert (y - weight_only).abs().max().item() > 1e-3  # the activations really were rounded
+
+
+AVX2_FBGEMM = """
+import torch
+from torch import nn
+from gpt2.generation.quantize_dynamic import DynamicInt8Linear, activation_levels, dynamic_linear_reference
+torch.manual_seed(0)
+layer = DynamicInt8Linear.from_linear(nn.Linear(768, 300))
+x = 3 * torch.randn(1, 768)
+with torch.no_grad():
+    y = layer(x)
+seven, eight = (dynamic_linear_reference(x, layer.weight, layer.scales, layer.bias, levels=n)
+                for n in (127, 255))
+print(activation_levels(), (y - seven).abs().max().item(), (seven - eight).abs().max().item())
+"""
+
+
+@needs_fbgemm
+def test_without_vnni_activations_get_seven_bits_and_equal_that_reference():
+    """FBGEMM made to use its AVX2 kernels (what a CPU without VNNI runs, e.g. AMD Zen 3):
+    8-bit activations would saturate there, so the probe picks 7 bits and the layer follows."""
+    env = {**os.environ, "FBGEMM_ENABLE_INSTRUCTIONS": "AVX2"}
+    out = subprocess.run([sys.executable, "-c", AVX2_FBGEMM], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    levels, error, bits_apart = int(out[0]), float(out[1]), float(out[2])
+    assert levels == 127
+    assert error < 1e-4 < bits_apart  # equals the 7-bit reference, which differs from the 8-bit one
 
 
 @needs_fbgemm
@@ -189,7 +220,7 @@ def test_dynamic_layer_reads_long_prompts_with_float_activations():
         assert torch.equal(copied(x[0, :1]), layer(x[0, :1]))
 
 
-@pytest.mark.skipif(not available(), reason="FBGEMM needs an x86 CPU")
+@pytest.mark.skipif(not fbgemm_fp16(), reason="FBGEMM needs an x86 CPU")
 @pytest.mark.parametrize("rows", [1, 5, 40])  # decoding; a batch step; a prompt
 def test_half_layer_equals_its_reference_and_rounds_only_the_weights(rows):
     torch.manual_seed(0)

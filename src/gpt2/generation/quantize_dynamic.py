@@ -15,9 +15,15 @@ the x86 int8 kernel library that ships inside torch (`torch.ops.quantized.linear
 row per call, so a row's result never depends on the other rows of a batch. A prompt read at
 once (more than `MAX_ROUNDED_ROWS` rows) keeps float activations (`dequantized_forward`).
 
+On a CPU without VNNI (AVX2 only, or AVX-512 without VNNI) FBGEMM multiplies with an instruction
+that adds pairs of u8 x s8 products in int16, which saturates for 8-bit activations (12% error on
+gpt2's shapes); there the activations get 7 bits (0..127, FBGEMM's `reduce_range`), which cannot
+saturate. `activation_levels()` finds out once which case the machine is, by comparing FBGEMM
+with the reference on a small input: 255 levels, 127, or None where FBGEMM does not run.
+
 FBGEMM takes its weight as a torch "quantized tensor", which torch 2.13 marks as deprecated; the
 packed weight is made once per layer, and if a later torch drops these ops the mode says so in
-one line (`available()`), while `--quantize int8` keeps working.
+one line, while `--quantize int8` keeps working.
 """
 
 from __future__ import annotations
@@ -31,16 +37,18 @@ from torch import Tensor, nn
 from gpt2.errors import GPT2Error
 from gpt2.generation.quantize import Int8Linear, quantize_weight, replace_linears
 
-__all__ = ["DynamicInt8Linear", "available", "dynamic_linear_reference", "quantize_int8_dynamic"]
+__all__ = ["DynamicInt8Linear", "activation_levels", "dynamic_linear_reference", "quantize_int8_dynamic"]
 
 
-def dynamic_linear_reference(x: Tensor, w_int8: Tensor, scales: Tensor, bias: Tensor | None = None) -> Tensor:
-    """The readable definition (module docstring), in float64: x (M, in) -> (M, out) float32."""
+def dynamic_linear_reference(x: Tensor, w_int8: Tensor, scales: Tensor, bias: Tensor | None = None,
+                             levels: int = 255) -> Tensor:
+    """The readable definition (module docstring), in float64: x (M, in) -> (M, out) float32.
+    `levels`: 255 (8-bit activations) or 127 (7 bits, CPUs without VNNI)."""
     x = x.double()
     lo, hi = x.amin(-1, keepdim=True).clamp(max=0), x.amax(-1, keepdim=True).clamp(min=0)  # (M, 1)
-    s = ((hi - lo) / 255).clamp(min=1e-30)  # an all-zero row: any scale gives zeros
+    s = ((hi - lo) / levels).clamp(min=1e-30)  # an all-zero row: any scale gives zeros
     z = torch.round(-lo / s)
-    x_q = torch.clamp(torch.round(x / s) + z, 0, 255)  # (M, in), integers 0..255
+    x_q = torch.clamp(torch.round(x / s) + z, 0, levels)  # (M, in), integers 0..levels
     y = s * ((x_q - z) @ w_int8.double().T) * scales.double()  # (M, out)
     return (y + bias.double() if bias is not None else y).float()
 
@@ -55,16 +63,22 @@ def _pack(w_int8: Tensor, scales: Tensor, bias: Tensor | None) -> object:
 
 
 @functools.cache
-def available() -> bool:
-    """Whether this torch build and CPU run FBGEMM's dynamic int8 linear (private torch ops,
-    so tried once on a small input against the reference rather than assumed)."""
+def activation_levels() -> int | None:
+    """255 where FBGEMM's dynamic int8 linear gives the reference's result with 8-bit
+    activations, 127 where only 7 bits do (no VNNI: module docstring), None where it does not
+    run (private torch ops, so tried once on a seeded input rather than assumed)."""
+    seeded = torch.Generator().manual_seed(0)
+    w, s = quantize_weight(torch.randn(64, 256, generator=seeded))
+    x = 4 * torch.randn(1, 256, generator=seeded)  # a range that saturates int16 pairs at 8 bits
     try:
-        w, s = quantize_weight(torch.randn(24, 40))
-        x = torch.randn(1, 40)
-        y = torch.ops.quantized.linear_dynamic(x, _pack(w, s, None), False)
-        return bool(torch.allclose(y, dynamic_linear_reference(x, w, s), atol=1e-4, rtol=1e-4))
+        packed = _pack(w, s, None)
+        for levels in (255, 127):
+            y = torch.ops.quantized.linear_dynamic(x, packed, levels == 127)  # reduce_range
+            if torch.allclose(y, dynamic_linear_reference(x, w, s, levels=levels), atol=1e-4, rtol=1e-4):
+                return levels
     except (AttributeError, RuntimeError, NotImplementedError):
-        return False
+        pass
+    return None
 
 
 class DynamicInt8Linear(Int8Linear):
@@ -89,17 +103,18 @@ class DynamicInt8Linear(Int8Linear):
             return self.dequantized_forward(x)  # float activations: a prompt
         if self._packed is None:
             self._packed = _pack(self.weight, self.scales, self.bias)
+        seven_bits = activation_levels() == 127  # FBGEMM's reduce_range
         if rows == 1:  # a decoding step of one sequence: (..., in) as it is, no copies
-            return torch.ops.quantized.linear_dynamic(x, self._packed, False)
+            return torch.ops.quantized.linear_dynamic(x, self._packed, seven_bits)
         flat = x.reshape(rows, self.in_features)
-        ys = [torch.ops.quantized.linear_dynamic(row, self._packed, False) for row in flat.split(1)]
+        ys = [torch.ops.quantized.linear_dynamic(row, self._packed, seven_bits) for row in flat.split(1)]
         return torch.cat(ys).reshape(*x.shape[:-1], self.out_features)  # (..., out)
 
 
 def quantize_int8_dynamic(model: nn.Module) -> nn.Module:
     """Like `quantize_int8`, with `DynamicInt8Linear` layers: int8 weights, and one-token steps
     that round their activations to int8 too. Raises GPT2Error where FBGEMM cannot run."""
-    if not available():
+    if activation_levels() is None:
         raise GPT2Error("--quantize int8-dynamic needs FBGEMM's int8 kernels (torch on an x86 CPU), "
                         "which this torch build lacks; use --quantize int8")
     return replace_linears(model, DynamicInt8Linear.from_linear)
