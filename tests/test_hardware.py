@@ -198,6 +198,7 @@ def test_decoding_rules():
     assert autotune.decide_decoding("cuda", True, fp16_gemm=True).weights is None
     assert autotune.decide_decoding("cpu", True).weights is None
     assert autotune.decide_decoding("cpu", True, fp16_gemm=True, rows=8).dtype == "bf16"  # a server's batch
+    assert autotune.decide_decoding("cpu", False, fp16_gemm=True, rows=8).weights == "fp16"  # no native bf16
     assert autotune.choose_decoding("cpu", info=ZEN4).weights == ("fp16" if hardware.fbgemm_fp16() else None)
 
 

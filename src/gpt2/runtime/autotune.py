@@ -139,11 +139,14 @@ def bf16_slowdown(cfg: GPT2Config, batch_size: int, seq_len: int, info: CpuInfo 
 def decide_decoding(device_type: str, bf16_native: bool, why: str = "", fp16_gemm: bool = False,
                     rows: int = 1) -> Choice:
     """Weights for generation of up to `rows` sequences at once. On a CPU where FBGEMM's float16
-    GEMM runs, decoding one or a few rows: float16 linear weights with float32 activations (its
-    one-row products stream weights faster than oneDNN's bf16 kernel: ~1.4x the bf16 model's
-    decoding, ~2x float32's on gpt2-124M, benchmarks/RESULTS.md; from 4 rows on, native bf16
-    is faster, so a server keeps the rule below). Else bf16 where the device computes it natively."""
-    if device_type == "cpu" and fp16_gemm and rows < 4:
+    GEMM runs: float16 linear weights with float32 activations when decoding one or a few rows
+    (its one-row products stream weights faster than oneDNN's bf16 kernel: ~1.4x the bf16
+    model's decoding, ~2x float32's on gpt2-124M, benchmarks/RESULTS.md; from 4 rows on, native
+    bf16 is faster, so a server there keeps the rule below), and at any number of rows where the
+    CPU lacks native bf16 (AVX2: faster than float32 from 1 to 64 rows, e.g. 16 rows 32.9 vs
+    60.5 ms per pass over the weights, 2 threads). Else bf16 where the device computes it
+    natively."""
+    if device_type == "cpu" and fp16_gemm and (rows < 4 or not bf16_native):
         why = "float16 weights (float32 activations): FBGEMM's float16 GEMM decodes fastest on this CPU"
         return Choice("float32", None, None, {"dtype": why}, weights="fp16")
     if device_type in ("cpu", "cuda") and bf16_native:
