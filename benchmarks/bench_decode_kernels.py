@@ -26,6 +26,7 @@ def kernels() -> dict:
     import torch
     import torch.nn.functional as F
 
+    from gpt2.generation.fast_linear import _mkldnn_packed
     from gpt2.generation.half_linear import HalfLinear
     from gpt2.generation.quantize import Int8Linear
     from gpt2.generation.quantize_dynamic import DynamicInt8Linear
@@ -37,12 +38,13 @@ def kernels() -> dict:
     w_in_out = [lin.weight.detach().t().contiguous().t() for lin in linears]  # float32, (in, out) memory
     packed_32 = [torch.ops.mkldnn._reorder_linear_weight(lin.weight.detach(), 1) for lin in linears]
     w_bf = [lin.weight.detach().bfloat16() for lin in linears]
-    packed_bf = [torch.ops.mkldnn._reorder_linear_weight(w, 1) for w in w_bf]
+    bf16_packs = _mkldnn_packed(torch.bfloat16)  # oneDNN packs bf16 only with AVX-512 (or AVX-NE)
+    packed_bf = [torch.ops.mkldnn._reorder_linear_weight(w, 1) for w in w_bf] if bf16_packs else []
     half = [HalfLinear.from_linear(lin) for lin in linears]
     int8 = [Int8Linear.from_linear(lin) for lin in linears]
     dyn = [DynamicInt8Linear.from_linear(lin) for lin in linears]
     dot = torch.compile(lambda x, w: (x.float() * w.float()).sum(-1), dynamic=True)  # inductor's loop
-    return {
+    table = {
         "float32 F.linear ((in, out) memory)": (4, lambda: [F.linear(x32[w.size(1)], w) for w in w_in_out]),
         "float32 oneDNN prepacked (2+ threads)": (4, lambda: [
             torch.ops.mkldnn._linear_pointwise(x32[w.size(1)], p, None, "none", [], "")
@@ -55,6 +57,9 @@ def kernels() -> dict:
         "int8 compiled loop (--quantize int8)": (1, lambda: [m(x32[m.in_features]) for m in int8]),
         "int8 x int8 FBGEMM (--quantize int8-dynamic)": (1, lambda: [m(x32[m.in_features]) for m in dyn]),
     }
+    if not bf16_packs:
+        del table["bf16 oneDNN prepacked (--dtype bf16)"]
+    return table
 
 
 def read_floor(n_bytes: int) -> float:
