@@ -11,7 +11,7 @@ set by how fast the weights stream from memory, and on CPU that depends on their
   such a copy beside the ordinary weight and uses it only for inference.
 - float32 on 2+ threads: torch's one-row float32 product (MKL's gemv) runs on one thread
   whatever `torch.set_num_threads` says; oneDNN's prepacked product uses them all (2 threads:
-  ~1.35x on gpt2-124M's matrices). On one thread torch's own is ~10% faster, so the packed
+  ~1.3x on gpt2-124M's matrices). On one thread torch's own is 2-10% faster, so the packed
   copy (a second copy of the weights in memory) is made the first time 2+ threads decode.
 
 `nn.Linear`'s own forward stays the reference path; tests check both give the same logits.
