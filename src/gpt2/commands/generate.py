@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from gpt2.commands.options import flat_command
 from gpt2.errors import GPT2Error
-from gpt2.generation.options import SamplingOptions
+from gpt2.generation.options import QUANTIZE_CHOICES, SamplingOptions
 from gpt2.limits import check_numbers, check_seed
 from gpt2.runtime.options import DeviceOptions
 from gpt2.text_input import MAX_TEXT_BYTES, read_text_file, utf8_text
@@ -63,8 +63,8 @@ class GenerateOptions:
             object.__setattr__(self, "stop", [self.stop])
         if self.stop is not None and not all(isinstance(s, str) and s for s in self.stop):
             raise GPT2Error(f"--stop: stop strings must be non-empty, got {self.stop!r}")
-        if self.quantize not in (None, "int8", "int8-dynamic", "fp16"):
-            raise GPT2Error(f"--quantize {self.quantize!r}: choose int8, int8-dynamic or fp16 "
+        if self.quantize not in (None, *QUANTIZE_CHOICES):
+            raise GPT2Error(f"--quantize {self.quantize!r}: choose {', '.join(QUANTIZE_CHOICES)} "
                             "(or leave it out)")
         if isinstance(self.num_samples, bool) or self.num_samples < 1:
             raise GPT2Error(f"--num_samples must be at least 1, got {self.num_samples}")

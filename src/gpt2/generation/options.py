@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from gpt2.errors import GPT2Error
 from gpt2.limits import check_numbers
 
+QUANTIZE_CHOICES = ("int8", "int8-dynamic", "fp16")  # --quantize; text.QUANTIZERS does each
+
 # Bounds that keep the arithmetic in float32: 1 / temperature and 1 / penalty scale logits (1e-40
 # makes them inf, then NaN), and a top_p below 1e-6 rounds to 0 in float32 (keeps no token).
 MIN_TEMPERATURE, MAX_TEMPERATURE = 0.01, 100.0

@@ -21,7 +21,7 @@ from gpt2.errors import GPT2Error
 from gpt2.generation.engine import Engine, RowSpec, decoding
 from gpt2.generation.fast_linear import prepare_for_decoding
 from gpt2.generation.half_linear import quantize_fp16
-from gpt2.generation.options import SamplingOptions
+from gpt2.generation.options import QUANTIZE_CHOICES, SamplingOptions
 from gpt2.generation.quantize import quantize_int8
 from gpt2.generation.quantize_dynamic import quantize_int8_dynamic
 from gpt2.generation.row_sampling import row_keys
@@ -37,8 +37,8 @@ class PromptTooLongError(GPT2Error):
     """A prompt with more tokens than the model (or a server's limit) takes."""
 
 
-# --quantize choices, each applied to the float32 model
-QUANTIZERS = {"int8": quantize_int8, "int8-dynamic": quantize_int8_dynamic, "fp16": quantize_fp16}
+# what each --quantize choice does to the float32 model
+QUANTIZERS = dict(zip(QUANTIZE_CHOICES, (quantize_int8, quantize_int8_dynamic, quantize_fp16), strict=True))
 
 
 class TextGenerator:
