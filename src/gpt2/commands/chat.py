@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, TextIO
 from gpt2.commands.generate import utf8_stdout, write
 from gpt2.commands.options import flat_command
 from gpt2.errors import GPT2Error
-from gpt2.generation.options import SamplingOptions
+from gpt2.generation.options import DecodingOptions, SamplingOptions
 from gpt2.runtime.options import DeviceOptions
 
 if TYPE_CHECKING:
@@ -67,14 +67,15 @@ def converse(session: ChatSession, inp: TextIO, out: TextIO) -> None:
         write(out, "\n")
 
 
-def _run(options: ChatOptions, sampling: SamplingOptions, system: DeviceOptions) -> None:
+def _run(options: ChatOptions, sampling: SamplingOptions, system: DeviceOptions,
+         decoding: DecodingOptions) -> None:
     # Imported here, not at the top, so that --help does not import torch (see commands/__init__.py).
     import torch
 
     from gpt2.generation.chat import ChatSession
     from gpt2.generation.text import TextGenerator
 
-    text = TextGenerator.load(options.checkpoint, options.tokenizer, system)
+    text = TextGenerator.load(options.checkpoint, options.tokenizer, system, decoder=decoding.decoder)
     generator = torch.Generator(device=text.model.device)
     if options.seed is not None:
         generator.manual_seed(options.seed)
@@ -85,7 +86,7 @@ def _run(options: ChatOptions, sampling: SamplingOptions, system: DeviceOptions)
     converse(session, sys.stdin, sys.stdout)
 
 
-chat = flat_command(_run, ChatOptions, SamplingOptions, DeviceOptions, name="chat", doc="""\
+chat = flat_command(_run, ChatOptions, SamplingOptions, DeviceOptions, DecodingOptions, name="chat", doc="""\
 Chat with a checkpoint in the terminal: one message per line, the reply streamed.
 
 Messages are rendered with the chat template that gpt2 finetune trains on (docs/finetuning.md);

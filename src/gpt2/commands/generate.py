@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from gpt2.commands.options import flat_command
 from gpt2.errors import GPT2Error
-from gpt2.generation.options import QUANTIZE_CHOICES, SamplingOptions
+from gpt2.generation.options import QUANTIZE_CHOICES, DecodingOptions, SamplingOptions
 from gpt2.limits import check_numbers, check_seed
 from gpt2.runtime.options import DeviceOptions
 from gpt2.text_input import MAX_TEXT_BYTES, read_text_file, utf8_text
@@ -141,17 +141,20 @@ def utf8_stdout() -> None:
         sys.stdout.reconfigure(encoding="utf-8")
 
 
-def load_session(options: GenerateOptions, sampling: SamplingOptions, system: DeviceOptions) -> Session:
+def load_session(options: GenerateOptions, sampling: SamplingOptions, system: DeviceOptions,
+                 decoding: DecodingOptions = DecodingOptions()) -> Session:
     """Load the checkpoint (see TextGenerator.load) and keep the request's options with it."""
     # Imported here, not at the top, so that --help does not import torch (see commands/__init__.py).
     from gpt2.generation.text import TextGenerator
 
-    return Session(TextGenerator.load(options.checkpoint, options.tokenizer, system, options.quantize),
-                   options, sampling)
+    text = TextGenerator.load(options.checkpoint, options.tokenizer, system, options.quantize,
+                              decoder=decoding.decoder)
+    return Session(text, options, sampling)
 
 
-def _run(options: GenerateOptions, sampling: SamplingOptions, system: DeviceOptions) -> None:
-    session = load_session(options, sampling, system)
+def _run(options: GenerateOptions, sampling: SamplingOptions, system: DeviceOptions,
+         decoding: DecodingOptions) -> None:
+    session = load_session(options, sampling, system, decoding)
     utf8_stdout()
     if hasattr(sys.stdin, "reconfigure"):  # bytes that are not UTF-8 become a one-line error, not a crash
         sys.stdin.reconfigure(errors="surrogateescape")
@@ -165,7 +168,8 @@ def _run(options: GenerateOptions, sampling: SamplingOptions, system: DeviceOpti
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nothing left to flush at exit
 
 
-generate = flat_command(_run, GenerateOptions, SamplingOptions, DeviceOptions, name="generate", doc="""\
+generate = flat_command(_run, GenerateOptions, SamplingOptions, DeviceOptions, DecodingOptions,
+                        name="generate", doc="""\
 Generate text from a checkpoint, streamed as it is produced.
 
 The prompt comes from --prompt, --prompt_file, or stdin when it is piped; with none of

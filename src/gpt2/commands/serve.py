@@ -14,6 +14,7 @@ from typing import Any
 
 from gpt2.commands.options import flat_command
 from gpt2.errors import GPT2Error
+from gpt2.generation.options import DecodingOptions
 from gpt2.runtime.options import DeviceOptions
 from gpt2.serving.options import ServeLimits
 
@@ -66,7 +67,8 @@ def _web_stack() -> Any:
     return create_app
 
 
-def _run(options: ServeOptions, limits: ServeLimits, system: DeviceOptions) -> None:
+def _run(options: ServeOptions, limits: ServeLimits, system: DeviceOptions,
+         decoding: DecodingOptions) -> None:
     # Imported here, not at the top, so that --help does not import torch (see commands/__init__.py).
     from gpt2.generation.text import TextGenerator
     from gpt2.serving.guard import allowed_hosts
@@ -80,7 +82,7 @@ def _run(options: ServeOptions, limits: ServeLimits, system: DeviceOptions) -> N
         raise GPT2Error(f"--port {options.port}: cannot listen on {options.host}:{options.port} "
                         f"({err.strerror}); is another server using it? Choose another --port") from None
     text = TextGenerator.load(options.checkpoint, options.tokenizer, system,  # as gpt2 generate does
-                              rows=limits.max_batch)
+                              rows=limits.max_batch, decoder=decoding.decoder)
     name = options.model_name or run_name(Path(options.checkpoint))
     hosts = allowed_hosts(options.host, options.allowed_hosts or ())
     app = create_app(text, name, limits, options.api_key, hosts, options.cors_origins or (),
@@ -111,7 +113,7 @@ def example_prompt(checkpoint: Path) -> str:
     return prompt if isinstance(prompt, str) else ""
 
 
-serve = flat_command(_run, ServeOptions, ServeLimits, DeviceOptions, name="serve", doc="""\
+serve = flat_command(_run, ServeOptions, ServeLimits, DeviceOptions, DecodingOptions, name="serve", doc="""\
 Serve a checkpoint over HTTP: OpenAI's completions API and a playground in the browser.
 
 Endpoints: GET /v1/models, POST /v1/completions (streamed with "stream": true), GET /health,

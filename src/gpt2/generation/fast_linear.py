@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gpt2.generation.opaque_linear import opaque_forward
+
 
 @functools.cache
 def _mkldnn_packed(dtype: torch.dtype) -> bool:
@@ -82,6 +84,13 @@ class PackedLinear(nn.Linear):
         return w.dtype == torch.bfloat16 or (w.dtype == torch.float32 and torch.get_num_threads() > 1)
 
     def forward(self, x: Tensor) -> Tensor:  # x: (..., in) -> (..., out)
+        if torch.compiler.is_compiling() and not torch.is_grad_enabled():  # compiled_step.py
+            return opaque_forward(self, x)
+        return self.kernel_forward(x)
+
+    def kernel_forward(self, x: Tensor) -> Tensor:
+        """The product: with the packed copy (made or remade here when the weight changed)
+        where `_fast`, else nn.Linear's."""
         w = self.weight
         if not self._fast(x):
             return F.linear(x, w, self.bias)  # the reference path

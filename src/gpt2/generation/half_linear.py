@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gpt2.errors import GPT2Error
+from gpt2.generation.opaque_linear import opaque_forward
 from gpt2.generation.quantize import replace_linears
 from gpt2.runtime.hardware import fbgemm_fp16
 
@@ -61,6 +62,12 @@ class HalfLinear(nn.Module):
         return super().train(False)
 
     def forward(self, x: Tensor) -> Tensor:  # x: (..., in) float32 -> (..., out)
+        if torch.compiler.is_compiling():  # inside the compiled decoding step (opaque_linear.py)
+            return opaque_forward(self, x)
+        return self.kernel_forward(x)
+
+    def kernel_forward(self, x: Tensor) -> Tensor:
+        """The product itself: FBGEMM's on CPU, the reference elsewhere."""
         if x.device.type != "cpu" or x.dtype != torch.float32:
             return half_linear_reference(x, self.weight.to(x.device), self.bias)
         if self._packed is None:

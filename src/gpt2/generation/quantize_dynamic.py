@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from gpt2.errors import GPT2Error
+from gpt2.generation.opaque_linear import opaque_forward
 from gpt2.generation.quantize import Int8Linear, quantize_weight, replace_linears
 
 __all__ = ["DynamicInt8Linear", "activation_levels", "dynamic_linear_reference", "quantize_int8_dynamic"]
@@ -98,6 +99,12 @@ class DynamicInt8Linear(Int8Linear):
         return state
 
     def forward(self, x: Tensor) -> Tensor:  # x: (..., in) -> (..., out)
+        if torch.compiler.is_compiling():  # inside the compiled decoding step (opaque_linear.py)
+            return opaque_forward(self, x)
+        return self.kernel_forward(x)
+
+    def kernel_forward(self, x: Tensor) -> Tensor:
+        """The product itself: FBGEMM's for up to MAX_ROUNDED_ROWS rows, else float."""
         rows = x.numel() // self.in_features
         if rows > self.MAX_ROUNDED_ROWS or x.dtype != torch.float32 or x.device.type != "cpu":
             return self.dequantized_forward(x)  # float activations: a prompt

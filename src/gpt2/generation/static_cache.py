@@ -21,10 +21,11 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from gpt2.generation.compiled_step import CompiledDecoder
 from gpt2.generation.kv_slots import SlotCache
 from gpt2.gpt_model import GPT2
 
-DECODERS = ("auto", "dynamic", "static", "cuda_graph")
+DECODERS = ("auto", "dynamic", "static", "cuda_graph", "compiled")
 
 
 class StaticView:
@@ -100,13 +101,16 @@ class CUDAGraphDecoder(StaticDecoder):
             self.logits = self.forward()
 
 
-def make_decoder(name: str, model: GPT2, cache: SlotCache) -> StaticDecoder | None:
+def make_decoder(name: str, model: GPT2, cache: SlotCache) -> StaticDecoder | CompiledDecoder | None:
     """The decoder `name` asks for: 'auto' is a CUDA graph on CUDA and the dynamic step (None)
-    elsewhere; 'static' is the fixed-shape step run eagerly (for tests and reading)."""
+    elsewhere; 'static' is the fixed-shape step run eagerly (for tests and reading);
+    'compiled' the step compiled for the CPU (compiled_step.py)."""
     if name == "auto":
         name = "cuda_graph" if model.device.type == "cuda" else "dynamic"
     if name == "dynamic":
         return None
     if name == "static":
         return StaticDecoder(model, cache)
+    if name == "compiled":
+        return CompiledDecoder(model, cache)
     return CUDAGraphDecoder(model, cache)

@@ -10,6 +10,7 @@ tokenizer's vocabulary, and ends the text before a stop string, which is not inc
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -44,9 +45,10 @@ QUANTIZERS = dict(zip(QUANTIZE_CHOICES, (quantize_int8, quantize_int8_dynamic, q
 class TextGenerator:
     """A model and its tokenizer, ready to continue prompts."""
 
-    def __init__(self, model: GPT2, tokenizer: Tokenizer) -> None:
+    def __init__(self, model: GPT2, tokenizer: Tokenizer, decoder: str = "auto") -> None:
         self.model = model
         self.tokenizer = tokenizer
+        self.decoder = decoder  # how the engine runs each step (static_cache.DECODERS)
         self.engine: Engine | None = None  # made on first use (see _engine)
 
     @classmethod
@@ -67,7 +69,7 @@ class TextGenerator:
 
     @classmethod
     def load(cls, checkpoint: str | Path, tokenizer: str | None, system: DeviceOptions,
-             quantize: str | None = None, rows: int = 1) -> TextGenerator:
+             quantize: str | None = None, rows: int = 1, decoder: str = "auto") -> TextGenerator:
         """What `gpt2 generate` and `gpt2 serve` load: the device, precision and threads
         resolved for this checkpoint and for decoding up to `rows` sequences at once (`auto` too:
         on a CPU with FBGEMM and few rows, float16 weights as `--quantize fp16` makes them), then
@@ -80,8 +82,13 @@ class TextGenerator:
         if quantize:  # quantized weights replace the choice of a float precision
             system = dataclasses.replace(system, dtype="float32")
         runtime = resolve_runtime(system, read_config(checkpoint), "generate", batch_size=rows)
-        return cls.from_checkpoint(checkpoint, tokenizer, runtime.device, runtime.dtype,
+        text = cls.from_checkpoint(checkpoint, tokenizer, runtime.device, runtime.dtype,
                                    quantize or runtime.weights)
+        text.decoder = decoder
+        if decoder == "compiled":
+            print("gpt2: decoding step compiled by torch.compile (the first token waits for it: ~20 s "
+                  "the first time on this machine, ~5 s after)", file=sys.stderr)
+        return text
 
     def encode(self, text: str, limit: int | None = None) -> list[int]:
         """Prompt ids; an empty prompt starts from end-of-text. A prompt longer than `limit`
@@ -124,7 +131,7 @@ class TextGenerator:
         """One engine of one row, made on first use and kept: its cache is allocated once and,
         on CUDA, its step is captured as a CUDA graph once for every later prompt."""
         if self.engine is None or self.engine.model is not self.model:
-            self.engine = Engine(self.model, 1)
+            self.engine = Engine(self.model, 1, decoder=self.decoder)
         return self.engine
 
     def complete(self, prompt: str, sampling: SamplingOptions, max_new_tokens: int,

@@ -88,7 +88,7 @@ class ModelWorker:
 
     def _new_engine(self) -> Engine:
         self.choices = {}
-        return Engine(self.text.model, self.max_batch)
+        return Engine(self.text.model, self.max_batch, decoder=self.text.decoder)
 
     def _admit(self, engine: Engine, job: Job) -> None:
         """Give every choice of `job` a row (prefilling its prompt). A seeded job draws its rows'

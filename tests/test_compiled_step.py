@@ -1,0 +1,108 @@
+"""The compiled decoding step (`decoder="compiled"`, `--compile true`) gives the dynamic step's
+tokens and logits: float32 and the FBGEMM layers it calls as opaque operators, rows at different
+lengths, a sliding window (bf16: within bf16's rounding); each model gets its own program;
+without a C++ compiler it decodes eagerly with a warning. (The command: test_generate_cli.py.)"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import tiny_config
+from gpt2 import GPT2
+from gpt2.generation import SamplingOptions, prepare_for_decoding
+from gpt2.generation.decode import generate_stream
+from gpt2.generation.half_linear import quantize_fp16
+from gpt2.generation.quantize_dynamic import activation_levels, quantize_int8_dynamic
+from gpt2.runtime.hardware import fbgemm_fp16
+
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("error::RuntimeWarning"),  # no eager fallback
+              pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
+                                 reason="torch.compile's CPU backend needs a C++ compiler")]
+
+PRECISIONS = {"float32": prepare_for_decoding, "fp16": quantize_fp16, "int8-dynamic": quantize_int8_dynamic}
+RUNS = {"fp16": fbgemm_fp16, "int8-dynamic": lambda: activation_levels() is not None}
+
+
+def _model(precision: str, seed: int = 0) -> GPT2:
+    if precision in RUNS and not RUNS[precision]():
+        pytest.skip(f"{precision} needs FBGEMM (an x86 CPU)")
+    torch.manual_seed(seed)
+    return prepare_for_decoding(PRECISIONS[precision](GPT2(tiny_config()).eval()))
+
+
+def _steps(model: GPT2, decoder: str, n: int = 40) -> list:
+    """Three left-padded prompts (rows at different lengths), greedy, and enough tokens that
+    the window slides (7 + 40 > the context of 32)."""
+    torch.manual_seed(1)
+    idx = torch.randint(0, model.cfg.vocab_size, (3, 7))
+    mask = torch.ones(3, 7, dtype=torch.long)
+    mask[0, :4] = 0
+    mask[2, :1] = 0
+    return list(generate_stream(model, idx, n, SamplingOptions(temperature=0), attention_mask=mask,
+                                window_stride=5, decoder=decoder))
+
+
+def _same(dynamic: list, compiled: list) -> None:
+    assert len(dynamic) == len(compiled) == 40
+    for a, b in zip(dynamic, compiled, strict=True):
+        assert torch.equal(a.tokens, b.tokens)
+        torch.testing.assert_close(a.logits, b.logits, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("precision", sorted(PRECISIONS))
+def test_compiled_step_gives_the_dynamic_steps_tokens(precision: str, one_thread: None) -> None:
+    model = _model(precision)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    compiled = _steps(model, "compiled")
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] > graphs  # it did compile
+    _same(_steps(model, "dynamic"), compiled)
+
+
+def test_bf16_logits_stay_within_bf16_rounding(one_thread: None) -> None:
+    """In bf16 the compiled step's fused loops keep float32 between operations where eager
+    rounds each result to bf16: logits may differ by about one bf16 step (8 bits of mantissa),
+    and greedy tokens can part at a near-tie, so here the first steps are compared."""
+    torch.manual_seed(0)
+    model = prepare_for_decoding(GPT2(tiny_config()).to(torch.bfloat16).eval())
+    idx = torch.randint(0, model.cfg.vocab_size, (3, 7))
+    steps = {d: list(generate_stream(model, idx, 6, SamplingOptions(temperature=0), decoder=d))
+             for d in ("dynamic", "compiled")}
+    for a, b in zip(steps["dynamic"], steps["compiled"], strict=True):
+        assert torch.equal(a.tokens, b.tokens)
+        torch.testing.assert_close(a.logits.float(), b.logits.float(), rtol=2 ** -7, atol=2 ** -7)
+
+
+def test_each_model_gets_its_own_program(one_thread: None) -> None:
+    """The program calls its opaque layers by number: a second model of the same shapes must
+    not run the first one's layers."""
+    first, second = _model("fp16", seed=0), _model("fp16", seed=1)
+    _same(_steps(first, "dynamic"), _steps(first, "compiled"))
+    _same(_steps(second, "dynamic"), _steps(second, "compiled"))
+    assert not torch.equal(_steps(first, "dynamic")[-1].logits, _steps(second, "dynamic")[-1].logits)
+
+
+def test_without_a_compiler_it_decodes_eagerly_with_a_warning(tmp_path: object) -> None:
+    code = ("import warnings, torch\n"
+            "from conftest import tiny_config\n"
+            "from gpt2 import GPT2\n"
+            "from gpt2.generation import SamplingOptions, generate\n"
+            "torch.manual_seed(0); m = GPT2(tiny_config()).eval(); idx = torch.tensor([[1, 2, 3]])\n"
+            "g = SamplingOptions(temperature=0)\n"
+            "with warnings.catch_warnings(record=True) as w:\n"
+            "    warnings.simplefilter('always')\n"
+            "    a = generate(m, idx, 6, g, decoder='compiled')\n"
+            "print(torch.equal(a, generate(m, idx, 6, g)))\n"
+            "print([str(x.message).split(' (')[0] for x in w if x.category is RuntimeWarning])\n")
+    env = {**os.environ, "CXX": "/nonexistent/c++", "TORCHINDUCTOR_CACHE_DIR": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                         cwd=os.path.dirname(__file__), timeout=300)
+    assert out.returncode == 0, out.stderr
+    same, messages = out.stdout.strip().splitlines()
+    assert same == "True"
+    assert messages == "['the compiled decoding step is unavailable']"
