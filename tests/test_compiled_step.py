@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+from copy import deepcopy
 
 import pytest
 import torch
@@ -18,6 +19,7 @@ from gpt2 import GPT2
 from gpt2.generation import SamplingOptions, prepare_for_decoding
 from gpt2.generation.decode import generate_stream
 from gpt2.generation.half_linear import quantize_fp16
+from gpt2.generation.quantize import quantize_int8
 from gpt2.generation.quantize_dynamic import activation_levels, quantize_int8_dynamic
 from gpt2.runtime.hardware import fbgemm_fp16
 
@@ -25,8 +27,16 @@ pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("error::RuntimeWarnin
               pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
                                  reason="torch.compile's CPU backend needs a C++ compiler")]
 
-PRECISIONS = {"float32": prepare_for_decoding, "fp16": quantize_fp16, "int8-dynamic": quantize_int8_dynamic}
+PRECISIONS = {"float32": prepare_for_decoding, "fp16": quantize_fp16, "int8": quantize_int8,
+              "int8-dynamic": quantize_int8_dynamic}
 RUNS = {"fp16": fbgemm_fp16, "int8-dynamic": lambda: activation_levels() is not None}
+
+
+@pytest.fixture(autouse=True)
+def fresh_programs() -> None:
+    """Each model gets programs of its own, and dynamo keeps at most 8 per function (then the
+    step warns and runs eagerly): every test starts from none, as a process would."""
+    torch._dynamo.reset()
 
 
 def _model(precision: str, seed: int = 0) -> GPT2:
@@ -106,3 +116,16 @@ def test_without_a_compiler_it_decodes_eagerly_with_a_warning(tmp_path: object) 
     same, messages = out.stdout.strip().splitlines()
     assert same == "True"
     assert messages == "['the compiled decoding step is unavailable']"
+
+
+def test_a_copy_of_a_model_calls_its_own_layers(one_thread: None) -> None:
+    """A deep copy carries its original's layer numbers; registering gives it numbers of its
+    own, so changing the copy's weights changes the copy's compiled logits only."""
+    original = _model("fp16")
+    _steps(original, "compiled")  # the original is registered and compiled first
+    copy = deepcopy(original)
+    with torch.no_grad():
+        copy.lm_head.weight.mul_(2)  # a float16 buffer; the packed copy is remade below
+    copy.lm_head._packed = None
+    _same(_steps(copy, "dynamic"), _steps(copy, "compiled"))
+    _same(_steps(original, "dynamic"), _steps(original, "compiled"))

@@ -4,6 +4,8 @@
     kv_slots.py     its cache: one slot per row, each row at its own length
     row_sampling.py every row's sampling knobs as tensors, one pass over the batch
     static_cache.py the engine's step at fixed shapes (CUDA graphs)
+    compiled_step.py the engine's step compiled for the CPU (--compile true)
+    opaque_linear.py the kernels that step calls without tracing into them
     decode.py       generate_text (the readable reference) and generate / generate_stream
                     (batches of prompts through the engine)
     options.py      SamplingOptions (without torch, so the `gpt2` command's --help stays fast)

@@ -87,7 +87,7 @@ class _Request:
     pad_id: int | None  # what a row that stopped gets; None: rows never stop early
     stops: StopStrings
     generator: torch.Generator | None
-    decoder: str  # "auto", "dynamic", "static" or "cuda_graph" (see static_cache.py)
+    decoder: str  # "auto", "dynamic", "static", "cuda_graph" or "compiled" (see static_cache.py)
 
 
 def generate_stream(model: GPT2, idx: Tensor, max_new_tokens: int,
@@ -109,7 +109,8 @@ def generate_stream(model: GPT2, idx: Tensor, max_new_tokens: int,
     context_length tokens, which gives `generate_text`'s tokens (slowly: a full re-read each step).
     `decoder` picks how each one-token step runs: "auto" (a CUDA graph on CUDA, else
     "dynamic"), "dynamic" (the cache sliced to its length), "static" (the fixed-shape step run
-    eagerly) or "cuda_graph"; all give the same tokens.
+    eagerly), "cuda_graph" or "compiled" (torch.compile, for the CPU); all give the same tokens
+    (in bf16, "compiled" rounds differently: compiled_step.py).
     Checks everything up front, so a mistake raises GPT2Error before any work is done.
     """
     if decoder not in DECODERS or (decoder == "cuda_graph" and idx.device.type != "cuda"):

@@ -83,7 +83,8 @@ def decoding(model: GPT2) -> Iterator[None]:
 class Engine:
     """Up to `max_rows` rows decoded together over a cache of `max_len` positions per row.
     `window_stride`: how far a full row's window slides (default a quarter of max_len);
-    `decoder`: how a step runs ("auto", "dynamic", "static", "cuda_graph": static_cache.py)."""
+    `decoder`: how a step runs ("auto", "dynamic", "static", "cuda_graph": static_cache.py;
+    "compiled": compiled_step.py)."""
 
     def __init__(self, model: GPT2, max_rows: int, max_len: int | None = None, *,
                  window_stride: int | None = None, decoder: str = "auto") -> None:

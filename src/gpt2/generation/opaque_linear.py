@@ -2,7 +2,8 @@
 
 The fast CPU layers (`HalfLinear`, `DynamicInt8Linear`: FBGEMM; `PackedLinear`: oneDNN) hold
 their weights in a kernel library's packed format, an opaque object that torch.compile cannot
-trace. So when the compiled decoding step (compiled_step.py) is traced, each of them calls
+trace, and `Int8Linear` runs a loop compiled on its own (traced inside the step, it compiles
+into slower code). So when the compiled decoding step (compiled_step.py) is traced, each of them calls
 
     torch.ops.gpt2.packed_linear(x, layer, out_features)       x: (..., in) -> (..., out)
 
@@ -41,9 +42,11 @@ _LIBRARY.impl("packed_linear", _shape, "Meta")
 
 def register_layers(model: nn.Module) -> None:
     """Give every layer of `model` that has a `kernel_forward` its number (once), before a
-    compiled step is traced through it."""
+    compiled step is traced through it. A copy of a layer (deepcopy, pickle) carries its
+    original's number, so it gets a number of its own here."""
     for layer in model.modules():
-        if hasattr(layer, "kernel_forward") and "_opaque_number" not in layer.__dict__:
+        registered = _LAYERS.get(getattr(layer, "_opaque_number", -1))
+        if hasattr(layer, "kernel_forward") and registered is not layer:
             layer._opaque_number = next(_NUMBERS)
             _LAYERS[layer._opaque_number] = layer
 

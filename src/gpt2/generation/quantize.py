@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gpt2.errors import GPT2Error
+from gpt2.generation.opaque_linear import opaque_forward
 
 __all__ = ["Int8Linear", "int8_linear_reference", "quantize_int8", "quantize_weight", "replace_linears"]
 
@@ -110,6 +111,12 @@ class Int8Linear(nn.Module):
         return super().train(False)
 
     def forward(self, x: Tensor) -> Tensor:  # x: (..., in) -> (..., out)
+        if torch.compiler.is_compiling():  # inside the compiled decoding step (opaque_linear.py)
+            return opaque_forward(self, x)
+        return self.kernel_forward(x)
+
+    def kernel_forward(self, x: Tensor) -> Tensor:
+        """The product: the compiled loop for up to MAX_FAST_ROWS rows, else dequantized."""
         rows = x.numel() // self.in_features
         fast = (rows <= self.MAX_FAST_ROWS and x.dtype == torch.float32 and x.device.type == "cpu"
                 and not x.requires_grad and self.in_features % 4 == 0)

@@ -35,7 +35,6 @@ import torch
 from torch import Tensor, nn
 
 from gpt2.errors import GPT2Error
-from gpt2.generation.opaque_linear import opaque_forward
 from gpt2.generation.quantize import Int8Linear, quantize_weight, replace_linears
 
 __all__ = ["DynamicInt8Linear", "activation_levels", "dynamic_linear_reference", "quantize_int8_dynamic"]
@@ -97,11 +96,6 @@ class DynamicInt8Linear(Int8Linear):
         state = dict(super().__getstate__())
         state["_packed"] = None
         return state
-
-    def forward(self, x: Tensor) -> Tensor:  # x: (..., in) -> (..., out)
-        if torch.compiler.is_compiling():  # inside the compiled decoding step (opaque_linear.py)
-            return opaque_forward(self, x)
-        return self.kernel_forward(x)
 
     def kernel_forward(self, x: Tensor) -> Tensor:
         """The product itself: FBGEMM's for up to MAX_ROUNDED_ROWS rows, else float."""
