@@ -20,6 +20,7 @@ keep float32 between operations, so logits differ from eager's by about one bf16
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -47,7 +48,7 @@ class CompiledDecoder:
         register_layers(model)
         self.model, self.cache = model, cache
         self.key_slots = torch.arange(cache.max_len, device=model.device)  # (max_len,)
-        self._compiled: object | None = torch.compile(self.forward, fullgraph=True,
+        self._compiled: Callable[..., Tensor] | None = torch.compile(self.forward, fullgraph=True,
                                                       options={"guard_filter_fn": _guards_to_keep})
 
     def step(self, tokens: Tensor, lengths: list[int]) -> Tensor:

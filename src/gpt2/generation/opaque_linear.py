@@ -3,7 +3,8 @@
 The fast CPU layers (`HalfLinear`, `DynamicInt8Linear`: FBGEMM; `PackedLinear`: oneDNN) hold
 their weights in a kernel library's packed format, an opaque object that torch.compile cannot
 trace, and `Int8Linear` runs a loop compiled on its own (traced inside the step, it compiles
-into slower code). So when the compiled decoding step (compiled_step.py) is traced, each of them calls
+into slower code). So when the compiled decoding step (compiled_step.py) is traced, each of
+them calls
 
     torch.ops.gpt2.packed_linear(x, layer, out_features)       x: (..., in) -> (..., out)
 

@@ -26,9 +26,10 @@ class DecodingOptions:
     """How each one-token step runs."""
 
     compile: bool = False
-    """Compile the decoding step (torch.compile; needs a C++ compiler): ~1.07-1.16x faster per
-    token on a CPU, after compiling for ~20 s the first time on a machine (~5 s once cached); pays
-    off for a server and for thousands of tokens, not a short generation."""
+    """Compile the decoding step on a CPU (torch.compile; needs a C++ compiler): ~1.07-1.16x
+    faster per token, after compiling for ~20 s the first time on a machine (~5 s once cached);
+    pays off for a server and for thousands of tokens, not a short generation. (A GPU replays
+    its step as a CUDA graph either way.)"""
 
     @property
     def decoder(self) -> str:

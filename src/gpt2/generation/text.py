@@ -73,7 +73,8 @@ class TextGenerator:
         """What `gpt2 generate` and `gpt2 serve` load: the device, precision and threads
         resolved for this checkpoint and for decoding up to `rows` sequences at once (`auto` too:
         on a CPU with FBGEMM and few rows, float16 weights as `--quantize fp16` makes them), then
-        `from_checkpoint`."""
+        `from_checkpoint`. `decoder="compiled"` (`--compile true`) applies on a CPU; a GPU
+        keeps `auto`'s CUDA graph."""
         if not readable_path(checkpoint).is_dir():
             raise GPT2Error(f"--checkpoint {checkpoint}: no such directory")
         if quantize and system.dtype not in ("auto", "float32"):
@@ -84,8 +85,8 @@ class TextGenerator:
         runtime = resolve_runtime(system, read_config(checkpoint), "generate", batch_size=rows)
         text = cls.from_checkpoint(checkpoint, tokenizer, runtime.device, runtime.dtype,
                                    quantize or runtime.weights)
-        text.decoder = decoder
-        if decoder == "compiled":
+        text.decoder = decoder if decoder != "compiled" or runtime.device.type == "cpu" else "auto"
+        if text.decoder == "compiled":
             print("gpt2: decoding step compiled by torch.compile (the first token waits for it: ~20 s "
                   "the first time on this machine, ~5 s after)", file=sys.stderr)
         return text
