@@ -46,6 +46,7 @@ def timed_turn(engine: Engine) -> float:
 
 def measure(precision: str, pairs: int) -> tuple[float, float, list[float], float]:
     """-> eager and compiled ms per token (medians), each pair's ratio, compile seconds."""
+    torch._dynamo.reset()  # one model's programs at a time, as in a process (dynamo keeps 8)
     model = model_in(precision)
     greedy = SamplingOptions(temperature=0)
     engines = {}
