@@ -12,8 +12,8 @@ compiled program serves every length; keys after a row's position are masked out
 static_cache.py), so rows at different lengths need no special case. Compiling takes tens of
 seconds the first time on a machine (inductor caches its C++ on disk; later processes take a
 few seconds) and needs a C++ compiler, so it pays off for long-running decoding (`gpt2 serve`,
-long generations), not for a short `gpt2 generate`: 1.07-1.16x per token on gpt2-124M
-(docs/generation.md). Tests check it gives the dynamic step's tokens; in bf16 its fused loops
+long generations), not for a short `gpt2 generate`: 1.02-1.29x per token on gpt2-124M
+(benchmarks/RESULTS.md). Tests check it gives the dynamic step's tokens; in bf16 its fused loops
 keep float32 between operations, so logits differ from eager's by about one bf16 step.
 """
 
