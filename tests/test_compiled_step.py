@@ -1,7 +1,8 @@
 """The compiled decoding step (`decoder="compiled"`, `--compile true`) gives the dynamic step's
 tokens and logits: float32 and the FBGEMM layers it calls as opaque operators, rows at different
 lengths, a sliding window (bf16: within bf16's rounding); each model gets its own program;
-without a C++ compiler it decodes eagerly with a warning. (The command: test_generate_cli.py.)"""
+without a C++ compiler it decodes eagerly with a warning; `gpt2 generate --compile true` prints
+what it prints without."""
 
 from __future__ import annotations
 
@@ -10,18 +11,21 @@ import shutil
 import subprocess
 import sys
 from copy import deepcopy
+from pathlib import Path
 
 import pytest
 import torch
 
 from conftest import tiny_config
 from gpt2 import GPT2
+from gpt2.checkpoint import save_checkpoint
 from gpt2.generation import SamplingOptions, prepare_for_decoding
 from gpt2.generation.decode import generate_stream
 from gpt2.generation.half_linear import quantize_fp16
 from gpt2.generation.quantize import quantize_int8
 from gpt2.generation.quantize_dynamic import activation_levels, quantize_int8_dynamic
 from gpt2.runtime.hardware import fbgemm_fp16
+from gpt2.tokenizers import CharTokenizer
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("error::RuntimeWarning"),  # no eager fallback
               pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
@@ -97,7 +101,7 @@ def test_each_model_gets_its_own_program(one_thread: None) -> None:
     assert not torch.equal(_steps(first, "dynamic")[-1].logits, _steps(second, "dynamic")[-1].logits)
 
 
-def test_without_a_compiler_it_decodes_eagerly_with_a_warning(tmp_path: object) -> None:
+def test_without_a_compiler_it_decodes_eagerly_with_a_warning(tmp_path: Path) -> None:
     code = ("import warnings, torch\n"
             "from conftest import tiny_config\n"
             "from gpt2 import GPT2\n"
@@ -129,3 +133,21 @@ def test_a_copy_of_a_model_calls_its_own_layers(one_thread: None) -> None:
     copy.lm_head._packed = None
     _same(_steps(copy, "dynamic"), _steps(copy, "compiled"))
     _same(_steps(original, "dynamic"), _steps(original, "compiled"))
+
+
+def test_compile_true_prints_the_same_text_and_says_so(tmp_path: Path) -> None:
+    text = "to be or not to be, that is the question\n"
+    tokenizer = CharTokenizer.from_text(text)
+    torch.manual_seed(0)
+    model = GPT2(tiny_config(vocab_size=tokenizer.vocab_size))
+    save_checkpoint(tmp_path / "char", model, tokenizer=tokenizer)
+    command = [sys.executable, "-m", "gpt2", "generate", "--checkpoint", str(tmp_path / "char"),
+               "--device", "cpu", "--dtype", "float32", "--prompt", "to be", "--temperature", "0",
+               "--max_new_tokens", "12"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    compiled, eager = (subprocess.run(command + extra, capture_output=True, text=True, env=env, timeout=300)
+                       for extra in (["--compile", "true"], []))
+    assert compiled.returncode == eager.returncode == 0, compiled.stderr
+    assert compiled.stdout == eager.stdout and len(eager.stdout) > len("to be")
+    assert "decoding step compiled" in compiled.stderr and "compiled" not in eager.stderr
+    assert "unavailable" not in compiled.stderr  # no fallback to eager

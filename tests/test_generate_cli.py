@@ -277,15 +277,3 @@ def test_auto_decodes_with_float16_weights_on_a_cpu_with_fbgemm(ckpts, capsys):
     main(["generate", *args, "--dtype", "float32"])
     assert capsys.readouterr().out == auto.out
 
-
-@pytest.mark.slow
-@pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
-                    reason="torch.compile's CPU backend needs a C++ compiler")
-def test_compile_true_prints_the_same_text_and_says_so(ckpts):
-    args = ("--checkpoint", ckpts["root"] / "char", "--prompt", CORPUS[:6], "--temperature", "0",
-            "--max_new_tokens", "12")
-    compiled, eager = run_cli(*args, "--compile", "true"), run_cli(*args)
-    assert compiled.returncode == eager.returncode == 0, compiled.stderr
-    assert compiled.stdout == eager.stdout and len(eager.stdout) > 7
-    assert "decoding step compiled" in compiled.stderr and "compiled" not in eager.stderr
-    assert "unavailable" not in compiled.stderr  # no fallback to eager
