@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 # Under pytest-xdist (`pytest -n 2`) each worker is a process of its own: give each its share of
 # the cores, so two workers running torch do not each start a thread per core and wait on each
@@ -40,3 +42,15 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def kill_after(script: str, delay: float) -> None:
+    """Run `script` (python -c) until it prints "ready", let it work `delay` more seconds, then
+    kill it unless it ended by itself: a crash at an arbitrary point of what it was doing."""
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+    try:
+        proc.wait(timeout=delay)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    proc.wait()

@@ -2,13 +2,11 @@
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from conftest import tiny_config
+from conftest import kill_after, tiny_config
 from gpt2 import GPT2
 from gpt2.checkpoint import (
     CheckpointError,
@@ -86,13 +84,7 @@ def test_kill_during_save_never_leaves_a_broken_checkpoint(tmp_path):
         "while True:\n    save_checkpoint(path, m, training_state={'w': m.state_dict()})\n"
     )
     for delay in (0.05, 0.2, 0.35, 0.5):
-        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
-        assert proc.stdout.readline().strip() == b"ready"
-        try:
-            proc.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        proc.wait()
+        kill_after(script, delay)
         model = GPT2.from_pretrained(tmp_path / "ck")  # recovers an interrupted swap if needed
         assert model.cfg.n_layers in (2, 4)
     save_checkpoint(tmp_path / "ck", _model(0))

@@ -8,12 +8,12 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import kill_after
 from gpt2 import GPT2
 from gpt2.checkpoint import verify_checkpoint
 from gpt2.errors import GPT2Error
@@ -122,13 +122,7 @@ def test_sigkill_during_a_sharded_save_leaves_the_previous_checkpoint(tmp_path: 
     checkpoints.save("latest", 0, model, lambda: {"step": 0})
     script = SAVER.format(tests=str(Path(__file__).parent), out=str(tmp_path))
     for delay in (0.2, 0.6):
-        proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
-        assert proc.stdout.readline().strip() == b"ready"
-        try:
-            proc.wait(timeout=delay)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        proc.wait()
+        kill_after(script, delay)
         latest = tmp_path / "latest"
         loaded = GPT2.from_pretrained(latest)  # repairs a swap cut between its renames
         verify_checkpoint(latest)  # every file, the shards included, matches the manifest
