@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gpt2.generation.opaque_linear import opaque_forward
+from gpt2.generation.opaque_linear import OpaqueWhenCompiled
 
 
 @functools.cache
@@ -45,7 +45,7 @@ def _mkldnn_packed(dtype: torch.dtype) -> bool:
         return False
 
 
-class PackedLinear(nn.Linear):
+class PackedLinear(OpaqueWhenCompiled, nn.Linear):
     """An nn.Linear (same `weight` and `bias` Parameters, same state_dict) that multiplies by a
     oneDNN-prepacked copy of its weight when nothing needs gradients: always in bf16, in
     float32 when torch runs 2+ threads (module docstring).
@@ -82,11 +82,6 @@ class PackedLinear(nn.Linear):
         if self.training or torch.is_grad_enabled() or w.device.type != "cpu" or x.dtype != w.dtype:
             return False
         return w.dtype == torch.bfloat16 or (w.dtype == torch.float32 and torch.get_num_threads() > 1)
-
-    def forward(self, x: Tensor) -> Tensor:  # x: (..., in) -> (..., out)
-        if torch.compiler.is_compiling() and not torch.is_grad_enabled():  # compiled_step.py
-            return opaque_forward(self, x)
-        return self.kernel_forward(x)
 
     def kernel_forward(self, x: Tensor) -> Tensor:
         """The product: with the packed copy (made or remade here when the weight changed)

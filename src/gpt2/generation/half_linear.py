@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gpt2.errors import GPT2Error
-from gpt2.generation.opaque_linear import opaque_forward
+from gpt2.generation.opaque_linear import OpaqueWhenCompiled
 from gpt2.generation.quantize import replace_linears
 from gpt2.runtime.hardware import fbgemm_fp16
 
@@ -33,7 +33,7 @@ def half_linear_reference(x: Tensor, w_half: Tensor, bias: Tensor | None = None)
     return F.linear(x, w_half.float(), bias)
 
 
-class HalfLinear(nn.Module):
+class HalfLinear(OpaqueWhenCompiled, nn.Module):
     """An inference-only nn.Linear with a float16 `weight` (out, in) and a float32 `bias` (out,)
     (buffers), multiplying float32 inputs through FBGEMM's prepacked copy of the weight."""
 
@@ -61,12 +61,7 @@ class HalfLinear(nn.Module):
                                "model and convert it afterwards")
         return super().train(False)
 
-    def forward(self, x: Tensor) -> Tensor:  # x: (..., in) float32 -> (..., out)
-        if torch.compiler.is_compiling():  # inside the compiled decoding step (opaque_linear.py)
-            return opaque_forward(self, x)
-        return self.kernel_forward(x)
-
-    def kernel_forward(self, x: Tensor) -> Tensor:
+    def kernel_forward(self, x: Tensor) -> Tensor:  # x: (..., in) float32 -> (..., out)
         """The product itself: FBGEMM's on CPU, the reference elsewhere."""
         if x.device.type != "cpu" or x.dtype != torch.float32:
             return half_linear_reference(x, self.weight.to(x.device), self.bias)

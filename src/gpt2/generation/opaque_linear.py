@@ -30,7 +30,7 @@ _LIBRARY.define("packed_linear(Tensor x, int layer, int out_features) -> Tensor"
 
 
 def _run(x: Tensor, layer: int, out_features: int) -> Tensor:
-    return _LAYERS[layer].kernel_forward(x)
+    return _LAYERS[layer].kernel_forward(x)  # type: ignore[attr-defined]
 
 
 def _shape(x: Tensor, layer: int, out_features: int) -> Tensor:
@@ -41,18 +41,29 @@ _LIBRARY.impl("packed_linear", _run, "CPU")
 _LIBRARY.impl("packed_linear", _shape, "Meta")
 
 
+class OpaqueWhenCompiled:
+    """Mixed into each fast layer (before nn.Module): `forward` runs the layer's own
+    `kernel_forward(x)`, except while torch.compile traces a step without gradients, where it
+    calls the registered operator instead, which the compiled code keeps as one call."""
+
+    out_features: int
+    _opaque_number: int
+
+    def kernel_forward(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:  # x: (..., in) -> (..., out)
+        if torch.compiler.is_compiling() and not torch.is_grad_enabled():  # compiled_step.py
+            return torch.ops.gpt2.packed_linear(x, self._opaque_number, self.out_features)
+        return self.kernel_forward(x)
+
+
 def register_layers(model: nn.Module) -> None:
-    """Give every layer of `model` that has a `kernel_forward` its number (once), before a
-    compiled step is traced through it. A copy of a layer (deepcopy, pickle) carries its
-    original's number, so it gets a number of its own here."""
+    """Give every `OpaqueWhenCompiled` layer of `model` its number (once), before a compiled
+    step is traced through it. A copy of a layer (deepcopy, pickle) carries its original's
+    number, so it gets a number of its own here."""
     for layer in model.modules():
         registered = _LAYERS.get(getattr(layer, "_opaque_number", -1))
-        if hasattr(layer, "kernel_forward") and registered is not layer:
+        if isinstance(layer, OpaqueWhenCompiled) and registered is not layer:
             layer._opaque_number = next(_NUMBERS)
             _LAYERS[layer._opaque_number] = layer
-
-
-def opaque_forward(layer: nn.Module, x: Tensor) -> Tensor:
-    """What a fast layer's forward returns while torch.compile traces it: a call of its
-    `kernel_forward(x)` through the registered operator, which the compiled code keeps."""
-    return torch.ops.gpt2.packed_linear(x, layer._opaque_number, layer.out_features)

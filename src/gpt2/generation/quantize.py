@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gpt2.errors import GPT2Error
-from gpt2.generation.opaque_linear import opaque_forward
+from gpt2.generation.opaque_linear import OpaqueWhenCompiled
 
 __all__ = ["Int8Linear", "int8_linear_reference", "quantize_int8", "quantize_weight", "replace_linears"]
 
@@ -81,7 +81,7 @@ def _compiled_matmul():
         return None
 
 
-class Int8Linear(nn.Module):
+class Int8Linear(OpaqueWhenCompiled, nn.Module):
     """An inference-only replacement for nn.Linear with an int8 weight (out, in), float32
     `scales` (out,) and an optional float `bias` (out,), all buffers: nothing to train."""
 
@@ -110,12 +110,7 @@ class Int8Linear(nn.Module):
                                "model and quantize it afterwards")
         return super().train(False)
 
-    def forward(self, x: Tensor) -> Tensor:  # x: (..., in) -> (..., out)
-        if torch.compiler.is_compiling():  # inside the compiled decoding step (opaque_linear.py)
-            return opaque_forward(self, x)
-        return self.kernel_forward(x)
-
-    def kernel_forward(self, x: Tensor) -> Tensor:
+    def kernel_forward(self, x: Tensor) -> Tensor:  # x: (..., in) -> (..., out)
         """The product: the compiled loop for up to MAX_FAST_ROWS rows, else dequantized."""
         rows = x.numel() // self.in_features
         fast = (rows <= self.MAX_FAST_ROWS and x.dtype == torch.float32 and x.device.type == "cpu"

@@ -85,8 +85,10 @@ class TextGenerator:
         runtime = resolve_runtime(system, read_config(checkpoint), "generate", batch_size=rows)
         text = cls.from_checkpoint(checkpoint, tokenizer, runtime.device, runtime.dtype,
                                    quantize or runtime.weights)
-        text.decoder = decoder if decoder != "compiled" or runtime.device.type == "cpu" else "auto"
-        if text.decoder == "compiled":
+        if decoder == "compiled" and runtime.device.type != "cpu":
+            decoder = "auto"  # a GPU keeps its CUDA graph
+        text.decoder = decoder
+        if decoder == "compiled":
             print("gpt2: decoding step compiled by torch.compile (the first token waits for it: ~20 s "
                   "the first time on this machine, ~5 s after)", file=sys.stderr)
         return text
