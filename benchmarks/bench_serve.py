@@ -13,6 +13,7 @@ over time. The draws are seeded, so every server sees the same sequence of reque
 run is bounded in time (--seconds) and in requests (--max_requests per client).
 
     .venv/bin/python benchmarks/bench_serve.py [--clients 16] [--seconds 30] [--max_tokens 256]
+    .venv/bin/python benchmarks/bench_serve.py --batches 8 --compile false,auto --dtype auto
     git worktree add /tmp/gpt2-v0.2 10c2e90     # the version before the decoding engine
     .venv/bin/python benchmarks/bench_serve.py --baseline_src /tmp/gpt2-v0.2/src
 """
@@ -61,18 +62,18 @@ def random_checkpoint(folder: Path) -> Path:
     return folder / "cpu-10m-random"
 
 
-def start_server(checkpoint: Path, max_batch: int, threads: int,
+def start_server(checkpoint: Path, max_batch: int, threads: int, dtype: str, compile_step: str | None,
                  src: str | None = None) -> tuple[subprocess.Popen, str]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     command = [sys.executable, "-m", "gpt2", "serve", "--checkpoint", str(checkpoint), "--port", str(port),
-               "--max_batch", str(max_batch), "--max_n", "1", "--device", "cpu", "--dtype", "float32",
-               "--threads", str(threads)]
+               "--max_batch", str(max_batch), "--max_n", "1", "--device", "cpu", "--dtype", dtype,
+               "--threads", str(threads)] + (["--compile", compile_step] if compile_step else [])
     env = {**os.environ, "PYTHONPATH": src} if src else None  # src: another version's package
     proc = subprocess.Popen(command, stderr=subprocess.DEVNULL, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 300  # --compile: the step is compiled before the server is up
     while time.monotonic() < deadline:
         try:
             if httpx.get(f"{url}/health").status_code == 200:
@@ -144,17 +145,20 @@ def main() -> None:
     parser.add_argument("--max_requests", type=int, default=200, help="per client, a bound besides --seconds")
     parser.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     parser.add_argument("--batches", default="8,1", help="the --max_batch values to compare")
+    parser.add_argument("--compile", default="false", help="the --compile values to compare (this version)")
+    parser.add_argument("--dtype", default="float32", help="the servers' --dtype (auto: gpt2 serve's choice)")
     parser.add_argument("--checkpoint", help="serve this checkpoint instead of random cpu-10m weights")
     parser.add_argument("--baseline_src", help="also run the servers of another version's src/ folder")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint = Path(args.checkpoint) if args.checkpoint else random_checkpoint(Path(tmp))
-        servers = [("this", None, int(b)) for b in args.batches.split(",")]
+        batches = [int(b) for b in args.batches.split(",")]
+        servers = [("this", None, b, c) for b in batches for c in args.compile.split(",")]
         if args.baseline_src:
-            servers += [("baseline", args.baseline_src, int(b)) for b in args.batches.split(",")]
-        for version, src, max_batch in servers:
-            proc, url = start_server(checkpoint, max_batch, args.threads, src)
+            servers += [("baseline", args.baseline_src, b, None) for b in batches]
+        for version, src, max_batch, compile_step in servers:
+            proc, url = start_server(checkpoint, max_batch, args.threads, args.dtype, compile_step, src)
             try:
                 load, wall = asyncio.run(run_load(url, args.clients, args.seconds, args.max_tokens,
                                                   args.max_requests))
@@ -162,16 +166,18 @@ def main() -> None:
             finally:
                 proc.terminate()
                 proc.wait(30)
-            rows.append((version, max_batch, load, wall, health["largest_batch"]))
+            rows.append((version, max_batch, compile_step or "-", load, wall, health["largest_batch"]))
     print(f"gpt2 serve load test: {checkpoint.name}, {args.clients} streaming clients, {args.seconds:.0f} s, "
           f"mixed greedy/sampled, 32-{args.max_tokens} tokens/request, {args.threads} thread(s), "
+          f"--dtype {args.dtype}, "
           f"{describe()}")
-    print(f"{'version':>8} {'max_batch':>9} {'requests':>8} {'req/s':>6} {'TTFT p50':>9} {'TTFT p95':>9} "
-          f"{'tokens/s':>9} {'errors':>6} {'largest batch':>13}")
-    for version, max_batch, load, wall, largest in rows:
+    print(f"{'version':>8} {'max_batch':>9} {'compile':>7} {'requests':>8} {'req/s':>6} {'TTFT p50':>9} "
+          f"{'TTFT p95':>9} {'tokens/s':>9} {'errors':>6} {'largest batch':>13}")
+    for version, max_batch, compile_step, load, wall, largest in rows:
         p50, p95 = percentile(load.ttft, 50), percentile(load.ttft, 95)
-        print(f"{version:>8} {max_batch:>9} {load.requests:>8} {load.requests / wall:>6.2f} {p50:>8.2f}s "
-              f"{p95:>8.2f}s {load.tokens / wall:>9.1f} {load.errors:>6} {largest:>13}")
+        print(f"{version:>8} {max_batch:>9} {compile_step:>7} {load.requests:>8} "
+              f"{load.requests / wall:>6.2f} {p50:>8.2f}s {p95:>8.2f}s {load.tokens / wall:>9.1f} "
+              f"{load.errors:>6} {largest:>13}")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,11 @@
 tokens and logits: float32 and the FBGEMM layers it calls as opaque operators, rows at different
 lengths, a sliding window (bf16: within bf16's rounding); each model gets its own program;
 without a C++ compiler it decodes eagerly with a warning; `gpt2 generate --compile true` prints
-what it prints without."""
+what it prints without; compiled at start-up (`gpt2 serve`), serving compiles nothing more."""
 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from copy import deepcopy
@@ -20,16 +19,18 @@ from conftest import tiny_config
 from gpt2 import GPT2
 from gpt2.checkpoint import save_checkpoint
 from gpt2.generation import SamplingOptions, prepare_for_decoding
+from gpt2.generation.compiled_step import cpp_compiler_found
 from gpt2.generation.decode import generate_stream
+from gpt2.generation.engine import Engine, RowSpec
 from gpt2.generation.half_linear import quantize_fp16
 from gpt2.generation.quantize import quantize_int8
 from gpt2.generation.quantize_dynamic import activation_levels, quantize_int8_dynamic
+from gpt2.generation.text import TextGenerator
 from gpt2.runtime.hardware import fbgemm_fp16
 from gpt2.tokenizers import CharTokenizer
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("error::RuntimeWarning"),  # no eager fallback
-              pytest.mark.skipif(not any(shutil.which(c) for c in ("c++", "g++", "clang++")),
-                                 reason="torch.compile's CPU backend needs a C++ compiler")]
+              pytest.mark.skipif(not cpp_compiler_found(), reason="torch.compile's CPU backend needs g++")]
 
 PRECISIONS = {"float32": prepare_for_decoding, "fp16": quantize_fp16, "int8": quantize_int8,
               "int8-dynamic": quantize_int8_dynamic}
@@ -149,5 +150,24 @@ def test_compile_true_prints_the_same_text_and_says_so(tmp_path: Path) -> None:
                        for extra in (["--compile", "true"], []))
     assert compiled.returncode == eager.returncode == 0, compiled.stderr
     assert compiled.stdout == eager.stdout and len(eager.stdout) > len("to be")
-    assert "decoding step compiled" in compiled.stderr and "compiled" not in eager.stderr
+    assert "compiling the decoding step" in compiled.stderr and "compil" not in eager.stderr
     assert "unavailable" not in compiled.stderr  # no fallback to eager
+
+
+def test_after_compile_step_serving_compiles_nothing_more(one_thread: None) -> None:
+    """`compile_step` (what `gpt2 serve` runs at start-up) makes every program an engine of that
+    size needs: rows joining and leaving, one row or several, a row filling the context and its
+    window sliding; so no request waits for a compile."""
+    model = _model("float32")
+    text = TextGenerator(model, CharTokenizer.from_text("abcdefgh"), decoder="compiled")
+    text.compile_step(rows=3)
+    graphs = torch._dynamo.utils.counters["stats"]["unique_graphs"]
+    engine = Engine(model, 3, decoder="compiled")
+    greedy = SamplingOptions(temperature=0)
+    with torch.no_grad():
+        engine.add(RowSpec(list(range(1, 30)), 12, greedy))  # fills the context of 32, then slides
+        for n in range(10):
+            if n in (2, 4):
+                engine.add(RowSpec([1, 2, 3], 2 + n, greedy))  # joins, leaves at another step
+            assert engine.step()
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == graphs

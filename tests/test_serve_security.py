@@ -85,7 +85,7 @@ def test_the_api_key_hides_the_schema_too() -> None:
 
 def serve_command(checkpoint, port: int, *extra: str) -> list[str]:
     return [sys.executable, "-m", "gpt2", "serve", "--checkpoint", str(checkpoint), "--port", str(port),
-            "--device", "cpu", "--dtype", "float32", "--threads", "1", *extra]
+            "--device", "cpu", "--dtype", "float32", "--threads", "1", "--compile", "false", *extra]
 
 
 def test_a_port_in_use_is_one_line_before_anything_is_announced(tmp_path) -> None:

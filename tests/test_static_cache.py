@@ -73,6 +73,6 @@ def test_static_view_writes_each_row_at_the_position_it_holds() -> None:
     layer = StaticView(cache.k[0], cache.v[0], positions)
     k, v = torch.ones(2, 4, 1, 8), torch.full((2, 4, 1, 8), 2.0)
     all_k, all_v = layer.append(k, v)
-    assert all_k.shape == (2, 4, 5, 8) and all_k is cache.k[0]  # the same buffer, whole
+    assert all_k.shape == (2, 4, 6, 8) and all_k is cache.k[0]  # the same buffer, whole (max_len + a spare)
     assert all_k[0, :, 3].eq(1).all() and all_v[0, :, 3].eq(2).all() and all_k[1, :, 1].eq(1).all()
     assert all_k[0, :, :3].eq(0).all() and all_k[1, :, 2:].eq(0).all() and all_k[1, :, 0].eq(0).all()

@@ -148,7 +148,7 @@ def load_session(options: GenerateOptions, sampling: SamplingOptions, system: De
     from gpt2.generation.text import TextGenerator
 
     text = TextGenerator.load(options.checkpoint, options.tokenizer, system, options.quantize,
-                              decoder=decoding.decoder)
+                              decoder=decoding.decoder(server=False))
     return Session(text, options, sampling)
 
 

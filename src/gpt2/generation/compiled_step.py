@@ -11,9 +11,9 @@ The rows and the number of keys read (`span`) are symbolic in the traced program
 compiled program serves every length; keys after a row's position are masked out (as in
 static_cache.py), so rows at different lengths need no special case. Compiling takes tens of
 seconds the first time on a machine (inductor caches its C++ on disk; later processes take a
-few seconds) and needs a C++ compiler, so it pays off for long-running decoding (`gpt2 serve`,
-long generations), not for a short `gpt2 generate`: 1.02-1.29x per token on gpt2-124M
-(benchmarks/RESULTS.md). Tests check it gives the dynamic step's tokens; in bf16 its fused loops
+few seconds) and needs a C++ compiler, so it pays off for long-running decoding (`gpt2 serve`
+compiles by default, at start-up: text.TextGenerator.compile_step), not for a short `gpt2
+generate`: 1.02-1.29x per token on gpt2-124M (benchmarks/RESULTS.md). Tests check it gives the dynamic step's tokens; in bf16 its fused loops
 keep float32 between operations, so logits differ from eager's by about one bf16 step.
 """
 
@@ -41,6 +41,17 @@ def _guards_to_keep(entries: list) -> list[bool]:
             for keep, entry in zip(default, entries, strict=True)]
 
 
+def cpp_compiler_found() -> bool:
+    """Whether inductor finds a working C++ compiler (it checks `$CXX`, else g++ or clang++)."""
+    try:
+        from torch._inductor.cpp_builder import get_cpp_compiler
+
+        get_cpp_compiler()
+    except Exception:  # noqa: BLE001 (InvalidCxxCompiler, or a torch build without inductor)
+        return False
+    return True
+
+
 class CompiledDecoder:
     """A one-token step for the active rows of a `SlotCache`, compiled by inductor."""
 
@@ -54,18 +65,19 @@ class CompiledDecoder:
     def step(self, tokens: Tensor, lengths: list[int]) -> Tensor:
         """tokens: (A,) the new id of rows 0..A-1, lengths: their cached lengths (= the new
         tokens' positions) -> next-token logits (A, V)."""
+        tokens = tokens[:, None]  # (A, 1)
         positions = torch.tensor(lengths, device=tokens.device)[:, None]  # (A, 1)
         key_slots = self.key_slots[:max(lengths) + 1]  # (span,)
-        for t in (tokens, positions, key_slots):  # symbolic sizes where nothing pins them
+        for t in (tokens, positions, key_slots):  # symbolic sizes (the tensors passed, not their bases)
             torch._dynamo.maybe_mark_dynamic(t, 0)
         if self._compiled is not None:
             try:
-                return self._compiled(tokens[:, None], positions, key_slots)
+                return self._compiled(tokens, positions, key_slots)
             except Exception as e:  # noqa: BLE001 (no C++ compiler, a torch build without inductor)
                 warnings.warn(f"the compiled decoding step is unavailable ({type(e).__name__}: {e}); "
                               "decoding eagerly", RuntimeWarning, stacklevel=2)
                 self._compiled = None  # a failed step wrote nothing it does not write again below
-        return self.forward(tokens[:, None], positions, key_slots)
+        return self.forward(tokens, positions, key_slots)
 
     def forward(self, tokens: Tensor, positions: Tensor, key_slots: Tensor) -> Tensor:
         """The step itself: tokens (A, 1) at positions (A, 1), reading keys at key_slots

@@ -19,11 +19,15 @@ from gpt2.config import GPT2Config
 
 
 class SlotCache:
-    """Per layer, keys and values (rows, H, max_len, hd); `lengths[i]`: positions cached in slot i."""
+    """Per layer, keys and values (rows, H, max_len + 1, hd); `lengths[i]`: positions cached in slot i.
+
+    The last position is a spare, never written: a step's `[:span]` (span <= max_len) is then
+    never the whole buffer, a case torch.compile would specialize on (compiled_step.py: one
+    more compile, mid-serving, when a row first fills the context)."""
 
     def __init__(self, cfg: GPT2Config, rows: int, max_len: int, device: torch.device,
                  dtype: torch.dtype) -> None:
-        shape = (rows, cfg.n_heads, max_len, cfg.head_dim)
+        shape = (rows, cfg.n_heads, max_len + 1, cfg.head_dim)
         self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)]
         self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(cfg.n_layers)]
         self.lengths = [0] * rows

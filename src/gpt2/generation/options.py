@@ -13,6 +13,7 @@ from gpt2.errors import GPT2Error
 from gpt2.limits import check_numbers
 
 QUANTIZE_CHOICES = ("int8", "int8-dynamic", "fp16")  # --quantize; text.QUANTIZERS does each
+COMPILE_CHOICES = ("auto", "true", "false")  # --compile
 
 # Bounds that keep the arithmetic in float32: 1 / temperature and 1 / penalty scale logits (1e-40
 # makes them inf, then NaN), and a top_p below 1e-6 rounds to 0 in float32 (keeps no token).
@@ -25,16 +26,24 @@ MIN_PENALTY, MAX_PENALTY = 0.01, 100.0
 class DecodingOptions:
     """How each one-token step runs."""
 
-    compile: bool = False
-    """Compile the decoding step on a CPU (torch.compile; needs a C++ compiler): ~1.1x faster
-    per token (bf16 ~1.3x), after compiling for ~20 s the first time on a machine (~5 s once cached);
-    pays off for a server and for thousands of tokens, not a short generation. (A GPU replays
-    its step as a CUDA graph either way.)"""
+    compile: str = "auto"
+    """Compile the decoding step on a CPU (torch.compile, which needs a C++ compiler): ~1.1x
+    faster per token (bf16 ~1.3x), after compiling for ~20 s the first time on a machine (~5 s
+    once cached). auto: `gpt2 serve` compiles at start-up where a C++ compiler is found (a
+    server runs long enough to repay it); `generate` and `chat` do not (a short generation
+    would not). true or false: always, never. (A GPU replays its step as a CUDA graph either way.)"""
 
-    @property
-    def decoder(self) -> str:
-        """The engine's `decoder` for these options (static_cache.DECODERS)."""
-        return "compiled" if self.compile else "auto"
+    def __post_init__(self) -> None:
+        if self.compile not in COMPILE_CHOICES:
+            raise GPT2Error(f"--compile {self.compile!r}: choose {', '.join(COMPILE_CHOICES)}")
+
+    def decoder(self, server: bool) -> str:
+        """The engine's `decoder` (static_cache.DECODERS) for a server or a one-off command."""
+        if self.compile == "auto" and server:
+            from gpt2.generation.compiled_step import cpp_compiler_found  # imports torch
+
+            return "compiled" if cpp_compiler_found() else "auto"
+        return "compiled" if self.compile == "true" else "auto"
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ faster than Python launches the next, so the host's overhead sets the speed. A C
 records the launches of one step once and replays them with a single call. Replay repeats
 the recorded kernels with the recorded arguments, so the step must be the same every time:
 
-- every slot of the cache is computed and read whole, (rows, H, max_len, hd); keys after a
+- every slot of the cache is computed and read whole, (rows, H, max_len + 1, hd); keys after a
   row's position are masked out, instead of slicing [:A, :, :span] (shapes that change);
 - what changes between tokens (the tokens, their positions, which are also where their keys
   are written) lives in device buffers filled in place before each replay.
@@ -36,7 +36,7 @@ class StaticView:
         self.rows = torch.arange(k.size(0), device=k.device)
 
     def append(self, k: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
-        """k, v: (rows, H, 1, hd) -> the whole buffers (rows, H, max_len, hd)."""
+        """k, v: (rows, H, 1, hd) -> the whole buffers (rows, H, max_len + 1, hd)."""
         self.k[self.rows, :, self.positions[:, 0]] = k[:, :, 0]
         self.v[self.rows, :, self.positions[:, 0]] = v[:, :, 0]
         return self.k, self.v
@@ -50,7 +50,7 @@ class StaticDecoder:
         self.model = model
         self.tokens = torch.zeros(cache.rows, 1, dtype=torch.long, device=device)  # (rows, 1)
         self.positions = torch.zeros(cache.rows, 1, dtype=torch.long, device=device)  # (rows, 1)
-        self.key_slots = torch.arange(cache.max_len, device=device)  # (max_len,)
+        self.key_slots = torch.arange(cache.k[0].size(2), device=device)  # (max_len + 1,): all of a buffer
         self.layers = [StaticView(k, v, self.positions) for k, v in zip(cache.k, cache.v, strict=True)]
 
     def step(self, tokens: Tensor, lengths: list[int]) -> Tensor:
@@ -66,8 +66,8 @@ class StaticDecoder:
 
     def forward(self) -> Tensor:
         """The step itself, from the buffers: fixed shapes, no host reads. -> logits (rows, V)."""
-        visible = self.key_slots[None, :] <= self.positions  # (rows, max_len): written keys
-        mask = visible[:, None, None, :]  # (rows, 1, 1, max_len) for every head and the one query
+        visible = self.key_slots[None, :] <= self.positions  # (rows, max_len + 1): written keys
+        mask = visible[:, None, None, :]  # (rows, 1, 1, max_len + 1) for every head and the one query
         x = self.model.hidden_states(self.tokens, self.positions, mask, self.layers)  # (rows, 1, d)
         return self.model.lm_head(x[:, -1])  # (rows, V)
 

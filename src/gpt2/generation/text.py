@@ -89,9 +89,23 @@ class TextGenerator:
             decoder = "auto"  # a GPU keeps its CUDA graph
         text.decoder = decoder
         if decoder == "compiled":
-            print("gpt2: decoding step compiled by torch.compile (the first token waits for it: ~20 s "
-                  "the first time on this machine, ~5 s after)", file=sys.stderr)
+            print("gpt2: compiling the decoding step with torch.compile (~20 s the first time on this "
+                  "machine, ~5 s after; --compile false skips it)", file=sys.stderr)
+            text.compile_step(rows)
         return text
+
+    def compile_step(self, rows: int) -> None:
+        """Compile the decoding step now for engines of `rows` rows (decoder "compiled"), so no
+        prompt waits for it: one program for one active row and one for several (dynamo treats
+        a size of 1 as a case of its own); every later engine of that size reuses them."""
+        greedy = SamplingOptions(temperature=0)
+        engine = Engine(self.model, rows, decoder="compiled")
+        with decoding(self.model):
+            for active in sorted({min(rows, 2), 1}, reverse=True):
+                ids = [engine.add(RowSpec([self.tokenizer.eot_id], 2, greedy)) for _ in range(active)]
+                engine.step()
+                for row in ids:
+                    engine.cancel(row)
 
     def encode(self, text: str, limit: int | None = None) -> list[int]:
         """Prompt ids; an empty prompt starts from end-of-text. A prompt longer than `limit`
