@@ -13,8 +13,9 @@ static_cache.py), so rows at different lengths need no special case. Compiling t
 seconds the first time on a machine (inductor caches its C++ on disk; later processes take a
 few seconds) and needs a C++ compiler, so it pays off for long-running decoding (`gpt2 serve`
 compiles by default, at start-up: text.TextGenerator.compile_step), not for a short `gpt2
-generate`: 1.02-1.29x per token on gpt2-124M (benchmarks/RESULTS.md). Tests check it gives the dynamic step's tokens; in bf16 its fused loops
-keep float32 between operations, so logits differ from eager's by about one bf16 step.
+generate`: 1.02-1.29x per token on gpt2-124M (benchmarks/RESULTS.md). Tests check it gives
+the dynamic step's tokens; in bf16 its fused loops keep float32 between operations, so logits
+differ from eager's by about one bf16 step.
 """
 
 from __future__ import annotations
