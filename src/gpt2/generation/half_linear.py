@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gpt2.errors import GPT2Error
-from gpt2.generation.opaque_linear import OpaqueWhenCompiled
+from gpt2.generation.opaque_linear import OpaqueWhenCompiled, call_packed
 from gpt2.generation.quantize import replace_linears
 from gpt2.runtime.hardware import fbgemm_fp16
 
@@ -67,7 +67,7 @@ class HalfLinear(OpaqueWhenCompiled, nn.Module):
             return half_linear_reference(x, self.weight.to(x.device), self.bias)
         if self._packed is None:
             self._packed = torch.ops.quantized.linear_prepack_fp16(self.weight.float(), self.bias)
-        return torch.ops.quantized.linear_dynamic_fp16(x, self._packed)  # takes (..., in) as it is
+        return call_packed(torch.ops.quantized.linear_dynamic_fp16, x, self._packed)  # (..., in) as it is
 
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}, " \

@@ -35,6 +35,7 @@ import torch
 from torch import Tensor, nn
 
 from gpt2.errors import GPT2Error
+from gpt2.generation.opaque_linear import call_packed
 from gpt2.generation.quantize import Int8Linear, quantize_weight, replace_linears
 
 __all__ = ["DynamicInt8Linear", "activation_levels", "dynamic_linear_reference", "quantize_int8_dynamic"]
@@ -106,9 +107,10 @@ class DynamicInt8Linear(Int8Linear):
             self._packed = _pack(self.weight, self.scales, self.bias)
         seven_bits = activation_levels() == 127  # FBGEMM's reduce_range
         if rows == 1:  # a decoding step of one sequence: (..., in) as it is, no copies
-            return torch.ops.quantized.linear_dynamic(x, self._packed, seven_bits)
+            return call_packed(torch.ops.quantized.linear_dynamic, x, self._packed, seven_bits)
         flat = x.reshape(rows, self.in_features)
-        ys = [torch.ops.quantized.linear_dynamic(row, self._packed, seven_bits) for row in flat.split(1)]
+        ys = [call_packed(torch.ops.quantized.linear_dynamic, row, self._packed, seven_bits)
+              for row in flat.split(1)]
         return torch.cat(ys).reshape(*x.shape[:-1], self.out_features)  # (..., out)
 
 
