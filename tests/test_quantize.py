@@ -210,7 +210,7 @@ def test_without_vnni_activations_get_seven_bits_and_equal_that_reference():
 def test_dynamic_layer_reads_long_prompts_with_float_activations():
     torch.manual_seed(0)
     layer = DynamicInt8Linear.from_linear(nn.Linear(64, 32))
-    x = torch.randn(2, 20, 64)  # 40 rows > MAX_ROUNDED_ROWS: the prompt path
+    x = torch.randn(2, 40, 64)  # 80 rows > MAX_ROUNDED_ROWS: the long-prompt path
     with torch.no_grad():
         y = layer(x)
     want = int8_linear_reference(x, layer.weight, layer.scales, layer.bias)

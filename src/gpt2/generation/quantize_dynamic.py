@@ -12,8 +12,11 @@ its own scale s and zero point z, chosen at run time from its range (asymmetric,
 
 The weights are `quantize.py`'s (per-channel symmetric int8). The integer products run in FBGEMM,
 the x86 int8 kernel library that ships inside torch (`torch.ops.quantized.linear_dynamic`), one
-row per call, so a row's result never depends on the other rows of a batch. A prompt read at
-once (more than `MAX_ROUNDED_ROWS` rows) keeps float activations (`dequantized_forward`).
+row per call, so a row's result never depends on the other rows of a batch. Up to
+`MAX_ROUNDED_ROWS` rows (a batch's decoding steps, a short prompt) go through it row by row: each
+layer's weight stays in the CPU's cache from one row to the next, so 16 rows take 43 ms on gpt2-124M's
+48 block matrices against 123 ms dequantized (one thread; 64 rows 193 vs 389 ms; on two threads the
+two cross near 128 rows). A longer prompt keeps float activations (`dequantized_forward`).
 
 On a CPU without VNNI (AVX2 only, or AVX-512 without VNNI) FBGEMM multiplies with an instruction
 that adds pairs of u8 x s8 products in int16, which saturates for 8-bit activations (12% error on
@@ -86,7 +89,7 @@ class DynamicInt8Linear(Int8Linear):
     """An `Int8Linear` whose rows (up to MAX_ROUNDED_ROWS of them) are rounded to int8 and
     multiplied in FBGEMM; the same buffers (`weight` int8, `scales`, `bias`), inference only."""
 
-    MAX_ROUNDED_ROWS = 8  # one-token steps of a batch; longer inputs are prompts (float path)
+    MAX_ROUNDED_ROWS = 64  # decoding steps of a batch, short prompts; longer prompts: float path
 
     def __init__(self, w_int8: Tensor, scales: Tensor, bias: Tensor | None = None) -> None:
         super().__init__(w_int8, scales, bias)
