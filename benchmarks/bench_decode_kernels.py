@@ -28,8 +28,9 @@ def kernels() -> dict:
 
     from gpt2.generation.fast_linear import _mkldnn_packed
     from gpt2.generation.half_linear import HalfLinear
+    from gpt2.generation.opaque_linear import call_packed
     from gpt2.generation.quantize import Int8Linear
-    from gpt2.generation.quantize_dynamic import DynamicInt8Linear
+    from gpt2.generation.quantize_dynamic import DynamicInt8Linear, activation_levels
 
     torch.manual_seed(0)
     linears = [torch.nn.Linear(i, o, bias=False) for o, i in SHAPES]
@@ -43,6 +44,8 @@ def kernels() -> dict:
     half = [HalfLinear.from_linear(lin) for lin in linears]
     int8 = [Int8Linear.from_linear(lin) for lin in linears]
     dyn = [DynamicInt8Linear.from_linear(lin) for lin in linears]
+    f16, i8 = torch.ops.quantized.linear_dynamic_fp16, torch.ops.quantized.linear_dynamic
+    seven = activation_levels() == 127  # FBGEMM's reduce_range where the CPU lacks VNNI
     dot = torch.compile(lambda x, w: (x.float() * w.float()).sum(-1), dynamic=True)  # inductor's loop
     table = {
         "float32 F.linear ((in, out) memory)": (4, lambda: [F.linear(x32[w.size(1)], w) for w in w_in_out]),
@@ -54,8 +57,15 @@ def kernels() -> dict:
             for w, p in zip(w_bf, packed_bf, strict=True)]),
         "bf16 inductor-compiled dot product": (2, lambda: [dot(xbf[w.size(1)], w) for w in w_bf]),
         "float16 FBGEMM (--quantize fp16)": (2, lambda: [m(x32[m.in_features]) for m in half]),
+        "  fp16 op called plainly": (2, lambda: [  # the op alone, without and with call_packed
+            f16(x32[m.in_features], m._packed) for m in half]),                  # (docs/generation.md)
+        "  fp16 op through call_packed": (2, lambda: [
+            call_packed(f16, x32[m.in_features], m._packed) for m in half]),
         "int8 compiled loop (--quantize int8)": (1, lambda: [m(x32[m.in_features]) for m in int8]),
         "int8 x int8 FBGEMM (--quantize int8-dynamic)": (1, lambda: [m(x32[m.in_features]) for m in dyn]),
+        "  int8 op called plainly": (1, lambda: [i8(x32[m.in_features], m._packed, seven) for m in dyn]),
+        "  int8 op through call_packed": (1, lambda: [
+            call_packed(i8, x32[m.in_features], m._packed, seven) for m in dyn]),
     }
     if not bf16_packs:
         del table["bf16 oneDNN prepacked (--dtype bf16)"]

@@ -29,9 +29,10 @@ class DecodingOptions:
     compile: str = "auto"
     """Compile the decoding step on a CPU (torch.compile, which needs a C++ compiler): ~1.1x
     faster per token (bf16 ~1.3x), after a compile (gpt2-124M: ~1 min the first time on a
-    machine, ~10 s once cached). auto: `gpt2 serve` compiles at start-up where a C++ compiler is found (a
-    server runs long enough to repay it); `generate` and `chat` do not (a short generation
-    would not). true or false: always, never. (A GPU replays its step as a CUDA graph either way.)"""
+    machine, ~10 s once cached). auto: `gpt2 serve` compiles at start-up where a C++ compiler
+    is found (a server runs long enough to repay it); `generate` and `chat` do not (a short
+    generation would not). true, false: always, never. (A GPU replays its step as a CUDA graph
+    either way.)"""
 
     def __post_init__(self) -> None:
         if self.compile not in COMPILE_CHOICES:
