@@ -163,7 +163,7 @@ needs_fbgemm = pytest.mark.skipif(activation_levels() is None, reason="FBGEMM's 
 
 
 @needs_fbgemm
-@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("rows", [1, 3, 64])  # 64: a short prompt (MAX_ROUNDED_ROWS)
 def test_dynamic_layer_rounds_each_row_and_equals_its_reference(rows):
     torch.manual_seed(0)
     linear = nn.Linear(96, 40)
