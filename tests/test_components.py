@@ -5,7 +5,13 @@ import torch
 import torch.nn.functional as F
 
 from conftest import tiny_config
-from gpt2.attention import KVCache, MultiHeadAttention, explicit_attention, sdpa_attention
+from gpt2.attention import (
+    KVCache,
+    MultiHeadAttention,
+    explicit_attention,
+    one_query_attention,
+    sdpa_attention,
+)
 from gpt2.layer_norm import LayerNorm, layer_norm_reference
 from gpt2.mlp import GELU, MLP, gelu_reference
 from gpt2.transformer_block import TransformerBlock
@@ -74,6 +80,34 @@ def test_one_bf16_query_on_cpu_matches_float32_attention(masked):
     if masked:  # row 2 sees keys 0..2 only: its output is the attention over those alone
         alone = sdpa_attention(q[2:], k[2:, :, :3], v[2:, :, :3], None, 0.0)
         torch.testing.assert_close(got[2:].float(), alone, atol=3e-2, rtol=0)
+
+
+@pytest.mark.parametrize("masked", [False, True])
+def test_one_query_attention_equals_the_explicit_formula(masked):
+    torch.manual_seed(0)
+    q, k, v = torch.randn(3, 4, 1, 16), torch.randn(3, 4, 40, 16), torch.randn(3, 4, 40, 16)
+    mask = (torch.arange(40)[None, :] < torch.tensor([[40], [25], [3]]))[:, None, None, :] if masked else None
+    got = one_query_attention(q, k, v, mask, 0.0)
+    assert got.shape == (3, 4, 1, 16)
+    torch.testing.assert_close(got, explicit_attention(q, k, v, mask, 0.0), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("t_q", [1, 2])
+def test_compiled_one_query_attention_calls_no_fused_kernel(t_q):
+    """Traced by torch.compile (the compiled decoding step), one query takes the summed form, which
+    the compiler fuses into loops; more queries keep torch's fused kernel. Same values either way."""
+    graphs = []
+
+    def record(gm: torch.fx.GraphModule, example_inputs: list) -> object:
+        graphs.append([node.target for node in gm.graph.nodes])
+        return gm.forward
+
+    torch.manual_seed(0)
+    q, k, v = torch.randn(2, 3, t_q, 8), torch.randn(2, 3, 9, 8), torch.randn(2, 3, 9, 8)
+    mask = torch.ones(1, 1, t_q, 9, dtype=torch.bool)
+    got = torch.compile(sdpa_attention, backend=record, fullgraph=True)(q, k, v, mask, 0.0)
+    torch.testing.assert_close(got, explicit_attention(q, k, v, mask, 0.0), atol=1e-5, rtol=0)
+    assert (F.scaled_dot_product_attention in graphs[0]) == (t_q > 1)
 
 
 def test_attention_is_causal():
