@@ -27,7 +27,10 @@ def test_float32_relayout_keeps_values_names_and_tying():
         before = model(idx)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     prepare_for_decoding(model)
-    assert model.blocks[0].mlp.fc.weight.t().is_contiguous()  # (in, out) in memory
+    assert model.blocks[0].mlp.fc.weight.t().is_contiguous()  # wide: (in, out) in memory
+    model.blocks[0].mlp.proj.weight.data = model.blocks[0].mlp.proj.weight.data.t().contiguous().t()
+    prepare_for_decoding(model)  # a narrow weight found as (in, out), e.g. by an earlier version
+    assert model.blocks[0].mlp.proj.weight.is_contiguous()  # narrow (128 -> 32): (out, in)
     assert model.lm_head.weight is model.tok_emb.weight
     after = model.state_dict()
     assert list(after) == list(state)
