@@ -312,6 +312,20 @@ def test_the_header_reports_forced_settings_as_forced(fake_probe, monkeypatch):
     assert forced.reason == "float32 as asked; sdpa attention as asked; 1 thread as asked"
 
 
+@pytest.mark.parametrize("purpose", resolve.DECODING)
+def test_every_decoding_command_gets_the_decoding_rule_under_its_own_name(purpose, capsys):
+    """`gpt2 generate`, `chat` and `serve` take the decoding rules (no probe: a probe would time
+    training steps) and the line saying what `auto` chose names the command that runs."""
+    saved = torch.get_num_threads()
+    try:
+        runtime = resolve.resolve_runtime(DeviceOptions(device="cpu", threads=1), CFG, purpose, 4)
+    finally:
+        torch.set_num_threads(saved)
+    rule = autotune.choose_decoding("cpu", rows=4)
+    assert (runtime.dtype, runtime.weights) == (resolve.DTYPES[rule.dtype], rule.weights)
+    assert capsys.readouterr().err.startswith(f"gpt2: {purpose} on cpu, {rule.dtype}, 1 thread: ")
+
+
 @pytest.mark.skipif(probe.cpu_ticks() is None or hardware.cpu_info().cores > 8,
                     reason="needs Linux's /proc/stat, and few enough cores to keep busy")
 def test_a_real_probe_beside_busy_processes_is_not_cached_nor_trusts_the_cache(monkeypatch, tmp_path):

@@ -76,7 +76,7 @@ def _run(options: ChatOptions, sampling: SamplingOptions, system: DeviceOptions,
     from gpt2.generation.text import TextGenerator
 
     text = TextGenerator.load(options.checkpoint, options.tokenizer, system,
-                              decoder=decoding.decoder(server=False))
+                              decoder=decoding.decoder(server=False), purpose="chat")
     generator = torch.Generator(device=text.model.device)
     if options.seed is not None:
         generator.manual_seed(options.seed)

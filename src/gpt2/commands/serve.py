@@ -82,7 +82,7 @@ def _run(options: ServeOptions, limits: ServeLimits, system: DeviceOptions,
         raise GPT2Error(f"--port {options.port}: cannot listen on {options.host}:{options.port} "
                         f"({err.strerror}); is another server using it? Choose another --port") from None
     text = TextGenerator.load(options.checkpoint, options.tokenizer, system,  # as gpt2 generate does
-                              rows=limits.max_batch, decoder=decoding.decoder(server=True))
+                              rows=limits.max_batch, decoder=decoding.decoder(server=True), purpose="serve")
     name = options.model_name or run_name(Path(options.checkpoint))
     hosts = allowed_hosts(options.host, options.allowed_hosts or ())
     app = create_app(text, name, limits, options.api_key, hosts, options.cors_origins or (),

@@ -69,12 +69,14 @@ class TextGenerator:
 
     @classmethod
     def load(cls, checkpoint: str | Path, tokenizer: str | None, system: DeviceOptions,
-             quantize: str | None = None, rows: int = 1, decoder: str = "auto") -> TextGenerator:
+             quantize: str | None = None, rows: int = 1, decoder: str = "auto",
+             purpose: str = "generate") -> TextGenerator:
         """What `gpt2 generate` and `gpt2 serve` load: the device, precision and threads
         resolved for this checkpoint and for decoding up to `rows` sequences at once (`auto` too:
         on a CPU with FBGEMM and few rows, float16 weights as `--quantize fp16` makes them), then
         `from_checkpoint`. `decoder="compiled"` (`--compile true`) applies on a CPU; a GPU
-        keeps `auto`'s CUDA graph."""
+        keeps `auto`'s CUDA graph. `purpose` ("generate", "chat" or "serve") names the command in
+        the line that says what `auto` chose."""
         if not readable_path(checkpoint).is_dir():
             raise GPT2Error(f"--checkpoint {checkpoint}: no such directory")
         if quantize and system.dtype not in ("auto", "float32"):
@@ -82,7 +84,7 @@ class TextGenerator:
                             f"(or auto), not {system.dtype}")
         if quantize:  # quantized weights replace the choice of a float precision
             system = dataclasses.replace(system, dtype="float32")
-        runtime = resolve_runtime(system, read_config(checkpoint), "generate", batch_size=rows)
+        runtime = resolve_runtime(system, read_config(checkpoint), purpose, batch_size=rows)
         text = cls.from_checkpoint(checkpoint, tokenizer, runtime.device, runtime.dtype,
                                    quantize or runtime.weights)
         if decoder == "compiled" and runtime.device.type != "cpu":

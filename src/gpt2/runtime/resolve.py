@@ -48,10 +48,13 @@ class Runtime:
                 "threads": self.threads, "reason": self.reason, "hardware": hardware}
 
 
+DECODING = ("generate", "chat", "serve")  # the purposes that decode (rules, no probe)
+
+
 def _choose(device: torch.device, cfg: GPT2Config, purpose: str, batch_size: int, seq_len: int,
             probe: bool) -> autotune.Choice:
     """What `auto` means here: rules for decoding, else the (cached) probe of autotune.py."""
-    if purpose == "generate":
+    if purpose in DECODING:
         return autotune.choose_decoding(device, rows=batch_size)
     if device.type == "cpu" and not probe:  # e.g. several processes: they would time each other
         dtype = "bf16" if native_bf16(cpu_info()) else "float32"
@@ -68,7 +71,7 @@ def resolve_runtime(options: DeviceOptions, cfg: GPT2Config, purpose: str, batch
                     seq_len: int | None = None, probe: bool = True, verbose: bool = True,
                     attention: str | None = None, kept: autotune.Choice | None = None) -> Runtime:
     """Resolve `options` for running `cfg` on `batch_size` x `seq_len` token batches for
-    `purpose` ("train", "eval" or "generate"), set torch's thread count, and (verbose) print
+    `purpose` ("train", "eval", or one of DECODING), set torch's thread count, and (verbose) print
     whatever was decided for the user in one line on stderr.
 
     attention: the kernel the user asked for (None: auto may choose one); kept: the choices a
