@@ -1,0 +1,108 @@
+"""One change to the compiled decoding step against what it replaced, paired in one process.
+
+Two variants of gpt2-124M (seeded random weights, one row, `decoder="compiled"`): A, what the
+code did before a change, and B, what it does now. Four engines are built in the order A, B,
+B, A and take turns of 4 tokens, --rounds times; each round gives one ratio (A's ms per token /
+B's, each the mean of its two engines). Building in ABBA order matters on this shared machine:
+with only A then B, the engine built second decoded up to 8% faster whatever it ran. The
+`same` variant (A and B identical) measures what is left of that bias; a change is worth
+what it shows beyond it.
+
+    .venv/bin/python benchmarks/bench_decode_variants.py --variant attention --precision fp16
+    .venv/bin/python benchmarks/bench_decode_variants.py --variant layout --precision float32
+
+Variants: `attention`: A = torch's flash kernel for the one query (as before), B =
+`one_query_attention` (now). `layout`: A = every float32 weight laid out (in, out) (as
+before), B = narrow weights kept (out, in) (now). `same`: B = A.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from gpt2 import GPT2, GPT2Config
+from gpt2.attention import MultiHeadAttention
+from gpt2.generation import SamplingOptions, prepare_for_decoding
+from gpt2.generation.engine import Engine, RowSpec
+from gpt2.generation.text import QUANTIZERS
+from gpt2.runtime.hardware import describe
+
+TURN = 4  # tokens per engine per turn
+
+
+def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None,
+                    dropout: float) -> torch.Tensor:
+    """What the compiled step ran before `one_query_attention`: torch's fused kernel."""
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+
+
+def all_transposed(model: GPT2) -> None:
+    """The float32 layout before the narrow rule: every weight (in, out) in memory."""
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, torch.nn.Linear):
+                module.weight.data = module.weight.data.t().contiguous().t()
+
+
+def model_for(variant: str, side: str, precision: str) -> GPT2:
+    torch.manual_seed(0)
+    model = GPT2(GPT2Config()).eval()
+    if precision == "bf16":
+        model = model.to(torch.bfloat16)
+    elif precision in QUANTIZERS:
+        QUANTIZERS[precision](model)
+    prepare_for_decoding(model)
+    if side == "A" and variant == "attention":
+        for module in model.modules():
+            if isinstance(module, MultiHeadAttention):
+                module.attend = flash_attention
+    if side == "A" and variant == "layout":
+        all_transposed(model)
+    return model
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--variant", choices=["attention", "layout", "same"], default="same")
+    parser.add_argument("--precision", choices=["float32", "bf16", *QUANTIZERS], default="fp16")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--prompt", type=int, default=16, help="positions cached before the timed steps")
+    parser.add_argument("--rounds", type=int, default=16)
+    args = parser.parse_args()
+    if args.variant == "layout" and args.precision != "float32":
+        parser.error("--variant layout is about float32 weights; use --precision float32")
+    torch.set_num_threads(args.threads)
+    greedy = SamplingOptions(temperature=0)
+    engines = []
+    with torch.no_grad():
+        for side in "ABBA":
+            engine = Engine(model_for(args.variant, side, args.precision), 1,
+                            args.prompt + 4 * TURN * (args.rounds + 1), decoder="compiled")
+            engine.add(RowSpec(list(range(100, 100 + args.prompt)), 10**6, greedy))
+            engine.step()  # the compile
+            engines.append((side, engine))
+        ms = {"A": [], "B": []}
+        for _ in range(args.rounds):
+            turn = {"A": 0.0, "B": 0.0}
+            for side, engine in engines:
+                start = time.perf_counter()
+                for _ in range(TURN):
+                    engine.step()
+                turn[side] += (time.perf_counter() - start) / TURN / 2 * 1e3  # mean of the two engines
+            for side in ms:
+                ms[side].append(turn[side])
+    ratios = [a / b for a, b in zip(ms["A"], ms["B"], strict=True)]
+    print(f"{describe()}, torch {torch.__version__}, {args.threads} thread(s)")
+    print(f"{args.variant} ({args.precision}, positions {args.prompt}-{args.prompt + TURN * args.rounds}): "
+          f"A {statistics.median(ms['A']):.2f} ms/token, B {statistics.median(ms['B']):.2f}, "
+          f"A/B {statistics.median(ratios):.3f} (rounds {min(ratios):.2f}-{max(ratios):.2f})")
+
+
+if __name__ == "__main__":
+    main()
