@@ -98,7 +98,7 @@ def main() -> None:
             for side in ms:
                 ms[side].append(turn[side])
     ratios = [a / b for a, b in zip(ms["A"], ms["B"], strict=True)]
-    print(f"{describe()}, torch {torch.__version__}, {args.threads} thread(s)")
+    print(f"{describe()}, {args.threads} thread(s)")
     print(f"{args.variant} ({args.precision}, positions {args.prompt}-{args.prompt + TURN * args.rounds}): "
           f"A {statistics.median(ms['A']):.2f} ms/token, B {statistics.median(ms['B']):.2f}, "
           f"A/B {statistics.median(ratios):.3f} (rounds {min(ratios):.2f}-{max(ratios):.2f})")
