@@ -56,7 +56,7 @@ def sdpa_attention(q: Tensor, k: Tensor, v: Tensor, mask: Tensor | None, dropout
     Except for one query on CPU (every decoding step), where torch's CPU flash kernel, built for
     blocks of queries, calls a matrix kernel twice per head: while torch.compile traces (the
     compiled decoding step) that case takes `one_query_attention`, which it fuses into loops
-    (1.03-1.14x per token on gpt2-124M); run eagerly, one bf16 query takes `explicit_attention`,
+    (1.05-1.09x per token on gpt2-124M); run eagerly, one bf16 query takes `explicit_attention`,
     2x (144 keys) to 5x (1024 keys) faster than the flash kernel (docs/generation.md)."""
     if q.size(-2) == 1 and q.device.type == "cpu":
         if torch.compiler.is_compiling():

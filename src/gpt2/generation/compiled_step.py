@@ -4,8 +4,9 @@ Run eagerly, one decoding step of gpt2-124M calls ~450 torch operations; apart f
 products each is tiny (a LayerNorm of 768 numbers, a residual add), so the step pays ~2-3 ms
 of Python and dispatch for them, 15-20% of the step on a CPU. torch.compile (its inductor
 backend) traces the step once and writes C++ loops that fuse them; the products stay in
-their kernel libraries, called as opaque operators (opaque_linear.py), and attention stays
-torch's fused kernel.
+their kernel libraries, called as opaque operators (opaque_linear.py), and attention, one
+query per row, becomes loops too (attention.one_query_attention, which sdpa_attention picks
+while the step is traced).
 
 The rows and the number of keys read (`span`) are symbolic in the traced program, so one
 compiled program serves every length; keys after a row's position are masked out (as in

@@ -6,7 +6,7 @@ set by how fast the weights stream from memory, and on CPU that depends on their
 - float32: torch's one-row kernel (MKL) reads a wide weight (out >= in: attention's QKV and
   output, the MLP's first layer, the LM head) ~1.5x faster when it lies in memory as (in, out),
   GPT-2's original Conv1D layout, and a narrow one (the MLP's 3072 -> 768) ~1.35x faster as
-  (out, in), nn.Linear's (the same on AVX2 and AVX-512; 1.06x per token on gpt2-124M, one
+  (out, in), nn.Linear's (the same on AVX2 and AVX-512; 1.06-1.09x per token on gpt2-124M, one
   thread). `prepare_for_decoding` lays each weight out its faster way: same values, same
   shape, no extra memory.
 - bfloat16: the plain kernel reaches only ~half the bandwidth; oneDNN's prepacked weight
