@@ -25,11 +25,11 @@ import time
 import torch
 import torch.nn.functional as F
 
-from gpt2 import GPT2, GPT2Config
+from bench_compiled_step import PRECISIONS, model_in
+from gpt2 import GPT2
 from gpt2.attention import MultiHeadAttention
-from gpt2.generation import SamplingOptions, prepare_for_decoding
+from gpt2.generation import SamplingOptions
 from gpt2.generation.engine import Engine, RowSpec
-from gpt2.generation.text import QUANTIZERS
 from gpt2.runtime.hardware import describe
 
 TURN = 4  # tokens per engine per turn
@@ -50,13 +50,8 @@ def all_transposed(model: GPT2) -> None:
 
 
 def model_for(variant: str, side: str, precision: str) -> GPT2:
-    torch.manual_seed(0)
-    model = GPT2(GPT2Config()).eval()
-    if precision == "bf16":
-        model = model.to(torch.bfloat16)
-    elif precision in QUANTIZERS:
-        QUANTIZERS[precision](model)
-    prepare_for_decoding(model)
+    """bench_compiled_step's seeded gpt2-124M in `precision`, with side A's old code put back."""
+    model = model_in(precision)
     if side == "A" and variant == "attention":
         for module in model.modules():
             if isinstance(module, MultiHeadAttention):
@@ -70,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--variant", choices=["attention", "layout", "same"], default="same")
-    parser.add_argument("--precision", choices=["float32", "bf16", *QUANTIZERS], default="fp16")
+    parser.add_argument("--precision", choices=PRECISIONS, default="fp16")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--prompt", type=int, default=16, help="positions cached before the timed steps")
     parser.add_argument("--rounds", type=int, default=16)
