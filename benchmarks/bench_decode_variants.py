@@ -9,11 +9,14 @@ with only A then B, the engine built second decoded up to 8% faster whatever it 
 what it shows beyond it.
 
     .venv/bin/python benchmarks/bench_decode_variants.py --variant attention --precision fp16
-    .venv/bin/python benchmarks/bench_decode_variants.py --variant layout --precision float32
+    .venv/bin/python benchmarks/bench_decode_variants.py --variant loops --precision float32
 
 Variants: `attention`: A = torch's flash kernel for the one query (as before), B =
-`one_query_attention` (now). `layout`: A = every float32 weight laid out (in, out) (as
-before), B = narrow weights kept (out, in) (now). `same`: B = A.
+`one_query_attention` (now). `loops`: A
+= every product a call of the layer's kernel (MKL, oneDNN, FBGEMM) with float32 weights in
+the eager layout (as before), B = one row's float products as loops, `one_row_linear` (now).
+`same`: B = A. (A `layout` variant, float32's narrow weights (out, in), measured the eager
+layout in the compiled step until that step took the `loops` layout; see RESULTS.md.)
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import time
+import types
 
 import torch
 import torch.nn.functional as F
@@ -30,6 +34,8 @@ from gpt2 import GPT2
 from gpt2.attention import MultiHeadAttention
 from gpt2.generation import SamplingOptions
 from gpt2.generation.engine import Engine, RowSpec
+from gpt2.generation.fast_linear import prepare_for_decoding
+from gpt2.generation.opaque_linear import OpaqueWhenCompiled
 from gpt2.runtime.hardware import describe
 
 TURN = 4  # tokens per engine per turn
@@ -41,12 +47,24 @@ def flash_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: tor
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
 
-def all_transposed(model: GPT2) -> None:
-    """The float32 layout before the narrow rule: every weight (in, out) in memory."""
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.Linear):
-                module.weight.data = module.weight.data.t().contiguous().t()
+def opaque_forward(self: OpaqueWhenCompiled, x: torch.Tensor) -> torch.Tensor:
+    """What every fast layer ran in the compiled step before `one_row_linear`: its kernel."""
+    if torch.compiler.is_compiling() and not torch.is_grad_enabled():
+        return torch.ops.gpt2.packed_linear(x, self._opaque_number, self.out_features)
+    return self.kernel_forward(x)
+
+
+def engine_for(variant: str, side: str, precision: str, length: int) -> Engine:
+    """A one-row compiled engine of `model_for`'s model; side A of `loops` gets the eager
+    layout back after the engine gave the model the compiled one (before its first step)."""
+    model = model_for(variant, side, precision)
+    engine = Engine(model, 1, length, decoder="compiled")
+    if side == "A" and variant == "loops":
+        prepare_for_decoding(model)
+        for layer in model.modules():
+            if isinstance(layer, OpaqueWhenCompiled):
+                layer.forward = types.MethodType(opaque_forward, layer)
+    return engine
 
 
 def model_for(variant: str, side: str, precision: str) -> GPT2:
@@ -56,29 +74,25 @@ def model_for(variant: str, side: str, precision: str) -> GPT2:
         for module in model.modules():
             if isinstance(module, MultiHeadAttention):
                 module.attend = flash_attention
-    if side == "A" and variant == "layout":
-        all_transposed(model)
     return model
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--variant", choices=["attention", "layout", "same"], default="same")
+    parser.add_argument("--variant", choices=["attention", "loops", "same"], default="same")
     parser.add_argument("--precision", choices=PRECISIONS, default="fp16")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--prompt", type=int, default=16, help="positions cached before the timed steps")
     parser.add_argument("--rounds", type=int, default=16)
     args = parser.parse_args()
-    if args.variant == "layout" and args.precision != "float32":
-        parser.error("--variant layout is about float32 weights; use --precision float32")
     torch.set_num_threads(args.threads)
     greedy = SamplingOptions(temperature=0)
     engines = []
     with torch.no_grad():
         for side in "ABBA":
-            engine = Engine(model_for(args.variant, side, args.precision), 1,
-                            args.prompt + 4 * TURN * (args.rounds + 1), decoder="compiled")
+            length = args.prompt + 4 * TURN * (args.rounds + 1)
+            engine = engine_for(args.variant, side, args.precision, length)
             engine.add(RowSpec(list(range(100, 100 + args.prompt)), 10**6, greedy))
             engine.step()  # the compile
             engines.append((side, engine))

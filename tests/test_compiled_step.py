@@ -1,6 +1,7 @@
 """The compiled decoding step (`decoder="compiled"`, `--compile true`) gives the dynamic step's
 tokens and logits: float32 and the FBGEMM layers it calls as opaque operators, rows at different
-lengths, a sliding window (bf16: within bf16's rounding); each model gets its own program;
+lengths, a sliding window, one row (float weights: as loops, `one_row_linear`; bf16: within
+bf16's rounding); each model gets its own program;
 without a C++ compiler it decodes eagerly with a warning; `gpt2 generate --compile true` prints
 what it prints without; compiled at start-up (`gpt2 serve`), serving compiles nothing more."""
 
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from conftest import tiny_config
 from gpt2 import GPT2
@@ -23,6 +25,7 @@ from gpt2.generation.compiled_step import cpp_compiler_found
 from gpt2.generation.decode import generate_stream
 from gpt2.generation.engine import Engine, RowSpec
 from gpt2.generation.half_linear import quantize_fp16
+from gpt2.generation.opaque_linear import OpaqueWhenCompiled, one_row_linear
 from gpt2.generation.quantize import quantize_int8
 from gpt2.generation.quantize_dynamic import activation_levels, quantize_int8_dynamic
 from gpt2.generation.text import TextGenerator
@@ -51,16 +54,16 @@ def _model(precision: str, seed: int = 0) -> GPT2:
     return prepare_for_decoding(PRECISIONS[precision](GPT2(tiny_config()).eval()))
 
 
-def _steps(model: GPT2, decoder: str, n: int = 40) -> list:
-    """Three left-padded prompts (rows at different lengths), greedy, and enough tokens that
-    the window slides (7 + 40 > the context of 32)."""
+def _steps(model: GPT2, decoder: str, n: int = 40, rows: int = 3) -> list:
+    """Three left-padded prompts (rows at different lengths; the last `rows` of them), greedy,
+    and enough tokens that the window slides (7 + 40 > the context of 32)."""
     torch.manual_seed(1)
     idx = torch.randint(0, model.cfg.vocab_size, (3, 7))
     mask = torch.ones(3, 7, dtype=torch.long)
     mask[0, :4] = 0
     mask[2, :1] = 0
-    return list(generate_stream(model, idx, n, SamplingOptions(temperature=0), attention_mask=mask,
-                                window_stride=5, decoder=decoder))
+    return list(generate_stream(model, idx[-rows:], n, SamplingOptions(temperature=0),
+                                attention_mask=mask[-rows:], window_stride=5, decoder=decoder))
 
 
 def _same(dynamic: list, compiled: list) -> None:
@@ -79,13 +82,54 @@ def test_compiled_step_gives_the_dynamic_steps_tokens(precision: str, one_thread
     _same(_steps(model, "dynamic"), compiled)
 
 
+@pytest.mark.parametrize("precision", sorted(PRECISIONS))
+def test_one_row_gives_the_dynamic_steps_tokens(precision: str, one_thread: None) -> None:
+    """One row is its own program, where float weights multiply in loops (`one_row_linear`):
+    no kernel of the layers is called for one row then; int8 layers' kernels still are."""
+    model = _model(precision)
+    one_row_calls = []
+    for layer in model.blocks.modules():  # not the LM head: prefill's last position is one row
+        if isinstance(layer, OpaqueWhenCompiled):
+            def counted(x: torch.Tensor, kernel=layer.kernel_forward, layer=layer) -> torch.Tensor:
+                one_row_calls.append(x.numel() == layer.in_features)
+                return kernel(x)
+            layer.kernel_forward = counted
+    compiled = _steps(model, "compiled", rows=1)
+    assert any(one_row_calls) == precision.startswith("int8")  # prompts: many rows
+    _same(_steps(model, "dynamic", rows=1), compiled)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("layout", ["(out, in)", "(in, out)"])
+def test_one_row_linear_is_f_linear(dtype: torch.dtype, layout: str) -> None:
+    """Compiled after a LayerNorm, as in the decoding step, `one_row_linear`
+    gives F.linear's product of the float32 values, whatever the weight's layout in memory."""
+    torch.manual_seed(0)
+    x, w, b = torch.randn(1, 1, 40), torch.randn(24, 40).to(dtype), torch.randn(24).to(dtype)
+    if layout == "(in, out)":
+        w = w.t().contiguous().t()
+    step = torch.compile(lambda x, w, b: one_row_linear(F.layer_norm(x.to(w.dtype), (40,)), w, b))
+    with torch.no_grad():
+        got = step(x, w, b)
+    want = F.linear(F.layer_norm(x, (40,)).to(dtype).float(), w.float(), b.float())
+    assert got.dtype == dtype
+    rounding = {torch.float32: 1e-5, torch.bfloat16: 2 ** -8, torch.float16: 2 ** -11}[dtype]  # half a step
+    torch.testing.assert_close(got.float(), want, rtol=rounding, atol=rounding)
+
+
 def test_bf16_logits_stay_within_bf16_rounding(one_thread: None) -> None:
     """In bf16 the compiled step's fused loops keep float32 between operations where eager
     rounds each result to bf16: logits may differ by about one bf16 step (8 bits of mantissa),
-    and greedy tokens can part at a near-tie, so here the first steps are compared."""
+    and greedy tokens can part at a near-tie, so here the first steps are compared, for three
+    rows and for one (its products in loops)."""
     torch.manual_seed(0)
     model = prepare_for_decoding(GPT2(tiny_config()).to(torch.bfloat16).eval())
     idx = torch.randint(0, model.cfg.vocab_size, (3, 7))
+    _bf16_steps_agree(model, idx)
+    _bf16_steps_agree(model, idx[:1])
+
+
+def _bf16_steps_agree(model: GPT2, idx: torch.Tensor) -> None:
     steps = {d: list(generate_stream(model, idx, 6, SamplingOptions(temperature=0), decoder=d))
              for d in ("dynamic", "compiled")}
     for a, b in zip(steps["dynamic"], steps["compiled"], strict=True):

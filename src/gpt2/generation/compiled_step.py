@@ -27,6 +27,7 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from gpt2.generation.fast_linear import prepare_for_decoding
 from gpt2.generation.kv_slots import SlotCache
 from gpt2.generation.opaque_linear import register_layers
 from gpt2.gpt_model import GPT2
@@ -58,6 +59,7 @@ class CompiledDecoder:
     """A one-token step for the active rows of a `SlotCache`, compiled by inductor."""
 
     def __init__(self, model: GPT2, cache: SlotCache) -> None:
+        prepare_for_decoding(model, compiled=True)  # the layout the step's loops read fastest
         register_layers(model)
         self.model, self.cache = model, cache
         self.key_slots = torch.arange(cache.max_len, device=model.device)  # (max_len,)

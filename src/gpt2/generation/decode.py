@@ -132,7 +132,7 @@ def _decode(model: GPT2, idx: Tensor, request: _Request) -> Iterator[GenerationS
         # CPU weights the decoding layout once (float32 ~1.3x, bf16 ~2x; values unchanged; a no-op
         # when already done, as by TextGenerator's load). A model in training (samples during a
         # run) keeps its float32 memory layout untouched.
-        prepare_for_decoding(model)
+        prepare_for_decoding(model, compiled=request.decoder == "compiled")
     with decoding(model):
         yield from _decode_loop(model, idx, request)
 

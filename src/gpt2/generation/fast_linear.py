@@ -7,8 +7,9 @@ set by how fast the weights stream from memory, and on CPU that depends on their
   output, the MLP's first layer, the LM head) ~1.5x faster when it lies in memory as (in, out),
   GPT-2's original Conv1D layout, and a narrow one (the MLP's 3072 -> 768) ~1.35x faster as
   (out, in), nn.Linear's (the same on AVX2 and AVX-512; 1.06-1.09x per token on gpt2-124M, one
-  thread). `prepare_for_decoding` lays each weight out its faster way: same values, same
-  shape, no extra memory.
+  thread). The compiled decoding step runs its own loops instead (opaque_linear.one_row_linear),
+  which read every weight fastest as (out, in). `prepare_for_decoding` lays each weight out
+  the faster way for the step that will run: same values, same shape, no extra memory.
 - bfloat16: the plain kernel reaches only ~half the bandwidth; oneDNN's prepacked weight
   format (what torch.compile's CPU "freezing" uses) runs ~2x faster. `PackedLinear` keeps
   such a copy beside the ordinary weight and uses it only for inference.
@@ -98,19 +99,20 @@ class PackedLinear(OpaqueWhenCompiled, nn.Linear):
         return torch.ops.mkldnn._linear_pointwise(x, self._packed, self.bias, "none", [], "")
 
 
-def _faster_layout(w: Tensor) -> Tensor:
-    """w (out, in) float32, the same values laid out in memory as (in, out) if it is wide
-    (out >= in), as (out, in) if narrow (module docstring)."""
+def _faster_layout(w: Tensor, compiled: bool) -> Tensor:
+    """w (out, in) float32, the same values laid out in memory as (out, in) for the compiled
+    step or a narrow weight, as (in, out) for a wide one (out >= in) in eager decoding."""
     out_features, in_features = w.shape
-    if out_features >= in_features:
+    if out_features >= in_features and not compiled:
         return w if w.t().is_contiguous() else w.t().contiguous().t()  # (in, out) memory
     return w.contiguous()  # (out, in) memory
 
 
-def prepare_for_decoding(model: nn.Module) -> nn.Module:
-    """Give every Linear of `model` the fastest decoding layout for its dtype on CPU (see the
-    module docstring); on other devices, nothing changes. Values, shapes, parameter names
-    and weight tying are kept. Meant for a model loaded to generate from. Returns the model."""
+def prepare_for_decoding(model: nn.Module, compiled: bool = False) -> nn.Module:
+    """Give every Linear of `model` the fastest decoding layout for its dtype on CPU and for
+    the step that will run, eager or `compiled` (see the module docstring); on other devices,
+    nothing changes. Values, shapes, parameter names and weight tying are kept. Meant for a
+    model loaded to generate from. Returns the model."""
     weight = next(model.parameters())
     if weight.device.type != "cpu":
         return model
@@ -118,7 +120,7 @@ def prepare_for_decoding(model: nn.Module) -> nn.Module:
         with torch.no_grad():
             for module in model.modules():
                 if isinstance(module, nn.Linear):
-                    module.weight.data = _faster_layout(module.weight.data)
+                    module.weight.data = _faster_layout(module.weight.data, compiled)
     if weight.dtype in (torch.bfloat16, torch.float32) and _mkldnn_packed(weight.dtype):
         for parent in list(model.modules()):
             for name, child in list(parent.named_children()):

@@ -1,10 +1,17 @@
-"""The decoding layers' own kernels, as one operator the compiler calls without looking inside.
+"""The decoding layers inside the compiled decoding step (compiled_step.py): loops, or their
+own kernels as one operator the compiler calls without looking inside.
 
-The fast CPU layers (`HalfLinear`, `DynamicInt8Linear`: FBGEMM; `PackedLinear`: oneDNN) hold
-their weights in a kernel library's packed format, an opaque object that torch.compile cannot
-trace, and `Int8Linear` runs a loop compiled on its own (traced inside the step, it compiles
-into slower code). So when the compiled decoding step (compiled_step.py) is traced, each of
-them calls
+One row times a float weight (float32, bf16, float16: every step of a single sequence) becomes
+loops: `one_row_linear` writes the product as a sum of elementwise products, which inductor
+compiles into one pass over the weight, fused with what comes after. On gpt2-124M that step is
+1.45x faster than MKL's float32 one-row product (1 and 2 threads), and as fast as oneDNN's
+packed bf16 and FBGEMM's float16 ones or a little faster (benchmarks/RESULTS.md).
+
+Everything else (several rows; int8 weights, whose activations `DynamicInt8Linear` rounds to
+int8 too) runs the fast layer's own kernel (`HalfLinear`, `DynamicInt8Linear`: FBGEMM;
+`PackedLinear`: oneDNN; `Int8Linear`: a loop compiled on its own). Those hold their weights in
+a kernel library's packed format, an opaque object that torch.compile cannot trace, so each
+of them calls
 
     torch.ops.gpt2.packed_linear(x, layer, out_features)       x: (..., in) -> (..., out)
 
@@ -42,6 +49,21 @@ _LIBRARY.impl("packed_linear", _run, "CPU")
 _LIBRARY.impl("packed_linear", _shape, "Meta")
 
 
+def one_row_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """x (1, ..., 1, in) one row @ weight (out, in).T + bias -> (1, ..., 1, out), in float32
+    whatever the weight's float type, rounded to x's dtype at the end: `F.linear` written as a
+    product summed over `in`, for torch.compile. Compiled, it is one loop over the weight's rows,
+    each a vectorized dot product with x (an (out, in) weight in (out, in) memory: fast_linear.py
+    lays float32 weights out so for the compiled step). x is computed once before the loop
+    (`inductor_force_stride_order` makes inductor store it); inlined, the loop would recompute
+    x's LayerNorm for every output."""
+    x = torch.ops.prims.inductor_force_stride_order(x, x.stride())
+    y = (x.float()[..., None, :] * weight.float()).sum(-1)  # (..., out, in) -> (..., out)
+    if bias is not None:
+        y = y + bias.float()
+    return y.to(x.dtype)
+
+
 def call_packed(op: Callable[..., Tensor], x: Tensor, packed: object, *args: object) -> Tensor:
     """`op(x, packed, *args)` for an FBGEMM kernel whose packed weight is a C++ object. Called
     plainly, torch first asks every argument for `__torch_function__`; the packed object
@@ -54,10 +76,14 @@ def call_packed(op: Callable[..., Tensor], x: Tensor, packed: object, *args: obj
 
 class OpaqueWhenCompiled:
     """Mixed into each fast layer (before nn.Module): `forward` runs the layer's own
-    `kernel_forward(x)`, except while torch.compile traces a step without gradients, where it
-    calls the registered operator instead, which the compiled code keeps as one call."""
+    `kernel_forward(x)`, except while torch.compile traces a step without gradients, where one
+    row times a float weight is `one_row_linear` and the rest calls the registered operator,
+    which the compiled code keeps as one call."""
 
+    in_features: int
     out_features: int
+    weight: Tensor
+    bias: Tensor | None
     _opaque_number: int
 
     def kernel_forward(self, x: Tensor) -> Tensor:
@@ -65,6 +91,8 @@ class OpaqueWhenCompiled:
 
     def forward(self, x: Tensor) -> Tensor:  # x: (..., in) -> (..., out)
         if torch.compiler.is_compiling() and not torch.is_grad_enabled():  # compiled_step.py
+            if x.numel() == self.in_features and self.weight.is_floating_point() and x.device.type == "cpu":
+                return one_row_linear(x, self.weight, self.bias)
             return torch.ops.gpt2.packed_linear(x, self._opaque_number, self.out_features)
         return self.kernel_forward(x)
 
