@@ -54,11 +54,12 @@ def one_row_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     whatever the weight's float type, rounded to x's dtype at the end: `F.linear` written as a
     product summed over `in`, for torch.compile. Compiled, it is one loop over the weight's rows,
     each a vectorized dot product with x (an (out, in) weight in (out, in) memory: fast_linear.py
-    lays float32 weights out so for the compiled step). x is computed once before the loop
-    (`inductor_force_stride_order` makes inductor store it); inlined, the loop would recompute
+    lays float32 weights out so for the compiled step). x is computed once, in float32, before the
+    loop (`inductor_force_stride_order` makes inductor store it); inlined, the loop would recompute
     x's LayerNorm for every output."""
-    x = torch.ops.prims.inductor_force_stride_order(x, x.stride())
-    y = (x.float()[..., None, :] * weight.float()).sum(-1)  # (..., out, in) -> (..., out)
+    x32 = x.float()
+    x32 = torch.ops.prims.inductor_force_stride_order(x32, x32.stride())
+    y = (x32[..., None, :] * weight.float()).sum(-1)  # (..., out, in) -> (..., out)
     if bias is not None:
         y = y + bias.float()
     return y.to(x.dtype)
