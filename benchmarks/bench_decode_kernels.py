@@ -14,6 +14,7 @@ of these the `--quantize` modes and `--dtype bf16` use and why.
 from __future__ import annotations
 
 import argparse
+import functools
 import statistics
 import time
 import warnings
@@ -22,13 +23,14 @@ SHAPES = [(2304, 768), (768, 768), (3072, 768), (768, 3072)] * 12 + [(50257, 768
 
 
 def kernels() -> dict:
-    """name -> (bytes per weight, a function doing one pass). Built once: weights, packing."""
+    """name -> (bytes per weight, a function doing one pass). Built once: weights, packing,
+    compiled loops."""
     import torch
     import torch.nn.functional as F
 
     from gpt2.generation.fast_linear import _mkldnn_packed
     from gpt2.generation.half_linear import HalfLinear
-    from gpt2.generation.opaque_linear import call_packed
+    from gpt2.generation.opaque_linear import call_packed, one_row_linear
     from gpt2.generation.quantize import Int8Linear
     from gpt2.generation.quantize_dynamic import DynamicInt8Linear, activation_levels
 
@@ -46,7 +48,14 @@ def kernels() -> dict:
     dyn = [DynamicInt8Linear.from_linear(lin) for lin in linears]
     f16, i8 = torch.ops.quantized.linear_dynamic_fp16, torch.ops.quantized.linear_dynamic
     seven = activation_levels() == 127  # FBGEMM's reduce_range where the CPU lacks VNNI
-    dot = torch.compile(lambda x, w: (x.float() * w.float()).sum(-1), dynamic=True)  # inductor's loop
+    w_out_in = [lin.weight.detach() for lin in linears]  # float32, (out, in) memory
+    w_f16 = [m.weight for m in half]
+
+    def loops(x: dict, weights: list) -> object:
+        """One program of one_row_linear over every matrix, as the compiled step runs them."""
+        program = torch.compile(lambda ws: [one_row_linear(x[w.size(1)], w, None) for w in ws])
+        return functools.partial(program, weights)
+
     table = {
         "float32 F.linear ((in, out) memory)": (4, lambda: [F.linear(x32[w.size(1)], w) for w in w_in_out]),
         "float32 oneDNN prepacked (2+ threads)": (4, lambda: [
@@ -55,8 +64,10 @@ def kernels() -> dict:
         "bf16 oneDNN prepacked (--dtype bf16)": (2, lambda: [
             torch.ops.mkldnn._linear_pointwise(xbf[w.size(1)], p, None, "none", [], "")
             for w, p in zip(w_bf, packed_bf, strict=True)]),
-        "bf16 inductor-compiled dot product": (2, lambda: [dot(xbf[w.size(1)], w) for w in w_bf]),
+        "float32 loops, compiled step ((out, in) memory)": (4, loops(x32, w_out_in)),
+        "bf16 loops, compiled step": (2, loops(xbf, w_bf)),
         "float16 FBGEMM (--quantize fp16)": (2, lambda: [m(x32[m.in_features]) for m in half]),
+        "float16 loops, compiled step": (2, loops(x32, w_f16)),
         "  fp16 op called plainly": (2, lambda: [  # the op alone, without and with call_packed
             f16(x32[m.in_features], m._packed) for m in half]),                  # (docs/generation.md)
         "  fp16 op through call_packed": (2, lambda: [
