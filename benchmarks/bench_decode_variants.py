@@ -33,6 +33,7 @@ from bench_compiled_step import PRECISIONS, model_in
 from gpt2 import GPT2
 from gpt2.attention import MultiHeadAttention
 from gpt2.generation import SamplingOptions
+from gpt2.generation.compiled_step import _guards_to_keep
 from gpt2.generation.engine import Engine, RowSpec
 from gpt2.generation.fast_linear import prepare_for_decoding
 from gpt2.generation.opaque_linear import OpaqueWhenCompiled
@@ -55,10 +56,17 @@ def opaque_forward(self: OpaqueWhenCompiled, x: torch.Tensor) -> torch.Tensor:
 
 
 def engine_for(variant: str, side: str, precision: str, length: int) -> Engine:
-    """A one-row compiled engine of `model_for`'s model; side A of `loops` gets the eager
-    layout back after the engine gave the model the compiled one (before its first step)."""
+    """A one-row compiled engine of `model_for`'s model. Side A's engines compile their step
+    through a function of their own: dynamo keeps programs per function, and a program whose
+    products are all loops checks only tensors (compiled_step._guards_to_keep), so an engine
+    of A would otherwise run B's program. Side A of `loops` also gets the eager layout back
+    after the engine gave the model the compiled one (before its first step)."""
     model = model_for(variant, side, precision)
     engine = Engine(model, 1, length, decoder="compiled")
+    if side == "A":
+        step = engine.decoder.forward
+        engine.decoder._compiled = torch.compile(lambda *args: step(*args), fullgraph=True,
+                                                 options={"guard_filter_fn": _guards_to_keep})
     if side == "A" and variant == "loops":
         prepare_for_decoding(model)
         for layer in model.modules():

@@ -55,14 +55,19 @@ def one_row_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
     product summed over `in`, for torch.compile. Compiled, it is one loop over the weight's rows,
     each a vectorized dot product with x (an (out, in) weight in (out, in) memory: fast_linear.py
     lays float32 weights out so for the compiled step). x is computed once, in float32, before the
-    loop (`inductor_force_stride_order` makes inductor store it); inlined, the loop would recompute
-    x's LayerNorm for every output."""
-    x32 = x.float()
-    x32 = torch.ops.prims.inductor_force_stride_order(x32, x32.stride())
+    loop (`store_once`); inlined, the loop would recompute x's LayerNorm for every output."""
+    x32 = store_once(x.float())
     y = (x32[..., None, :] * weight.float()).sum(-1)  # (..., out, in) -> (..., out)
     if bias is not None:
         y = y + bias.float()
     return y.to(x.dtype)
+
+
+def store_once(x: Tensor) -> Tensor:
+    """x itself; while torch.compile traces, a request that inductor store x in memory rather
+    than compute it inside each loop that reads it (the operator inductor's own lowerings use
+    to fix a layout)."""
+    return torch.ops.prims.inductor_force_stride_order(x, x.stride())
 
 
 def call_packed(op: Callable[..., Tensor], x: Tensor, packed: object, *args: object) -> Tensor:
@@ -78,9 +83,11 @@ def call_packed(op: Callable[..., Tensor], x: Tensor, packed: object, *args: obj
 class OpaqueWhenCompiled:
     """Mixed into each fast layer (before nn.Module): `forward` runs the layer's own
     `kernel_forward(x)`, except while torch.compile traces a step without gradients, where one
-    row times a float weight is `one_row_linear` and the rest calls the registered operator,
+    row is `one_row_linear` (unless the class says otherwise) and the rest calls the registered
+    operator,
     which the compiled code keeps as one call."""
 
+    ONE_ROW_LOOPS = True  # whether `one_row_linear` computes this layer's product (module docstring)
     in_features: int
     out_features: int
     weight: Tensor
@@ -90,10 +97,14 @@ class OpaqueWhenCompiled:
     def kernel_forward(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def one_row_forward(self, x: Tensor) -> Tensor:
+        """The product of one row as the compiled step computes it: `one_row_linear`'s loops."""
+        return one_row_linear(x, self.weight, self.bias)
+
     def forward(self, x: Tensor) -> Tensor:  # x: (..., in) -> (..., out)
         if torch.compiler.is_compiling() and not torch.is_grad_enabled():  # compiled_step.py
-            if x.numel() == self.in_features and self.weight.is_floating_point() and x.device.type == "cpu":
-                return one_row_linear(x, self.weight, self.bias)
+            if x.numel() == self.in_features and self.ONE_ROW_LOOPS and x.device.type == "cpu":
+                return self.one_row_forward(x)
             return torch.ops.gpt2.packed_linear(x, self._opaque_number, self.out_features)
         return self.kernel_forward(x)
 

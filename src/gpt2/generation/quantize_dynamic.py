@@ -90,6 +90,7 @@ class DynamicInt8Linear(Int8Linear):
     multiplied in FBGEMM; the same buffers (`weight` int8, `scales`, `bias`), inference only."""
 
     MAX_ROUNDED_ROWS = 64  # decoding steps of a batch, short prompts; longer prompts: float path
+    ONE_ROW_LOOPS = False  # the compiled step's loops would not round the activations
 
     def __init__(self, w_int8: Tensor, scales: Tensor, bias: Tensor | None = None) -> None:
         super().__init__(w_int8, scales, bias)
