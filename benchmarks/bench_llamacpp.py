@@ -175,6 +175,8 @@ def main() -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--threads", default="1,2")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--precisions", default=",".join(label for label, _, _ in PAIRS),
+                        help="which rows, by label (default: all)")
     parser.add_argument("--compile", action="store_true",
                         help="ours with the compiled decoding step (gpt2 generate --compile true)")
     imitating_avx2 = os.environ.get("ATEN_CPU_CAPABILITY", "").lower() == "avx2"  # cpu_kinds.sh
@@ -189,7 +191,7 @@ def main() -> None:
     bandwidth = copy_bandwidth()
     rows = []
     for threads in (int(t) for t in args.threads.split(",")):
-        for label, kind, mine in PAIRS:
+        for label, kind, mine in (pair for pair in PAIRS if pair[0] in args.precisions.split(",")):
             runs: dict[str, list[dict]] = {"llama.cpp": [], "ours": []}
             for _ in range(args.rounds):
                 runs["llama.cpp"].append(worker(llama_python, f"llama({ggufs[kind]!r}, {threads})"))

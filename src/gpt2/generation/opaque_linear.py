@@ -1,17 +1,18 @@
 """The decoding layers inside the compiled decoding step (compiled_step.py): loops, or their
 own kernels as one operator the compiler calls without looking inside.
 
-One row times a float weight (float32, bf16, float16: every step of a single sequence) becomes
-loops: `one_row_linear` writes the product as a sum of elementwise products, which inductor
-compiles into one pass over the weight, fused with what comes after. On gpt2-124M that step is
-1.45x faster than MKL's float32 one-row product (1 and 2 threads), and as fast as oneDNN's
-packed bf16 and FBGEMM's float16 ones or a little faster (benchmarks/RESULTS.md).
+One row (every step of a single sequence) becomes loops: `one_row_linear` writes the product
+with a float weight (float32, bf16, float16) as a sum of elementwise products, which inductor
+compiles into one pass over the weight, fused with what comes after (`Int8Linear` traces its
+own int8 formula in the same way). On gpt2-124M that makes the float32 step 1.33-1.42x
+faster than with MKL's one-row product, weight-only int8 1.34-1.42x faster than its loop
+compiled on its own, float16 and bf16 1.00-1.06x (benchmarks/RESULTS.md).
 
-Everything else (several rows; int8 weights, whose activations `DynamicInt8Linear` rounds to
-int8 too) runs the fast layer's own kernel (`HalfLinear`, `DynamicInt8Linear`: FBGEMM;
-`PackedLinear`: oneDNN; `Int8Linear`: a loop compiled on its own). Those hold their weights in
-a kernel library's packed format, an opaque object that torch.compile cannot trace, so each
-of them calls
+Everything else (several rows, and `DynamicInt8Linear`, which rounds activations to int8 too)
+runs the fast layer's own kernel (`HalfLinear`, `DynamicInt8Linear`: FBGEMM; `PackedLinear`:
+oneDNN; `Int8Linear`: a loop compiled on its own). Those hold their weights in a kernel
+library's packed format, an opaque object that torch.compile cannot trace, so each of them
+calls
 
     torch.ops.gpt2.packed_linear(x, layer, out_features)       x: (..., in) -> (..., out)
 
