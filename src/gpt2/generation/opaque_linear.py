@@ -50,15 +50,18 @@ _LIBRARY.impl("packed_linear", _run, "CPU")
 _LIBRARY.impl("packed_linear", _shape, "Meta")
 
 
-def one_row_linear(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
-    """x (1, ..., 1, in) one row @ weight (out, in).T + bias -> (1, ..., 1, out), in float32
-    whatever the weight's float type, rounded to x's dtype at the end: `F.linear` written as a
-    product summed over `in`, for torch.compile. Compiled, it is one loop over the weight's rows,
-    each a vectorized dot product with x (an (out, in) weight in (out, in) memory: fast_linear.py
-    lays float32 weights out so for the compiled step). x is computed once, in float32, before the
-    loop (`store_once`); inlined, the loop would recompute x's LayerNorm for every output."""
+def one_row_linear(x: Tensor, weight: Tensor, bias: Tensor | None, scales: Tensor | None = None) -> Tensor:
+    """x (1, ..., 1, in) one row @ weight (out, in).T (times `scales` (out,), an int8 weight's
+    per-row scales) + bias -> (1, ..., 1, out), in float32 whatever the weight's type, rounded
+    to x's dtype at the end: `F.linear` written as a product summed over `in`, for
+    torch.compile. Compiled, it is one loop over the weight's rows, each a vectorized dot
+    product with x (an (out, in) weight in (out, in) memory: fast_linear.py lays float32
+    weights out so for the compiled step). x is computed once, in float32, before the loop
+    (`store_once`); inlined, the loop would recompute x's LayerNorm for every output."""
     x32 = store_once(x.float())
     y = (x32[..., None, :] * weight.float()).sum(-1)  # (..., out, in) -> (..., out)
+    if scales is not None:
+        y = y * scales
     if bias is not None:
         y = y + bias.float()
     return y.to(x.dtype)
@@ -84,11 +87,9 @@ def call_packed(op: Callable[..., Tensor], x: Tensor, packed: object, *args: obj
 class OpaqueWhenCompiled:
     """Mixed into each fast layer (before nn.Module): `forward` runs the layer's own
     `kernel_forward(x)`, except while torch.compile traces a step without gradients, where one
-    row is `one_row_linear` (unless the class says otherwise) and the rest calls the registered
-    operator,
-    which the compiled code keeps as one call."""
+    row is `one_row_forward(x)` (loops) and the rest `opaque_forward(x)`, the registered
+    operator, which the compiled code keeps as one call."""
 
-    ONE_ROW_LOOPS = True  # whether `one_row_linear` computes this layer's product (module docstring)
     in_features: int
     out_features: int
     weight: Tensor
@@ -102,11 +103,15 @@ class OpaqueWhenCompiled:
         """The product of one row as the compiled step computes it: `one_row_linear`'s loops."""
         return one_row_linear(x, self.weight, self.bias)
 
+    def opaque_forward(self, x: Tensor) -> Tensor:
+        """The layer's kernel as one call of the registered operator, for the compiled step."""
+        return torch.ops.gpt2.packed_linear(x, self._opaque_number, self.out_features)
+
     def forward(self, x: Tensor) -> Tensor:  # x: (..., in) -> (..., out)
         if torch.compiler.is_compiling() and not torch.is_grad_enabled():  # compiled_step.py
-            if x.numel() == self.in_features and self.ONE_ROW_LOOPS and x.device.type == "cpu":
+            if x.numel() == self.in_features and x.device.type == "cpu":
                 return self.one_row_forward(x)
-            return torch.ops.gpt2.packed_linear(x, self._opaque_number, self.out_features)
+            return self.opaque_forward(x)
         return self.kernel_forward(x)
 
 

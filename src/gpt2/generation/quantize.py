@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gpt2.errors import GPT2Error
-from gpt2.generation.opaque_linear import OpaqueWhenCompiled, store_once
+from gpt2.generation.opaque_linear import OpaqueWhenCompiled, one_row_linear, store_once
 
 __all__ = ["Int8Linear", "int8_linear_reference", "quantize_int8", "quantize_weight", "replace_linears"]
 
@@ -52,6 +52,8 @@ def int8_linear_reference(x: Tensor, w_int8: Tensor, scales: Tensor, bias: Tenso
 
 
 _SHIFTS = torch.tensor([24, 16, 8, 0], dtype=torch.int32).view(4, 1)
+# Whether torch (and so inductor, which follows ATEN_CPU_CAPABILITY too) runs AVX-512 code here.
+_AVX512 = torch.backends.cpu.get_cpu_capability() == "AVX512"
 
 
 def _int8_matmul(x4: Tensor, w32: Tensor, scales: Tensor, shifts: Tensor) -> Tensor:
@@ -125,11 +127,14 @@ class Int8Linear(OpaqueWhenCompiled, nn.Module):
         return y.reshape(*x.shape[:-1], self.out_features)
 
     def one_row_forward(self, x: Tensor) -> Tensor:  # x: (1, ..., 1, in) -> (1, ..., 1, out)
-        """One row in the compiled step: `_int8_matmul` traced into the step, x stored once
-        (inlined, its loop would recompute x's LayerNorm for every output; plain int8 loads
-        would make inductor's AVX2 code ~5x slower, measured)."""
+        """One row in the compiled step: loops traced into the step, x stored once (inlined,
+        the loop would recompute x's LayerNorm for every output). With AVX-512 the plain
+        formula (`one_row_linear`); inductor's AVX2 code for plain int8 loads is ~5x slower,
+        so there `_int8_matmul`'s int32 words (measured, benchmarks/RESULTS.md)."""
+        if _AVX512:
+            return one_row_linear(x, self.weight, self.bias, self.scales)
         if self.in_features % 4:  # not whole int32 words: the kernel, as one call
-            return torch.ops.gpt2.packed_linear(x, self._opaque_number, self.out_features)
+            return self.opaque_forward(x)
         x4 = store_once(x.float().reshape(1, self.in_features // 4, 4).transpose(1, 2).contiguous())
         y = _int8_matmul(x4, self.weight.view(torch.int32), self.scales, _SHIFTS)  # (1, out)
         if self.bias is not None:

@@ -90,7 +90,6 @@ class DynamicInt8Linear(Int8Linear):
     multiplied in FBGEMM; the same buffers (`weight` int8, `scales`, `bias`), inference only."""
 
     MAX_ROUNDED_ROWS = 64  # decoding steps of a batch, short prompts; longer prompts: float path
-    ONE_ROW_LOOPS = False  # the compiled step's loops would not round the activations
 
     def __init__(self, w_int8: Tensor, scales: Tensor, bias: Tensor | None = None) -> None:
         super().__init__(w_int8, scales, bias)
@@ -101,6 +100,11 @@ class DynamicInt8Linear(Int8Linear):
         state = dict(super().__getstate__())
         state["_packed"] = None
         return state
+
+    def one_row_forward(self, x: Tensor) -> Tensor:
+        """In the compiled step too, FBGEMM's kernel (as one call): loops would not round the
+        activations to int8."""
+        return self.opaque_forward(x)
 
     def kernel_forward(self, x: Tensor) -> Tensor:
         """The product itself: FBGEMM's for up to MAX_ROUNDED_ROWS rows, else float."""
