@@ -5,8 +5,8 @@ One row (every step of a single sequence) becomes loops: `one_row_linear` writes
 with a float weight (float32, bf16, float16) as a sum of elementwise products, which inductor
 compiles into one pass over the weight, fused with what comes after (`Int8Linear` traces its
 own int8 formula in the same way). On gpt2-124M that makes the float32 step 1.33-1.42x
-faster than with MKL's one-row product, weight-only int8 1.34-1.42x faster than its loop
-compiled on its own, float16 and bf16 1.00-1.06x (benchmarks/RESULTS.md).
+faster than with MKL's one-row product, weight-only int8 1.34x (AVX2) to 1.68x (AVX-512)
+faster than its loop compiled on its own, float16 and bf16 1.00-1.06x (benchmarks/RESULTS.md).
 
 Everything else (several rows, and `DynamicInt8Linear`, which rounds activations to int8 too)
 runs the fast layer's own kernel (`HalfLinear`, `DynamicInt8Linear`: FBGEMM; `PackedLinear`:
