@@ -84,9 +84,9 @@ def test_compiled_step_gives_the_dynamic_steps_tokens(precision: str, one_thread
 
 @pytest.mark.parametrize("precision", sorted(PRECISIONS))
 def test_one_row_gives_the_dynamic_steps_tokens(precision: str, one_thread: None) -> None:
-    """One row is its own program, where products are loops (`one_row_linear`; int8 weights:
-    `_int8_matmul` traced in): no kernel of the layers is called for one row then, except
-    int8-dynamic's (its loops would not round activations to int8)."""
+    """One row is its own program, where products are loops (`Int8Linear.one_row_forward` for
+    int8 weights, else `one_row_linear`): no kernel of the layers is called for one row then,
+    except int8-dynamic's (loops would not round its activations to int8)."""
     model = _model(precision)
     one_row_calls = []
     for layer in model.blocks.modules():  # not the LM head: prefill's last position is one row
