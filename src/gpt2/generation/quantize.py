@@ -120,8 +120,14 @@ class Int8Linear(OpaqueWhenCompiled, nn.Module):
         kernel = _compiled_matmul() if fast else None
         if kernel is None:
             return self.dequantized_forward(x)
+        return self._word_product(x, kernel)
+
+    def _word_product(self, x: Tensor, matmul: Callable[..., Tensor]) -> Tensor:
+        """x (..., in) float32 @ the int8 weight read as int32 words, through `matmul`
+        (`_int8_matmul` or its compiled kernel) -> (..., out)."""
+        rows = x.numel() // self.in_features
         x4 = x.reshape(rows, self.in_features // 4, 4).transpose(1, 2).contiguous()  # (M, 4, in/4)
-        y = kernel(x4, self.weight.view(torch.int32), self.scales, _SHIFTS)  # (M, out)
+        y = matmul(x4, self.weight.view(torch.int32), self.scales, _SHIFTS)  # (M, out)
         if self.bias is not None:
             y = y + self.bias
         return y.reshape(*x.shape[:-1], self.out_features)
@@ -135,11 +141,7 @@ class Int8Linear(OpaqueWhenCompiled, nn.Module):
             return one_row_linear(x, self.weight, self.bias, self.scales)
         if self.in_features % 4:  # not whole int32 words: the kernel, as one call
             return self.opaque_forward(x)
-        x4 = store_once(x.float().reshape(1, self.in_features // 4, 4).transpose(1, 2).contiguous())
-        y = _int8_matmul(x4, self.weight.view(torch.int32), self.scales, _SHIFTS)  # (1, out)
-        if self.bias is not None:
-            y = y + self.bias
-        return y.reshape(*x.shape[:-1], self.out_features)
+        return self._word_product(x, lambda x4, *weight: _int8_matmul(store_once(x4), *weight))
 
     def dequantized_forward(self, x: Tensor) -> Tensor:
         """x @ the dequantized weight in F.linear's GEMM: long inputs, and where no kernel runs."""
