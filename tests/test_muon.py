@@ -25,7 +25,7 @@ def _model() -> GPT2:
 
 
 def _step(model: GPT2, opt: torch.optim.Optimizer, seed: int) -> None:
-    x = torch.randint(0, 50, (2, 16), generator=torch.Generator().manual_seed(seed))
+    x = torch.randint(0, 50, (2, 16), generator=torch.Generator().manual_seed(seed)).to(model.device)
     opt.zero_grad()
     model(x).logsumexp(-1).mean().backward()
     opt.step()
@@ -96,17 +96,23 @@ def test_the_adamw_half_matches_torch_adamw() -> None:
     assert not torch.equal(models[0].tok_emb.weight, _model().tok_emb.weight)
 
 
-def test_a_muon_state_saved_with_int_steps_resumes_the_same() -> None:
-    """Runs saved before the AdamW half used torch's kernel stored its step counts as ints: loaded
-    into today's Muon they continue exactly as a run that never stopped."""
-    models = [_model(), _model()]
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+@pytest.mark.parametrize("saved_step", [int, torch.tensor])
+def test_a_loaded_muon_state_resumes_the_same(device: str, saved_step: type) -> None:
+    """A state loaded into a fresh Muon continues exactly as a run that never stopped: one whose
+    step counts are ints (runs saved before the AdamW half used torch's kernel) or tensors read
+    onto the CPU, where torch's CUDA kernel refuses them."""
+    models = [_model().to(device), _model().to(device)]
     opts = [build_optimizer(m, lr=1e-2, name="muon") for m in models]
     for model, opt in zip(models, opts, strict=True):
         _step(model, opt, seed=0)
     old = opts[1].state_dict()
     for state in old["state"].values():
         if "step" in state:
-            state["step"] = int(state["step"])
+            state["step"] = saved_step(int(state["step"]))
     opts[1] = build_optimizer(models[1], lr=1e-2, name="muon")
     opts[1].load_state_dict(old)
     for model, opt in zip(models, opts, strict=True):

@@ -141,13 +141,14 @@ class Muon(torch.optim.Optimizer):
               weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
 
     def _adamw_state(self, p: Tensor) -> dict:
-        """The moments of `p`, and its step count as the tensor torch's kernel takes (runs
-        saved before 2026-12 stored it as an int)."""
+        """The moments of `p`, and its step count as the tensor torch's kernel takes: float32
+        on `p`'s device (runs saved before 2026-12 stored it as an int; a loaded state dict
+        keeps it on the CPU, where the CUDA kernel refuses it)."""
         state = self.state[p]
         if not state:
-            state["step"] = torch.tensor(0.0)
+            state["step"] = torch.zeros((), device=p.device)
             state["exp_avg"] = torch.zeros_like(p)
             state["exp_avg_sq"] = torch.zeros_like(p)
-        elif not torch.is_tensor(state["step"]):
-            state["step"] = torch.tensor(float(state["step"]))
+        else:  # a no-op when it is already so
+            state["step"] = torch.as_tensor(state["step"], dtype=torch.float32, device=p.device)
         return state
