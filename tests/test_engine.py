@@ -107,6 +107,40 @@ def test_rows_finish_on_a_stop_id_or_their_limit_and_report_logprobs(model: GPT2
         assert event.top[0][0] == event.token  # greedy: the chosen token is the best one
 
 
+def test_queuing_the_next_step_before_reading_the_tokens_changes_no_event(model: GPT2) -> None:
+    """On a GPU the engine queues the next forward pass before the host reads the drawn tokens
+    (Engine.step). The events must be the plain order's, with rows that stop on an id, reach
+    their limit, slide their window (context 24), join late and are cancelled."""
+    ids = prompt(4, 5)
+    stop = alone(model, RowSpec(ids, 12, GREEDY))[5]
+
+    def events(run_ahead: bool) -> tuple[list[tuple], int]:
+        engine = Engine(model, 3)
+        engine.run_ahead = run_ahead
+        passes = []
+        forward = engine._dynamic_step
+        engine._dynamic_step = lambda tokens, lengths: passes.append(len(lengths)) or forward(tokens, lengths)
+        engine.add(RowSpec(ids, 12, GREEDY, stop_ids=frozenset([stop]), logprobs=2))
+        engine.add(RowSpec(prompt(9, 6), 30, SETTINGS[3], key=4))
+        out = []
+        for step in range(30):
+            if step == 3:
+                engine.add(RowSpec(prompt(2, 7), 6, SETTINGS[2], key=5, logprobs=1))
+            if step == 20:
+                engine.cancel(1)
+            out += engine.step()
+        return out, sum(passes)
+
+    plain, plain_rows = events(False)
+    ahead, ahead_rows = events(True)
+    assert [(e.row, e.token, e.finished, [i for i, _ in e.top]) for e in ahead] == \
+        [(e.row, e.token, e.finished, [i for i, _ in e.top]) for e in plain] and len(plain) == 2 + 20 + 6
+    for a, b in zip(ahead, plain, strict=True):  # a batch of 2 or 1 rounds a row's logits apart
+        torch.testing.assert_close(a.logits, b.logits, rtol=1e-5, atol=1e-5)
+        assert a.logprob == pytest.approx(b.logprob, abs=1e-5)
+    assert ahead_rows == plain_rows + 1  # the stop-id row's last slot was computed ahead, for nothing
+
+
 @pytest.mark.parametrize("spec, message", [
     (RowSpec([], 5), "1 to 24 tokens"), (RowSpec(list(range(25)), 5), "1 to 24 tokens"),
     (RowSpec([97], 5), "outside the vocabulary"), (RowSpec([1], 0), "max_new_tokens"),

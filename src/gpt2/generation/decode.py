@@ -23,6 +23,7 @@ from torch import Tensor
 from gpt2.errors import GPT2Error
 from gpt2.generation.engine import Engine, RowSpec, decoding
 from gpt2.generation.fast_linear import prepare_for_decoding
+from gpt2.generation.host_transfer import to_device
 from gpt2.generation.options import SamplingOptions
 from gpt2.generation.request import check_request, check_stride, make_generator
 from gpt2.generation.row_sampling import row_keys
@@ -169,6 +170,6 @@ def _decode_loop(model: GPT2, idx: Tensor, r: _Request) -> Iterator[GenerationSt
             for row in [row for row, b in batch_row.items() if done[b]]:
                 engine.cancel(row)
                 del batch_row[row]
-        yield GenerationStep(tokens.to(idx.device), logits)
+        yield GenerationStep(to_device(tokens.tolist(), idx.device), logits)
         if bool(done.all()):
             return

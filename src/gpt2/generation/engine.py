@@ -24,9 +24,10 @@ import torch
 from torch import Tensor
 
 from gpt2.errors import GPT2Error
+from gpt2.generation.host_transfer import HostCopy, to_device
 from gpt2.generation.kv_slots import SlotCache
 from gpt2.generation.options import SamplingOptions
-from gpt2.generation.row_sampling import RowSettings, sample_rows
+from gpt2.generation.row_sampling import RowSettings, chosen_logprobs, sample_rows
 from gpt2.generation.static_cache import make_decoder
 from gpt2.gpt_model import GPT2
 
@@ -93,6 +94,7 @@ class Engine:
         self.cache = SlotCache(model.cfg, max_rows, max_len, model.device, model.dtype)
         self.stride = min(window_stride or max(1, max_len // 4), max_len)
         self.decoder = make_decoder(decoder, model, self.cache)
+        self.run_ahead = model.device.type == "cuda"  # see step (on the CPU nothing would overlap)
         self.rows: list[_Row] = []  # row i lives in slot i
         self.logits: Tensor | None = None  # (A, V): the next-token logits of every row
         self.seen: Tensor | None = None  # bool (A, V): the ids in each row's text (for the penalty)
@@ -128,28 +130,37 @@ class Engine:
 
     @torch.no_grad()
     def step(self) -> list[TokenEvent]:
-        """One token for every row; finished rows leave; the others' next logits are computed."""
+        """One token for every row; finished rows leave; the others' next logits are computed.
+
+        The tokens are drawn on the device. When they cannot change what runs next (no row
+        reaches its limit or fills its window now), the next forward pass is queued before the
+        host reads them: on a GPU the host's bookkeeping then overlaps the pass (a row that
+        drew a stop id has its slot computed for nothing and dropped)."""
         if not self.rows:
             return []
         assert self.logits is not None and self.seen is not None
-        A = len(self.rows)
-        counters = torch.tensor([row.drawn for row in self.rows], device=self.logits.device)
-        tokens = sample_rows(self.logits, self._row_settings(), self.seen, counters)  # (A,)
-        self.seen[torch.arange(A, device=tokens.device), tokens] = True
-        infos = self._logprobs(tokens)
+        logits, A, settings = self.logits, len(self.rows), self._row_settings()
+        counters = (to_device([row.drawn for row in self.rows], logits.device)
+                    if settings.any_sampled else None)  # (A,): each row's place in its stream
+        tokens = sample_rows(logits, settings, self.seen, counters)  # (A,)
+        if settings.any_penalty:
+            self.seen[torch.arange(A, device=tokens.device), tokens] = True
+        infos = chosen_logprobs(logits, tokens, [row.spec.logprobs for row in self.rows])
+        host = HostCopy(tokens)
+        ahead = self.run_ahead and all(row.drawn + 1 < row.spec.max_new_tokens for row in self.rows) \
+            and max(self.cache.lengths[:A]) < self.cache.max_len
+        if ahead:
+            self._advance(tokens)
         events = []
-        for i, (row, token) in enumerate(zip(self.rows, tokens.tolist(), strict=True)):
+        for i, (row, token) in enumerate(zip(self.rows, host.tolist(), strict=True)):
             row.tokens.append(token)
             row.drawn += 1
             finished = "stop" if token in row.spec.stop_ids else (
                 "length" if row.drawn >= row.spec.max_new_tokens else None)
-            events.append(TokenEvent(row.id, token, self.logits[i], *infos[i], finished))
-        finished = [i for i, event in enumerate(events) if event.finished]
-        if finished:  # the rows that stay, in their new slots (no reordering on most steps)
-            order = self._remove(finished)
-            tokens = tokens[torch.tensor(order, dtype=torch.long, device=tokens.device)]
-        if self.rows:
-            self._advance(tokens)
+            events.append(TokenEvent(row.id, token, logits[i], *infos[i], finished))
+        order = self._remove([i for i, event in enumerate(events) if event.finished])
+        if self.rows and not ahead:  # the rows that stay, in their new slots
+            self._advance(tokens[to_device(order, tokens.device)] if len(order) < A else tokens)
         return events
 
     def _check(self, spec: RowSpec) -> None:
@@ -230,17 +241,3 @@ class Engine:
                                             [row.spec.key for row in self.rows],
                                             self.model.cfg.vocab_size, self.model.device)
         return self._settings
-
-    def _logprobs(self, tokens: Tensor) -> list[tuple[float | None, list[tuple[int, float]]]]:
-        """Per row: (the chosen token's log-probability, its top alternatives) if it asked."""
-        wanted = [row.spec.logprobs for row in self.rows]
-        if all(w is None for w in wanted):
-            return [(None, [])] * len(wanted)
-        assert self.logits is not None
-        logp = torch.log_softmax(self.logits.float(), dim=-1)  # (A, V)
-        chosen = logp.gather(1, tokens[:, None]).squeeze(1).tolist()  # (A,)
-        k = max(w for w in wanted if w is not None)
-        values, ids = logp.topk(k, dim=-1)  # (A, k)
-        return [(None, []) if w is None else (lp, list(zip(row_ids[:w], row_values[:w], strict=True)))
-                for w, lp, row_ids, row_values in zip(wanted, chosen, ids.tolist(), values.tolist(),
-                                                       strict=True)]

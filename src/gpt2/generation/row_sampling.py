@@ -121,10 +121,11 @@ def filter_rows(logits: Tensor, s: RowSettings) -> Tensor:
     return logits
 
 
-def sample_rows(logits: Tensor, s: RowSettings, seen: Tensor | None, counters: Tensor) -> Tensor:
+def sample_rows(logits: Tensor, s: RowSettings, seen: Tensor | None, counters: Tensor | None) -> Tensor:
     """logits (A, V) -> the next id of every row (A,) int64, each row by its own settings.
     seen: bool (A, V), the ids already in each row's text (for the penalty); counters: (A,)
-    how many tokens each row has drawn so far (its position in its random stream).
+    how many tokens each row has drawn so far (its position in its random stream; only read
+    when a row samples).
 
     When every sampled row limits top-k, only the k_max best ids can be drawn, so the filters
     and the noise run on those candidates alone (the same draw: the noise of an id does not
@@ -142,5 +143,21 @@ def sample_rows(logits: Tensor, s: RowSettings, seen: Tensor | None, counters: T
     else:
         ids = torch.arange(scaled.size(-1), device=scaled.device).expand_as(scaled)  # (A, V)
     kept = filter_rows(scaled, s)
+    assert counters is not None
     choice = (kept + gumbel_noise(s.keys, counters, ids)).argmax(dim=-1, keepdim=True)  # (A, 1)
     return torch.where(s.greedy, greedy, ids.gather(1, choice).squeeze(1))
+
+
+def chosen_logprobs(logits: Tensor, tokens: Tensor, wanted: Sequence[int | None]
+                    ) -> list[tuple[float | None, list[tuple[int, float]]]]:
+    """logits (A, V), the drawn tokens (A,) -> per row: (the token's log-probability under the
+    raw logits, the `wanted[i]` most likely (id, log-probability) pairs), or (None, []) for a
+    row that asked for neither (wanted None). Reads the host only when some row asked."""
+    if all(w is None for w in wanted):
+        return [(None, [])] * len(wanted)
+    logp = torch.log_softmax(logits.float(), dim=-1)  # (A, V)
+    chosen = logp.gather(1, tokens[:, None]).squeeze(1).tolist()  # (A,)
+    k = max(w for w in wanted if w is not None)
+    values, ids = logp.topk(k, dim=-1)  # (A, k)
+    return [(None, []) if w is None else (lp, list(zip(row_ids[:w], row_values[:w], strict=True)))
+            for w, lp, row_ids, row_values in zip(wanted, chosen, ids.tolist(), values.tolist(), strict=True)]

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from gpt2.generation.compiled_step import CompiledDecoder
+from gpt2.generation.host_transfer import to_device
 from gpt2.generation.kv_slots import SlotCache
 from gpt2.gpt_model import GPT2
 
@@ -58,7 +59,7 @@ class StaticDecoder:
         tokens' positions) -> next-token logits (A, V)."""
         A = tokens.size(0)
         self.tokens[:A, 0].copy_(tokens)
-        self.positions[:A, 0].copy_(torch.tensor(lengths, device=self.positions.device))
+        self.positions[:A, 0].copy_(to_device(lengths, self.positions.device))
         return self._run()[:A]
 
     def _run(self) -> Tensor:
