@@ -18,6 +18,7 @@ from gpt2.cli import main
 from gpt2.finetune.lora import add_lora
 from gpt2.finetune.saved import checkpoint_writer, finetune_info
 from gpt2.tokenizers import get_tokenizer
+from train_helpers import fails
 
 LETTERS = "abcdefghijklmnopqrstuvwxyz"
 TEMPLATE_CHARS = "SystemUserAssistant: \n,.0123456789?+"
@@ -85,8 +86,7 @@ def test_classifier_reaches_100_percent_on_a_separable_set(tmp_path, capsys, one
     record = json.loads((tmp_path / "results.jsonl").read_text())
     assert record["task"] == "classify" and record["metrics"] == {"accuracy": 1.0}
     assert record["report"]["confusion"] == report["confusion"] and record["chance"] == 0.5
-    err = _fails(["eval", "--checkpoint", str(out / "latest"), "--data", str(val), "--task", "choice"],
-                 capsys)
+    err = fails(["eval", "--checkpoint", str(out / "latest"), "--data", str(val), "--task", "choice"], capsys)
     assert "is a classifier; leave --task out" in err
 
 
@@ -143,14 +143,6 @@ def test_full_classifier_run_resumes_bit_for_bit(tmp_path, one_thread):
     assert not torch.equal(tuned["transformer.wte.weight"], before["transformer.wte.weight"])  # all trained
 
 
-def _fails(argv: list[str], capsys) -> str:
-    with pytest.raises(SystemExit) as stop:
-        main(argv)
-    assert stop.value.code == 1
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err
-    return err
-
 
 @pytest.mark.parametrize(("task", "name", "content", "message"), [
     ("chat", "c.jsonl", '{"messages": [{"role": "user", "content": "hi"}]}\n'
@@ -169,27 +161,27 @@ def _fails(argv: list[str], capsys) -> str:
 def test_bad_data_is_refused_in_one_line_naming_file_and_line(tmp_path, capsys, task, name, content, message):
     base = _base(tmp_path / "base")
     (tmp_path / name).write_text(content)
-    err = _fails(["finetune", "--task", task, *_opts(base, tmp_path / "run", 2,
+    err = fails(["finetune", "--task", task, *_opts(base, tmp_path / "run", 2,
                                                      **{"data.train": tmp_path / name})], capsys)
     assert message in err
     assert not (tmp_path / "run").exists()  # nothing written
 
 
 def test_scratch_and_a_chat_checkpoint_are_refused_where_they_cannot_work(tmp_path, capsys):
-    err = _fails(["finetune", "--task", "chat", "--model.init", "scratch"], capsys)
+    err = fails(["finetune", "--task", "chat", "--model.init", "scratch"], capsys)
     assert "--model.init scratch: fine-tuning starts from a model" in err
     base = _base(tmp_path / "base")
-    err = _fails(["classify", "--checkpoint", str(base), "--text", "abc", "--device", "cpu"], capsys)
+    err = fails(["classify", "--checkpoint", str(base), "--text", "abc", "--device", "cpu"], capsys)
     assert "not a fine-tuned checkpoint" in err
     model = GPT2.from_pretrained(base)
     add_lora(model, 2, 4.0, 0.0, ["attn.qkv"])
     lora = {"rank": 2, "alpha": 4.0, "dropout": 0.0, "targets": ["attn.qkv"]}
     checkpoint_writer(finetune_info("chat", str(base), None, lora))(tmp_path / "adapters", model)
-    err = _fails(["finetune", "--task", "chat", "--model.init", str(tmp_path / "adapters")], capsys)
+    err = fails(["finetune", "--task", "chat", "--model.init", str(tmp_path / "adapters")], capsys)
     assert "holds LoRA adapters only" in err and "gpt2 merge" in err
-    err = _fails(["eval", "--checkpoint", str(tmp_path / "adapters"), "--data", "x.txt"], capsys)
+    err = fails(["eval", "--checkpoint", str(tmp_path / "adapters"), "--data", "x.txt"], capsys)
     assert "holds LoRA adapters only" in err and "gpt2 merge" in err
-    err = _fails(["eval", "--checkpoint", str(base), "--data", "x.txt", "--results", "r.jsonl"], capsys)
+    err = fails(["eval", "--checkpoint", str(base), "--data", "x.txt", "--results", "r.jsonl"], capsys)
     assert "--results goes with --task (a benchmark task file) or a classifier checkpoint" in err
 
 

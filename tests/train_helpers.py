@@ -56,9 +56,9 @@ def run_gpt2(args: list[str], timeout: float = 120, **kw: object) -> subprocess.
                           env=env, cwd=ROOT, **kw)
 
 
-def fails_in_one_line(argv: list[str], capsys: object) -> str:
-    """Run `gpt2 ...` in this process; expect exit status 1 and one error line (no traceback; notes
-    such as the device chosen may come before it); return that line."""
+def fails_in_one_line(argv: list[str], capsys: object, notes: bool = True) -> str:
+    """Run `gpt2 ...` in this process; expect exit status 1 and one error line (no traceback; with
+    `notes`, lines such as the device chosen may come before it); return that line."""
     import pytest
 
     from gpt2.cli import main
@@ -70,4 +70,10 @@ def fails_in_one_line(argv: list[str], capsys: object) -> str:
     lines = err.splitlines()
     assert lines[-1].startswith("gpt2: error:") and "Traceback" not in err, err
     assert all(line.startswith("gpt2: ") and "error" not in line for line in lines[:-1]), err
+    assert notes or len(lines) == 1, err
     return lines[-1]
+
+
+def fails(argv: list[str], capsys: object) -> str:
+    """`fails_in_one_line` for commands that print nothing before their error: stderr is one line."""
+    return fails_in_one_line(argv, capsys, notes=False)
