@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 # Under pytest-xdist (`pytest -n 2`) each worker is a process of its own: give each its share of
 # the cores, so two workers running torch do not each start a thread per core and wait on each
@@ -42,6 +43,14 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def good(tmp_path) -> Path:
+    """A small, valid UTF-8 corpus file."""
+    path = tmp_path / "good.txt"
+    path.write_text("To be, or not to be, that is the question.\n\n" * 200, encoding="utf-8")
+    return path
 
 
 def kill_after(script: str, delay: float) -> None:
