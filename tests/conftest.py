@@ -21,6 +21,9 @@ if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
     torch.set_num_threads(min(torch.get_num_threads(), _SHARE))
 
 from gpt2 import GPT2, GPT2Config
+from gpt2.runtime import probe
+from gpt2.runtime.probe import combo_key
+from hardware_helpers import fake_seconds
 
 
 def tiny_config(**overrides) -> GPT2Config:
@@ -51,6 +54,22 @@ def good(tmp_path) -> Path:
     path = tmp_path / "good.txt"
     path.write_text("To be, or not to be, that is the question.\n\n" * 200, encoding="utf-8")
     return path
+
+
+@pytest.fixture
+def fake_probe(monkeypatch, tmp_path):
+    """Cache in tmp_path; `measure` returns `fake_seconds` and records what it was asked."""
+    monkeypatch.setenv("GPT2_CACHE_DIR", str(tmp_path))
+    calls: list[list[tuple[str, str, int]]] = []
+
+    def measure(cfg, batch, seq, combos):
+        calls.append(list(combos))
+        return {combo_key(*c): fake_seconds(*c) for c in combos}
+
+    monkeypatch.setattr(probe, "measure", measure)
+    monkeypatch.setattr(probe, "others_share", lambda before, after: 0.0)  # a quiet machine...
+    monkeypatch.setattr(probe, "LOAD_SAMPLE_S", 0.0)  # ...sampled at once
+    return calls
 
 
 def kill_after(script: str, delay: float) -> None:
