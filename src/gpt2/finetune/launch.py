@@ -31,10 +31,10 @@ from gpt2.training.checkpointing import LATEST, load_resume_state
 from gpt2.training.distributed import dist_info_from_env, init_distributed, launched_by_torchrun
 from gpt2.training.engine import Trainer
 from gpt2.training.fit_data import capped_steps
-from gpt2.training.launch import build_model
+from gpt2.training.launch import build_model, trainer_in_its_folder
 from gpt2.training.plan import model_config
 from gpt2.training.resume import check_changes, keep_saved_seed, saved_choices, saved_config
-from gpt2.training.run_folder import check_out_dir, claim_out_dir, lock_run_folder
+from gpt2.training.run_folder import check_out_dir
 
 
 def build_finetuner(cfg: FinetuneConfig, resume: bool = False, allow_changes: bool = False,
@@ -83,27 +83,20 @@ def build_finetuner(cfg: FinetuneConfig, resume: bool = False, allow_changes: bo
     where = (info.rank, info.world_size, str(info.device))
     train = ExampleBatches(*examples.train, micro, cfg.train.seed, *where)
     val = val_batches(*examples.val, cfg.eval.batch_size or micro, *where)
-    trainer = Trainer(cfg, model, train, val, tokenizer if cfg.task.name == "chat" else None, info,
-                      runtime.dtype, examples.width)
     lora = dataclasses.asdict(cfg.lora) if cfg.lora.rank else None
-    trainer.checkpoints.tokenizer = tokenizer  # (a classifier's Validator gets none: it samples no text)
-    info_json = finetune_info(cfg.task.name, source, examples.classes, lora)
-    trainer.checkpoints.write = checkpoint_writer(info_json)
-    trainer.checkpoints.run_config["runtime"] = runtime.record()
-    trainer.header = run_header(cfg, model, examples)
-    if info.is_main:  # one process per run folder; never replace another run without being asked
-        trainer.checkpoints.folder = lock_run_folder(out) if resume else claim_out_dir(out, overwrite)
+    state = None
+    if resume:
+        restore_weights(model, ckpt, read_info(ckpt) or {"lora": lora})
+        state = load_resume_state(ckpt)
+    header = run_header(cfg, model, examples)
     if info.is_main:
         for note in notes + examples.notes:
             print(f"gpt2: note: {note}", file=sys.stderr)
-        print("gpt2: " + describe_header(trainer.header), file=sys.stderr)
-    if resume:
-        restore_weights(model, ckpt, read_info(ckpt) or {"lora": lora})
-        trainer.restore(load_resume_state(ckpt))
-        if info.is_main:
-            print(f"gpt2: resumed from {ckpt} at step {trainer.progress.step} of {cfg.train.max_steps}",
-                  file=sys.stderr)
-    return trainer
+        print("gpt2: " + describe_header(header), file=sys.stderr)
+    writer = checkpoint_writer(finetune_info(cfg.task.name, source, examples.classes, lora))
+    return trainer_in_its_folder(cfg, model, train, val, tokenizer, info, runtime.dtype, examples.width,
+                                 overwrite=overwrite, state=state, header=header, writer=writer,
+                                 record={"runtime": runtime.record()}, text=cfg.task.name == "chat")
 
 
 def _tokenizer(source: str) -> Tokenizer:

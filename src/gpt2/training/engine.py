@@ -56,13 +56,17 @@ class Trainer:
                  tokenizer: Any = None, info: DistInfo | None = None, amp_dtype: torch.dtype | None = None,
                  window: int | None = None, *, header: dict[str, Any] | None = None,
                  record: dict[str, Any] | None = None, folder: Any = None,
-                 state: dict[str, Any] | None = None) -> None:
+                 state: dict[str, Any] | None = None, writer: Callable[..., None] | None = None,
+                 text: bool = True) -> None:
         """amp_dtype: the autocast precision (default: cfg.system.dtype, which must then be
         concrete: `auto` is resolved by gpt2.runtime, as launch.build_trainer does);
         window: tokens per training sequence (default: cfg.train.context_length or the model's);
         header: the run's facts, first row of metrics.jsonl (launch.run_header); record: saved
         beside the settings in train_config.json (how the run runs: `runtime`); folder: the
-        locked run folder (see RunCheckpoints); state: a saved `training_state()` to continue from."""
+        locked run folder (see RunCheckpoints); state: a saved `training_state()` to continue from;
+        writer: what writes one checkpoint (default save_checkpoint; fine-tuning writes its own
+        kind); text: whether the model writes text (a classifier does not: its evaluation then
+        samples nothing and reports no bits per byte, though its checkpoints keep the tokenizer)."""
         self.cfg = cfg
         self.info = info or DistInfo(device=model.device)
         self.device = self.info.device
@@ -82,12 +86,14 @@ class Trainer:
         self.out_dir = Path(cfg.train.out_dir)
         self.window = window or cfg.train.context_length or model.cfg.context_length
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
-        self.validator = Validator(self.fast_model, model, val_batches, tokenizer, cfg.eval, cfg.train.seed,
-                                   self.info, self.amp_dtype)
+        self.validator = Validator(self.fast_model, model, val_batches, tokenizer if text else None, cfg.eval,
+                                   cfg.train.seed, self.info, self.amp_dtype)
         sharded_optimizer = self.optimizer if cfg.system.parallel == "fsdp" else None
         self.checkpoints = run_checkpoints(self.out_dir, tokenizer, {**cfg.to_dict(), **(record or {})},
                                            self.info, sharded_optimizer)
         self.checkpoints.folder = folder  # held by this process; an old run set aside goes at the first save
+        if writer is not None:
+            self.checkpoints.write = writer
         self.header = header or {}
         self.metrics: MetricsLog | None = None
         self.signals = StepSignals(self.info)

@@ -15,7 +15,7 @@ from gpt2.config import GPT2Config
 from gpt2.data.loaders import RandomWindowLoader, SequentialLoader
 from gpt2.data.meta import ShardsMeta
 from gpt2.gpt_model import GPT2
-from gpt2.training.checkpointing import load_resume_state
+from gpt2.training.checkpointing import LATEST, load_resume_state
 from gpt2.training.config import RunConfig
 from gpt2.training.distributed import DistInfo, dist_info_from_env, init_distributed
 from gpt2.training.engine import Trainer
@@ -44,22 +44,33 @@ def build(plan: RunPlan) -> Trainer:
         print_notes(plan)
     if info.is_main and cfg.system.progress:  # shown with the progress bar; always in metrics.jsonl
         print("gpt2: " + describe_header(header), file=sys.stderr)
-    out = Path(cfg.train.out_dir)
     state = load_resume_state(Path(plan.source)) if plan.start == "resume" else None
+    return trainer_in_its_folder(cfg, model, train_batches, val_batches, plan.tokenizer, info,
+                                 plan.runtime.dtype, plan.window, overwrite=plan.overwrite, state=state,
+                                 header=header, record={"runtime": plan.runtime.record()})
+
+
+def trainer_in_its_folder(cfg: Any, model: torch.nn.Module, train_batches: Any, val_batches: Any,
+                          tokenizer: Any, info: DistInfo, amp_dtype: torch.dtype, window: int, *,
+                          overwrite: bool, state: dict[str, Any] | None, **kwargs: Any) -> Trainer:
+    """A Trainer (its arguments as Trainer's) holding its run folder: the main process claims
+    cfg.train.out_dir (or, resuming from `state`, locks it) first, and gives it back if the
+    Trainer cannot be built (e.g. a saved optimizer state that does not fit). Says where a
+    resume continues."""
+    out = Path(cfg.train.out_dir)
     folder = None  # one process per run folder; never replace another run without being asked
     if info.is_main:
-        folder = lock_run_folder(out) if plan.start == "resume" else claim_out_dir(out, plan.overwrite)
+        folder = lock_run_folder(out) if state is not None else claim_out_dir(out, overwrite)
     try:
-        trainer = Trainer(cfg, model, train_batches, val_batches, plan.tokenizer, info, plan.runtime.dtype,
-                          plan.window, header=header, record={"runtime": plan.runtime.record()},
-                          folder=folder, state=state)
-    except BaseException:  # e.g. a saved optimizer state that does not fit: give the folder back now
+        trainer = Trainer(cfg, model, train_batches, val_batches, tokenizer, info, amp_dtype, window,
+                          folder=folder, state=state, **kwargs)
+    except BaseException:
         if folder is not None:  # (a process ending does so too; a caller that goes on, e.g. a notebook, not)
             folder.undo()
             folder.release()
         raise
     if state is not None and info.is_main:
-        print(f"gpt2: resumed from {plan.source} at step {trainer.progress.step} of {cfg.train.max_steps}",
+        print(f"gpt2: resumed from {out / LATEST} at step {trainer.progress.step} of {cfg.train.max_steps}",
               file=sys.stderr)
     return trainer
 
