@@ -24,6 +24,7 @@ from gpt2 import GPT2, GPT2Config
 from gpt2.runtime import probe
 from gpt2.runtime.probe import combo_key
 from hardware_helpers import fake_seconds
+from train_helpers import make_char_data, run_gpt2, tiny_args
 
 
 def tiny_config(**overrides) -> GPT2Config:
@@ -46,6 +47,21 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A char-level `gpt2 prepare` folder of train_helpers.TEXT, one per test module."""
+    return make_char_data(tmp_path_factory.mktemp("data"))
+
+
+@pytest.fixture(scope="module")
+def run(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """One finished 12-step run in a real `gpt2 train` process: (run folder, stdout)."""
+    out = tmp_path_factory.mktemp("run")
+    result = run_gpt2(tiny_args(data, out, steps=12, **{"eval.interval": 4}))
+    assert result.returncode == 0, result.stderr
+    return out, result.stdout
 
 
 @pytest.fixture

@@ -19,7 +19,6 @@ from gpt2.runtime.options import DeviceOptions
 from gpt2.runtime.probe import combo_key
 from hardware_helpers import CFG, ZEN3, ZEN4, fake_seconds
 
-
 # --- the cache ---------------------------------------------------------------------------------
 
 def test_cache_hit_does_not_probe_again(fake_probe):

@@ -17,12 +17,7 @@ from safetensors.torch import load_file, save_file
 
 from gpt2.cli import main
 from gpt2.files import sha256_file
-from train_helpers import fails_in_one_line, make_char_data, tiny_args
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_char_data(tmp_path_factory.mktemp("data"))
+from train_helpers import fails_in_one_line, tiny_args
 
 
 @pytest.fixture(scope="module")

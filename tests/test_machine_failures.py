@@ -19,14 +19,9 @@ from gpt2.data.loaders import RandomWindowLoader, SequentialLoader
 from gpt2.data.prepare import PrepareOptions, prepare
 from gpt2.data.shards import split_shards
 from gpt2.errors import GPT2Error
-from train_helpers import ROOT, TEXT, VENV_BIN, make_char_data, tiny_args
+from train_helpers import ROOT, TEXT, VENV_BIN, tiny_args
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_char_data(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")

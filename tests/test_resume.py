@@ -17,12 +17,7 @@ from gpt2 import GPT2
 from gpt2.checkpoint import load_training_state
 from gpt2.cli import main
 from gpt2.training.checkpointing import capture_rng, restore_rng
-from train_helpers import ROOT, VENV_BIN, make_char_data, run_gpt2, tiny_args, train_losses
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_char_data(tmp_path_factory.mktemp("data"))
+from train_helpers import ROOT, VENV_BIN, run_gpt2, tiny_args, train_losses
 
 
 @pytest.fixture(scope="module")

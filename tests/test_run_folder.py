@@ -13,12 +13,7 @@ import pytest
 
 from gpt2.cli import main
 from gpt2.training.run_folder import lock_run_folder
-from train_helpers import ROOT, VENV_BIN, fails_in_one_line, make_char_data, tiny_args
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_char_data(tmp_path_factory.mktemp("data"))
+from train_helpers import ROOT, VENV_BIN, fails_in_one_line, tiny_args
 
 
 @pytest.fixture(scope="module")

@@ -12,22 +12,7 @@ import torch
 from gpt2 import GPT2
 from gpt2.checkpoint import load_training_state
 from gpt2.cli import main
-from train_helpers import TEXT, fails, make_char_data, run_gpt2, tiny_args, train_losses
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_char_data(tmp_path_factory.mktemp("data"))
-
-
-@pytest.fixture(scope="module")
-def run(data: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
-    """One finished 12-step run in a real `gpt2 train` process: (run folder, stdout)."""
-    out = tmp_path_factory.mktemp("run")
-    result = run_gpt2(tiny_args(data, out, steps=12, **{"eval.interval": 4}))
-    assert result.returncode == 0, result.stderr
-    return out, result.stdout
-
+from train_helpers import TEXT, fails, make_char_data, tiny_args, train_losses
 
 
 def test_run_writes_checkpoints_metrics_plot_and_summary(run: tuple[Path, str]) -> None:
