@@ -236,3 +236,27 @@ def test_half_layer_equals_its_reference_and_rounds_only_the_weights(rows):
         torch.testing.assert_close(y, want, atol=1e-5, rtol=1e-5)
         assert 0 < (y - linear(x)).abs().max().item() < 1e-2  # float16 weights: close, not equal
         assert torch.equal(copy.deepcopy(layer)(x), y)  # the packed weight is remade, not copied
+
+
+@needs_fbgemm
+def test_loading_int8_says_when_int8_dynamic_is_the_faster_8_bit_mode(tmp_path, capsys, monkeypatch):
+    """int8's loops beat FBGEMM's int8 kernel only in the compiled step with AVX-512 code (their
+    wide integer loads); elsewhere `--quantize int8` gets a note pointing to int8-dynamic."""
+    from gpt2.checkpoint import save_checkpoint
+    from gpt2.generation import quantize_dynamic
+    from gpt2.generation.text import TextGenerator
+    from gpt2.runtime.options import DeviceOptions
+    from gpt2.tokenizers import get_tokenizer
+
+    for avx512 in (True, False):
+        monkeypatch.setattr(quantize_dynamic, "AVX512_CODE", avx512)
+        assert quantize_dynamic.faster_than_int8(compiled=True) is not avx512
+        assert quantize_dynamic.faster_than_int8(compiled=False)
+    tok = get_tokenizer("char", text="abcdefgh")
+    save_checkpoint(tmp_path / "ck", GPT2(GPT2Config(vocab_size=tok.vocab_size, context_length=16, emb_dim=16,
+                                                     n_heads=2, n_layers=1)), tokenizer=tok)
+    for quantize in ("int8", "int8-dynamic"):  # eagerly (gpt2 generate's default)
+        text = TextGenerator.load(tmp_path / "ck", None, DeviceOptions("cpu", "auto", 1), quantize=quantize)
+        assert type(text.model.lm_head) is (Int8Linear if quantize == "int8" else DynamicInt8Linear)
+        noted = "--quantize int8-dynamic decodes faster than int8" in capsys.readouterr().err
+        assert noted == (quantize == "int8")

@@ -39,10 +39,11 @@ class GenerateOptions:
         seed: Makes sampling reproducible.
         interactive: Read prompts from stdin one line at a time without reloading (`--interactive true`).
         tokenizer: Override the checkpoint's tokenizer: gpt2, a tokenizer directory, or a .model file.
-        quantize: int8: weight-only int8 (per-channel, activations in float32) for faster CPU decoding;
-            int8-dynamic: int8 weights and activations (llama.cpp's q8_0 idea, FBGEMM), faster still
-            on x86; fp16: float16 weights, float32 activations (FBGEMM), the fastest 16-bit decoding on
-            x86; all need float32 (--dtype auto or float32).
+        quantize: int8: weight-only int8 (per-channel, activations in float32) for faster CPU decoding,
+            the faster 8-bit mode with --compile true on an AVX-512 CPU; int8-dynamic: int8 weights
+            and activations (llama.cpp's q8_0 idea, FBGEMM), the faster one elsewhere on x86; fp16:
+            float16 weights, float32 activations (FBGEMM), the fastest 16-bit decoding on x86; all
+            need float32 (--dtype auto or float32).
     """
 
     checkpoint: str

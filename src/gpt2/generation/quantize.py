@@ -53,7 +53,7 @@ def int8_linear_reference(x: Tensor, w_int8: Tensor, scales: Tensor, bias: Tenso
 
 _SHIFTS = torch.tensor([24, 16, 8, 0], dtype=torch.int32).view(4, 1)
 # Whether torch (and so inductor, which follows ATEN_CPU_CAPABILITY too) runs AVX-512 code here.
-_AVX512 = torch.backends.cpu.get_cpu_capability() == "AVX512"
+AVX512_CODE = torch.backends.cpu.get_cpu_capability() == "AVX512"
 
 
 def _int8_matmul(x4: Tensor, w32: Tensor, scales: Tensor, shifts: Tensor) -> Tensor:
@@ -137,7 +137,7 @@ class Int8Linear(OpaqueWhenCompiled, nn.Module):
         the loop would recompute x's LayerNorm for every output). With AVX-512 the plain
         formula (`one_row_linear`); inductor's AVX2 code for plain int8 loads is ~5x slower,
         so there `_int8_matmul`'s int32 words (measured, benchmarks/RESULTS.md)."""
-        if _AVX512:
+        if AVX512_CODE:
             return one_row_linear(x, self.weight, self.bias, self.scales)
         if self.in_features % 4:  # not whole int32 words: the kernel, as one call
             return self.opaque_forward(x)

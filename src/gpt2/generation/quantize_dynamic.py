@@ -39,9 +39,10 @@ from torch import Tensor, nn
 
 from gpt2.errors import GPT2Error
 from gpt2.generation.opaque_linear import call_packed
-from gpt2.generation.quantize import Int8Linear, quantize_weight, replace_linears
+from gpt2.generation.quantize import AVX512_CODE, Int8Linear, quantize_weight, replace_linears
 
-__all__ = ["DynamicInt8Linear", "activation_levels", "dynamic_linear_reference", "quantize_int8_dynamic"]
+__all__ = ["DynamicInt8Linear", "activation_levels", "dynamic_linear_reference", "faster_than_int8",
+           "quantize_int8_dynamic"]
 
 
 def dynamic_linear_reference(x: Tensor, w_int8: Tensor, scales: Tensor, bias: Tensor | None = None,
@@ -83,6 +84,16 @@ def activation_levels() -> int | None:
     except (AttributeError, RuntimeError, NotImplementedError):
         pass
     return None
+
+
+def faster_than_int8(compiled: bool) -> bool:
+    """Whether `--quantize int8-dynamic` decodes faster than weight-only `int8` here: wherever
+    FBGEMM's int8 kernel runs (x86), except in the compiled step (`compiled`) on a CPU where
+    torch runs AVX-512 code, whose wide integer loads make inductor's int8 loops the faster
+    (1.12-1.22x llama.cpp's q8_0 against 0.92-1.05x; without AVX-512 int8-dynamic is 1.4-1.6x
+    faster; eagerly FBGEMM's kernel reads the weights ~1.6x faster than int8's own loop:
+    benchmarks/RESULTS.md)."""
+    return activation_levels() is not None and not (compiled and AVX512_CODE)
 
 
 class DynamicInt8Linear(Int8Linear):

@@ -24,7 +24,7 @@ from gpt2.generation.fast_linear import prepare_for_decoding
 from gpt2.generation.half_linear import quantize_fp16
 from gpt2.generation.options import QUANTIZE_CHOICES, SamplingOptions
 from gpt2.generation.quantize import quantize_int8
-from gpt2.generation.quantize_dynamic import quantize_int8_dynamic
+from gpt2.generation.quantize_dynamic import faster_than_int8, quantize_int8_dynamic
 from gpt2.generation.row_sampling import row_keys
 from gpt2.generation.stopping import StopMatcher
 from gpt2.generation.streaming import StreamDecoder
@@ -85,6 +85,9 @@ class TextGenerator:
         if quantize:  # quantized weights replace the choice of a float precision
             system = dataclasses.replace(system, dtype="float32")
         runtime = resolve_runtime(system, read_config(checkpoint), purpose, batch_size=rows)
+        if quantize == "int8" and runtime.device.type == "cpu" and faster_than_int8(decoder == "compiled"):
+            print("gpt2: note: here --quantize int8-dynamic decodes faster than int8, with a little more "
+                  "rounding (docs/generation.md, 'Which 8-bit mode')", file=sys.stderr)
         text = cls.from_checkpoint(checkpoint, tokenizer, runtime.device, runtime.dtype,
                                    quantize or runtime.weights)
         if decoder == "compiled" and runtime.device.type != "cpu":
