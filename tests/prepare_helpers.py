@@ -4,20 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from gpt2.cli import main
+from train_helpers import fails
 
 
 def cli_error(capsys, *argv: str) -> str:
-    """Run `gpt2 argv...`; assert it fails cleanly and return its one error line."""
-    with pytest.raises(SystemExit) as exit_info:
-        main([*argv, "--progress", "false"] if argv[0] == "prepare" else list(argv))
-    assert exit_info.value.code == 1
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("gpt2: error: "), err
-    assert "Traceback" not in err[0]
-    return err[0]
+    """train_helpers.fails for `gpt2 argv...`, with prepare's progress bars off: its one error line."""
+    return fails([*argv, "--progress", "false"] if argv[0] == "prepare" else list(argv), capsys)
 
 
 def snapshot(folder: Path) -> dict[str, bytes]:

@@ -170,6 +170,6 @@ def _decode_loop(model: GPT2, idx: Tensor, r: _Request) -> Iterator[GenerationSt
             for row in [row for row, b in batch_row.items() if done[b]]:
                 engine.cancel(row)
                 del batch_row[row]
-        yield GenerationStep(to_device(tokens.tolist(), idx.device), logits)
+        yield GenerationStep(to_device(tokens, idx.device), logits)
         if bool(done.all()):
             return

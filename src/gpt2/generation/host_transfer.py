@@ -17,12 +17,13 @@ import torch
 from torch import Tensor
 
 
-def to_device(values: Sequence[int], device: torch.device) -> Tensor:
-    """Python ints -> a (len(values),) int64 tensor on `device`, queued behind the work
-    already there (from pinned memory on CUDA) rather than waiting for it."""
+def to_device(values: Sequence[int] | Tensor, device: torch.device) -> Tensor:
+    """Python ints or a CPU tensor -> that tensor on `device`, queued behind the work already
+    there (from pinned memory on CUDA) rather than waiting for it; on the CPU, no copy of a tensor."""
+    host = torch.as_tensor(values)
     if device.type != "cuda":
-        return torch.tensor(values, device=device)
-    return torch.tensor(values, pin_memory=True).to(device, non_blocking=True)
+        return host.to(device)
+    return host.pin_memory().to(device, non_blocking=True)
 
 
 class HostCopy:

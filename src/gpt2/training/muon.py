@@ -99,6 +99,16 @@ class Muon(torch.optim.Optimizer):
         super().__init__(groups, dict(lr=lr, momentum=momentum, betas=betas, eps=eps,
                                       weight_decay=0.0, muon=False))
         self.ns_dtype = ns_dtype
+        self.register_load_state_dict_post_hook(Muon._steps_as_the_kernel_takes)
+
+    @staticmethod
+    def _steps_as_the_kernel_takes(optimizer: torch.optim.Optimizer) -> None:
+        """After a load, once: every AdamW step count as torch's fused kernel takes it, a float32
+        tensor on its parameter's device (a loaded state dict keeps it on the CPU, where the
+        CUDA kernel refuses it; runs saved before 2026-12 stored it as an int)."""
+        for p, state in optimizer.state.items():
+            if "step" in state:
+                state["step"] = torch.as_tensor(state["step"], dtype=torch.float32, device=p.device)
 
     @torch.no_grad()
     def step(self, closure=None) -> None:  # noqa: ANN001 (torch's signature)
@@ -141,14 +151,11 @@ class Muon(torch.optim.Optimizer):
               weight_decay=group["weight_decay"], eps=group["eps"], maximize=False)
 
     def _adamw_state(self, p: Tensor) -> dict:
-        """The moments of `p`, and its step count as the tensor torch's kernel takes: float32
-        on `p`'s device (runs saved before 2026-12 stored it as an int; a loaded state dict
-        keeps it on the CPU, where the CUDA kernel refuses it)."""
+        """The moments of `p`, and its step count as the tensor torch's kernel takes (float32 on
+        `p`'s device; a loaded state is converted once, `_steps_as_the_kernel_takes`)."""
         state = self.state[p]
         if not state:
             state["step"] = torch.zeros((), device=p.device)
             state["exp_avg"] = torch.zeros_like(p)
             state["exp_avg_sq"] = torch.zeros_like(p)
-        else:  # a no-op when it is already so
-            state["step"] = torch.as_tensor(state["step"], dtype=torch.float32, device=p.device)
         return state
